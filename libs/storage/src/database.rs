@@ -1,0 +1,189 @@
+//! A connection pool to SQLite or PostgreSQL, chosen by URL.
+
+use std::path::Path;
+use std::sync::Once;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor as _};
+
+use crate::{Migrations, StorageError};
+
+/// Which database server a [`Database`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Pool settings; the defaults suit one service replica.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub max_connections: u32,
+    /// How long a query waits for a free connection before failing.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A service's database: a pool plus the backend it runs on.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+// SQLite settings for a server workload: readers do not block the writer
+// (WAL), a busy writer is waited for instead of failing at once, and
+// foreign keys are enforced as on PostgreSQL.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; \
+     PRAGMA synchronous = NORMAL; \
+     PRAGMA busy_timeout = 5000; \
+     PRAGMA foreign_keys = ON;";
+
+impl Database {
+    /// Connects to `url`: `sqlite://path/to.db`, `sqlite::memory:`, or
+    /// `postgres://user@host:port/db`. A SQLite file and its directory are
+    /// created if missing.
+    pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, StorageError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+
+        let backend = backend_of(url)?;
+        let url = match backend {
+            Backend::Sqlite => prepare_sqlite_url(url)?,
+            Backend::Postgres => url.to_owned(),
+        };
+        let connect_options: AnyConnectOptions = url
+            .parse()
+            .map_err(|error: sqlx::Error| StorageError::Config(error.to_string()))?;
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let pool = AnyPoolOptions::new()
+            // Every connection to an in-memory SQLite database is a separate
+            // database, so such a pool holds exactly one.
+            .max_connections(if in_memory { 1 } else { options.max_connections })
+            .acquire_timeout(options.acquire_timeout)
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        connection.execute(SQLITE_PRAGMAS).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(connect_options)
+            .await
+            .map_err(StorageError::from)?;
+        tracing::debug!(?backend, "database connected");
+        Ok(Self { pool, backend })
+    }
+
+    /// Applies every migration not yet applied. Safe to run from several
+    /// replicas at once: PostgreSQL serialises them with an advisory lock.
+    pub async fn migrate(&self, migrations: &Migrations) -> Result<(), StorageError> {
+        migrations.migrator(self.backend).run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a transaction that will write.
+    ///
+    /// On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`): a
+    /// deferred transaction that upgrades from read to write fails with
+    /// `SQLITE_BUSY` instead of waiting when another writer is active.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StorageError> {
+        let transaction = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(transaction)
+    }
+
+    /// Round-trips a trivial query: readiness probes call this.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn backend_of(url: &str) -> Result<Backend, StorageError> {
+    if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Backend::Postgres)
+    } else {
+        Err(StorageError::Config(format!(
+            "unsupported database URL scheme in {:?}: expected sqlite: or postgres://",
+            url.split_once(':').map_or(url, |(scheme, _)| scheme)
+        )))
+    }
+}
+
+/// Adds `mode=rwc` (create if missing) and creates the file's directory.
+fn prepare_sqlite_url(url: &str) -> Result<String, StorageError> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.contains("mode=memory") {
+        return Ok(url.to_owned());
+    }
+    if let Some(parent) = Path::new(path).parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|error| {
+            StorageError::Config(format!("cannot create directory {}: {error}", parent.display()))
+        })?;
+    }
+    if query.contains("mode=") {
+        return Ok(url.to_owned());
+    }
+    let separator = if url.contains('?') { "&" } else { "?" };
+    Ok(format!("{url}{separator}mode=rwc"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_scheme_is_a_config_error() {
+        let error = backend_of("mysql://localhost/db").unwrap_err().to_string();
+        assert!(error.contains("\"mysql\""), "{error}");
+    }
+
+    #[test]
+    fn sqlite_url_gets_create_mode_and_directory() {
+        let dir = tempfile_dir();
+        let url = format!("sqlite://{}/nested/identity.db", dir.display());
+        let prepared = prepare_sqlite_url(&url).unwrap();
+        assert_eq!(prepared, format!("{url}?mode=rwc"));
+        assert!(dir.join("nested").is_dir());
+        let with_query = format!("sqlite://{}/a.db?cache=shared", dir.display());
+        assert_eq!(
+            prepare_sqlite_url(&with_query).unwrap(),
+            format!("{with_query}&mode=rwc")
+        );
+        assert_eq!(prepare_sqlite_url("sqlite::memory:").unwrap(), "sqlite::memory:");
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("gateway-storage-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

@@ -1,0 +1,8 @@
+CREATE TABLE items (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    amount_micros BIGINT NOT NULL CHECK (amount_micros >= 0),
+    enabled BOOLEAN NOT NULL,
+    payload BYTEA,
+    created_at BIGINT NOT NULL
+);
