@@ -6,6 +6,7 @@ pub mod config;
 pub mod grpc;
 pub mod metrics;
 pub mod ops;
+pub mod process;
 pub mod shutdown;
 
 pub use tokio_util::sync::CancellationToken;

@@ -1,1 +1,31 @@
-fn main() {}
+//! `gateway-catalog`: the catalog service as its own process.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use gateway_catalog::{BinaryConfig, Catalog};
+use gateway_runtime::process::{BinarySpec, Process};
+
+const SPEC: BinarySpec = BinarySpec {
+    binary: "gateway-catalog",
+    service_name: "catalog",
+    about: "APIs, routes, upstreams, AI channels and prices",
+    flags: &[],
+    flags_usage: "",
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    gateway_runtime::process::run(SPEC, run).await
+}
+
+async fn run(config: BinaryConfig, process: Process) -> anyhow::Result<()> {
+    let listener = gateway_runtime::bind("catalog grpc", config.catalog.listen_addr).await?;
+    let service = Catalog::open(&config.catalog)
+        .await
+        .context("failed to open the catalog store")?;
+    service
+        .serve(listener, process.shutdown, &config.runtime)
+        .await
+        .context("catalog server failed")
+}

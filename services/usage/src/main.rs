@@ -1,1 +1,31 @@
-fn main() {}
+//! `gateway-usage`: the usage service as its own process.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use gateway_usage::{BinaryConfig, Usage};
+use gateway_runtime::process::{BinarySpec, Process};
+
+const SPEC: BinarySpec = BinarySpec {
+    binary: "gateway-usage",
+    service_name: "usage",
+    about: "usage events, audit logs and stats",
+    flags: &[],
+    flags_usage: "",
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    gateway_runtime::process::run(SPEC, run).await
+}
+
+async fn run(config: BinaryConfig, process: Process) -> anyhow::Result<()> {
+    let listener = gateway_runtime::bind("usage grpc", config.usage.listen_addr).await?;
+    let service = Usage::open(&config.usage)
+        .await
+        .context("failed to open the usage store")?;
+    service
+        .serve(listener, process.shutdown, &config.runtime)
+        .await
+        .context("usage server failed")
+}

@@ -55,10 +55,11 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let (service, method) = split_rpc_path(request.uri().path());
+        let (service, method) = (service.to_owned(), method.to_owned());
         MetricsFuture {
             inner: self.inner.call(request),
-            service: service.to_owned(),
-            method: method.to_owned(),
+            service,
+            method,
             started: Instant::now(),
         }
     }

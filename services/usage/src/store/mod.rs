@@ -1,0 +1,205 @@
+//! Usage's SQL store: usage events, written in idempotent batches.
+
+use gateway_storage::{Database, Migrations, StorageError, now_micros};
+
+pub static MIGRATIONS: Migrations = gateway_storage::migrations!(
+    1 "usage events" => "0001_usage_events.sql",
+);
+
+/// One request the edge served, as stored. Mirrors `gateway.usage.v1.UsageEvent`
+/// without the audit bodies, which live in segment files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageRecord {
+    pub event_id: String,
+    pub occurred_at_micros: i64,
+    pub tenant_id: String,
+    pub user_id: String,
+    pub key_id: String,
+    pub client_id: String,
+    pub group_id: String,
+    pub api_id: String,
+    pub model: String,
+    pub upstream_model: String,
+    pub channel_id: String,
+    pub method: String,
+    pub path: String,
+    pub status: i32,
+    pub latency_micros: i64,
+    pub upstream_latency_micros: i64,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cached_tokens: i64,
+    pub cost_micros: i64,
+    pub request_id: String,
+    pub trace_id: String,
+    pub stream: bool,
+    pub error_message: String,
+    pub remote_ip: String,
+    pub user_agent: String,
+}
+
+const COLUMNS: &str = "event_id, occurred_at, ingested_at, tenant_id, user_id, key_id, client_id, \
+     group_id, api_id, model, upstream_model, channel_id, method, path, status, latency_micros, \
+     upstream_latency_micros, bytes_in, bytes_out, prompt_tokens, completion_tokens, \
+     cached_tokens, cost_micros, request_id, trace_id, is_stream, error_message, remote_ip, \
+     user_agent";
+const COLUMN_COUNT: usize = 29;
+
+/// Rows per INSERT statement: well under SQLite's 32,766 bound parameters
+/// and PostgreSQL's 65,535.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// The outcome of storing a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Newly stored events.
+    pub stored: u64,
+    /// Events whose id was already stored (a replay).
+    pub duplicates: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct UsageStore {
+    db: Database,
+}
+
+impl UsageStore {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Stores `records` in one transaction with multi-row inserts; events
+    /// already stored are skipped. Once this returns, the batch is durable.
+    pub async fn insert_batch(&self, records: &[UsageRecord]) -> Result<BatchOutcome, StorageError> {
+        let ingested_at = now_micros();
+        let mut transaction = self.db.begin_write().await?;
+        let mut stored = 0;
+        for chunk in records.chunks(ROWS_PER_STATEMENT) {
+            let sql = insert_statement(chunk.len());
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for record in chunk {
+                query = query
+                    .bind(record.event_id.clone())
+                    .bind(record.occurred_at_micros)
+                    .bind(ingested_at)
+                    .bind(record.tenant_id.clone())
+                    .bind(record.user_id.clone())
+                    .bind(record.key_id.clone())
+                    .bind(record.client_id.clone())
+                    .bind(record.group_id.clone())
+                    .bind(record.api_id.clone())
+                    .bind(record.model.clone())
+                    .bind(record.upstream_model.clone())
+                    .bind(record.channel_id.clone())
+                    .bind(record.method.clone())
+                    .bind(record.path.clone())
+                    .bind(record.status)
+                    .bind(record.latency_micros)
+                    .bind(record.upstream_latency_micros)
+                    .bind(record.bytes_in)
+                    .bind(record.bytes_out)
+                    .bind(record.prompt_tokens)
+                    .bind(record.completion_tokens)
+                    .bind(record.cached_tokens)
+                    .bind(record.cost_micros)
+                    .bind(record.request_id.clone())
+                    .bind(record.trace_id.clone())
+                    .bind(record.stream)
+                    .bind(record.error_message.clone())
+                    .bind(record.remote_ip.clone())
+                    .bind(record.user_agent.clone());
+            }
+            stored += query.execute(&mut *transaction).await?.rows_affected();
+        }
+        transaction.commit().await?;
+        Ok(BatchOutcome {
+            stored,
+            duplicates: records.len() as u64 - stored,
+        })
+    }
+
+    pub async fn count(&self) -> Result<i64, StorageError> {
+        let count = sqlx::query_scalar("SELECT COUNT(*) FROM usage_events")
+            .fetch_one(self.db.pool())
+            .await?;
+        Ok(count)
+    }
+}
+
+/// `INSERT ... VALUES ($1..$29), ($30..$58), ... ON CONFLICT DO NOTHING`.
+fn insert_statement(rows: usize) -> String {
+    use std::fmt::Write as _;
+
+    let mut sql = format!("INSERT INTO usage_events ({COLUMNS}) VALUES ");
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..COLUMN_COUNT {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            let _ = write!(sql, "${}", row * COLUMN_COUNT + column + 1);
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (event_id) DO NOTHING");
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway_storage::ConnectOptions;
+
+    async fn open(url: &str) -> UsageStore {
+        let db = Database::connect(url, &ConnectOptions::default()).await.unwrap();
+        db.migrate(&MIGRATIONS).await.unwrap();
+        UsageStore::new(db)
+    }
+
+    fn record(index: usize) -> UsageRecord {
+        UsageRecord {
+            event_id: format!("event-{index:05}"),
+            occurred_at_micros: 1_700_000_000_000_000 + index as i64,
+            tenant_id: "tenant-a".to_owned(),
+            model: "gpt-4o".to_owned(),
+            status: 200,
+            prompt_tokens: 10,
+            cost_micros: 42,
+            stream: index % 2 == 0,
+            ..UsageRecord::default()
+        }
+    }
+
+    #[test]
+    fn both_backends_have_the_same_migration_versions() {
+        let (sqlite, postgres) = MIGRATIONS.versions();
+        assert_eq!(sqlite, postgres);
+    }
+
+    #[test]
+    fn column_list_matches_the_placeholder_count() {
+        assert_eq!(COLUMNS.split(',').count(), COLUMN_COUNT);
+        assert!(insert_statement(2).contains("($30, "));
+    }
+
+    gateway_testkit::test_on_every_backend! {
+        async fn replayed_events_are_stored_once(db) {
+            let store = open(db.url()).await;
+            let first: Vec<_> = (0..1_200).map(record).collect();
+            let outcome = store.insert_batch(&first).await.unwrap();
+            assert_eq!(outcome, BatchOutcome { stored: 1_200, duplicates: 0 });
+
+            // A resend after a lost ack overlaps the stored events.
+            let second: Vec<_> = (1_000..1_500).map(record).collect();
+            let outcome = store.insert_batch(&second).await.unwrap();
+            assert_eq!(outcome, BatchOutcome { stored: 300, duplicates: 200 });
+            assert_eq!(store.count().await.unwrap(), 1_500);
+        }
+    }
+}
