@@ -61,8 +61,8 @@ pub fn load<T>(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Loa
 where
     T: Default + Serialize + DeserializeOwned + Validate,
 {
-    let mut merged = Table::try_from(T::default())
-        .map_err(|error| ConfigError::Defaults(error.to_string()))?;
+    let mut merged =
+        Table::try_from(T::default()).map_err(|error| ConfigError::Defaults(error.to_string()))?;
 
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -127,7 +127,9 @@ fn collect_env_names(table: &Table, path: &mut Vec<String>, names: &mut Vec<Stri
         path.push(key.clone());
         match value {
             Value::Table(inner) => collect_env_names(inner, path, names),
-            _ => names.push(env_name(&path.iter().map(String::as_str).collect::<Vec<_>>())),
+            _ => names.push(env_name(
+                &path.iter().map(String::as_str).collect::<Vec<_>>(),
+            )),
         }
         path.pop();
     }
@@ -187,7 +189,10 @@ fn parse_like(default: &Value, raw: &str) -> Result<Value, &'static str> {
         },
         // Lists are comma-separated: `a,b,c`; an empty string is an empty list.
         Value::Array(items) => {
-            let element = items.first().cloned().unwrap_or(Value::String(String::new()));
+            let element = items
+                .first()
+                .cloned()
+                .unwrap_or(Value::String(String::new()));
             raw.split(',')
                 .map(str::trim)
                 .filter(|item| !item.is_empty())
@@ -275,7 +280,10 @@ mod tests {
             Some(&path),
             &env(&[
                 ("GATEWAY_SERVER_MAX_BODY_BYTES", "4096"),
-                ("GATEWAY_SERVER_ALLOWED_ORIGINS", "https://a.test, https://b.test"),
+                (
+                    "GATEWAY_SERVER_ALLOWED_ORIGINS",
+                    "https://a.test, https://b.test",
+                ),
                 ("GATEWAY_SERVER_TLS_ENABLED", "yes"),
             ]),
         )
@@ -322,7 +330,10 @@ mod tests {
         let error = load::<Root>(None, &env(&[("GATEWAY_SERVER_MAX_BODY_BYTES", "0")]))
             .unwrap_err()
             .to_string();
-        assert!(error.contains("server.max_body_bytes: must be greater than zero"), "{error}");
+        assert!(
+            error.contains("server.max_body_bytes: must be greater than zero"),
+            "{error}"
+        );
     }
 
     #[test]

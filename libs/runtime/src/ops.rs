@@ -51,7 +51,9 @@ impl Readiness {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, bool>> {
         // A panic while holding this lock cannot leave the map inconsistent.
-        self.components.lock().unwrap_or_else(PoisonError::into_inner)
+        self.components
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -138,9 +140,10 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 fn response(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
     response
 }
 
@@ -151,7 +154,10 @@ mod tests {
     #[test]
     fn readiness_needs_every_registered_component() {
         let readiness = Readiness::new();
-        assert!(readiness.is_ready(), "nothing registered is trivially ready");
+        assert!(
+            readiness.is_ready(),
+            "nothing registered is trivially ready"
+        );
         readiness.register("identity");
         readiness.register("edge");
         assert!(!readiness.is_ready());

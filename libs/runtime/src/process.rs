@@ -47,7 +47,10 @@ impl RuntimeConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Run, reading the config file if one is named.
-    Run { config_file: Option<PathBuf>, flags: Vec<String> },
+    Run {
+        config_file: Option<PathBuf>,
+        flags: Vec<String>,
+    },
     /// Print usage and exit.
     Help,
 }
@@ -123,7 +126,8 @@ mod tests {
     #[test]
     fn config_flag_wins_over_environment() {
         let env = HashMap::from([(CONFIG_FILE_ENV.to_owned(), "/etc/env.toml".to_owned())]);
-        let command = parse_command_line(args(&["bin", "--config", "/etc/flag.toml"]), &env, &[]).unwrap();
+        let command =
+            parse_command_line(args(&["bin", "--config", "/etc/flag.toml"]), &env, &[]).unwrap();
         assert_eq!(
             command,
             Command::Run {
@@ -143,8 +147,12 @@ mod tests {
 
     #[test]
     fn allowed_flags_pass_and_others_are_refused() {
-        let command =
-            parse_command_line(args(&["bin", "--demo", "--config=x.toml"]), &HashMap::new(), &["--demo"]).unwrap();
+        let command = parse_command_line(
+            args(&["bin", "--demo", "--config=x.toml"]),
+            &HashMap::new(),
+            &["--demo"],
+        )
+        .unwrap();
         assert_eq!(
             command,
             Command::Run {
@@ -152,8 +160,12 @@ mod tests {
                 flags: vec!["--demo".to_owned()]
             }
         );
-        let error = parse_command_line(args(&["bin", "--dmeo"]), &HashMap::new(), &["--demo"]).unwrap_err();
-        assert_eq!(error.to_string(), "unknown argument \"--dmeo\" (try --help)");
+        let error =
+            parse_command_line(args(&["bin", "--dmeo"]), &HashMap::new(), &["--demo"]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "unknown argument \"--dmeo\" (try --help)"
+        );
         assert!(matches!(
             parse_command_line(args(&["bin", "--config"]), &HashMap::new(), &[]),
             Err(CommandLineError::MissingConfigPath)
@@ -192,6 +204,15 @@ pub struct Process {
     pub flags: Vec<String>,
     /// The environment the config was loaded from.
     pub env: HashMap<String, String>,
+    name: &'static str,
+}
+
+impl Process {
+    /// Reports the binary ready on `/health/ready`: call once its stores
+    /// are open and its listeners bound.
+    pub fn mark_ready(&self) {
+        self.readiness.set_ready(self.name, true);
+    }
 }
 
 /// The whole of a binary's `main`: command line, config, telemetry, ops
@@ -242,6 +263,7 @@ where
 
     let shutdown = crate::shutdown::token_on_signal();
     let readiness = crate::ops::Readiness::new();
+    readiness.register(spec.service_name);
     let ops_listener = crate::bind("ops", config.runtime().ops_addr).await?;
     let ops = tokio::spawn(crate::ops::serve(
         ops_listener,
@@ -253,6 +275,7 @@ where
         readiness,
         flags,
         env,
+        name: spec.service_name,
     };
     let result = body(config, process).await;
     shutdown.cancel();

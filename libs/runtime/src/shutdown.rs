@@ -11,15 +11,16 @@ pub async fn signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(terminate) => terminate,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the process");
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(terminate) => terminate,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the process");
+                let _ = interrupt.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = interrupt => tracing::info!("received SIGINT, shutting down"),
             _ = terminate.recv() => tracing::info!("received SIGTERM, shutting down"),
@@ -61,7 +62,11 @@ pub async fn drain<F: Future>(
     match tokio::time::timeout(grace, &mut server).await {
         Ok(output) => Some(output),
         Err(_) => {
-            tracing::warn!(server = what, grace_ms = grace.as_millis() as u64, "drain timed out; dropping remaining connections");
+            tracing::warn!(
+                server = what,
+                grace_ms = grace.as_millis() as u64,
+                "drain timed out; dropping remaining connections"
+            );
             None
         }
     }

@@ -68,7 +68,11 @@ impl Database {
         let pool = AnyPoolOptions::new()
             // Every connection to an in-memory SQLite database is a separate
             // database, so such a pool holds exactly one.
-            .max_connections(if in_memory { 1 } else { options.max_connections })
+            .max_connections(if in_memory {
+                1
+            } else {
+                options.max_connections
+            })
             .acquire_timeout(options.acquire_timeout)
             .after_connect(move |connection, _| {
                 Box::pin(async move {
@@ -144,9 +148,15 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StorageError> {
     if path.is_empty() || path == ":memory:" || query.contains("mode=memory") {
         return Ok(url.to_owned());
     }
-    if let Some(parent) = Path::new(path).parent().filter(|parent| !parent.as_os_str().is_empty()) {
+    if let Some(parent) = Path::new(path)
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(parent).map_err(|error| {
-            StorageError::Config(format!("cannot create directory {}: {error}", parent.display()))
+            StorageError::Config(format!(
+                "cannot create directory {}: {error}",
+                parent.display()
+            ))
         })?;
     }
     if query.contains("mode=") {
@@ -178,7 +188,10 @@ mod tests {
             prepare_sqlite_url(&with_query).unwrap(),
             format!("{with_query}&mode=rwc")
         );
-        assert_eq!(prepare_sqlite_url("sqlite::memory:").unwrap(), "sqlite::memory:");
+        assert_eq!(
+            prepare_sqlite_url("sqlite::memory:").unwrap(),
+            "sqlite::memory:"
+        );
     }
 
     fn tempfile_dir() -> std::path::PathBuf {

@@ -47,8 +47,14 @@ impl Migrations {
     /// The versions of each set, for a test that both sets stay in step.
     pub fn versions(&self) -> (Vec<i64>, Vec<i64>) {
         (
-            self.sqlite.iter().map(|migration| migration.version).collect(),
-            self.postgres.iter().map(|migration| migration.version).collect(),
+            self.sqlite
+                .iter()
+                .map(|migration| migration.version)
+                .collect(),
+            self.postgres
+                .iter()
+                .map(|migration| migration.version)
+                .collect(),
         )
     }
 }

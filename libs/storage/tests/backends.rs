@@ -1,5 +1,7 @@
 //! The storage layer behaves the same on SQLite and PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use gateway_storage::{Backend, ConnectOptions, Database, Migration, Migrations, StorageError};
 use gateway_testkit::TestDatabase;
 use sqlx::Row as _;
@@ -45,7 +47,12 @@ async fn open(db: &TestDatabase) -> Database {
     database
 }
 
-async fn insert_item(database: &Database, id: &str, name: &str, amount: i64) -> Result<(), StorageError> {
+async fn insert_item(
+    database: &Database,
+    id: &str,
+    name: &str,
+    amount: i64,
+) -> Result<(), StorageError> {
     sqlx::query(
         "INSERT INTO items (id, name, amount_micros, enabled, payload, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -204,5 +211,10 @@ async fn unsupported_url_is_a_clear_config_error() {
     let error = Database::connect("mysql://localhost/x", &ConnectOptions::default())
         .await
         .unwrap_err();
-    assert!(error.to_string().contains("expected sqlite: or postgres://"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("expected sqlite: or postgres://"),
+        "{error}"
+    );
 }

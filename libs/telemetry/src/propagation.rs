@@ -94,7 +94,10 @@ pub fn trace_id_of_current_span() -> Option<String> {
 pub struct TracePropagationInterceptor;
 
 impl tonic::service::Interceptor for TracePropagationInterceptor {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         inject_grpc_metadata(request.metadata_mut());
         Ok(request)
     }
@@ -139,6 +142,11 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("traceparent", HeaderValue::from_static("not-a-trace"));
         assert!(!extract_context(&headers).span().span_context().is_valid());
-        assert!(!extract_context(&HeaderMap::new()).span().span_context().is_valid());
+        assert!(
+            !extract_context(&HeaderMap::new())
+                .span()
+                .span_context()
+                .is_valid()
+        );
     }
 }

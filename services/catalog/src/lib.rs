@@ -82,8 +82,9 @@ impl Catalog {
         shutdown: CancellationToken,
         runtime: &RuntimeConfig,
     ) -> Result<(), Error> {
-        let routes =
-            tonic::service::Routes::new(CatalogServiceServer::new(grpc::CatalogGrpc::new(self.store.clone())));
+        let routes = tonic::service::Routes::new(CatalogServiceServer::new(
+            grpc::CatalogGrpc::new(self.store.clone()),
+        ));
         let result = GrpcServer::new("catalog", routes, &[SERVICE_NAME])
             .drain_grace(runtime.shutdown_grace())
             .serve(listener, shutdown)

@@ -24,6 +24,7 @@ async fn run(config: BinaryConfig, process: Process) -> anyhow::Result<()> {
     let service = Catalog::open(&config.catalog)
         .await
         .context("failed to open the catalog store")?;
+    process.mark_ready();
     service
         .serve(listener, process.shutdown, &config.runtime)
         .await

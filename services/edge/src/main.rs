@@ -1,1 +1,28 @@
-fn main() {}
+//! `gateway-edge`: the HTTP data plane as its own process.
+
+use std::process::ExitCode;
+
+use gateway_edge::{BinaryConfig, Edge};
+use gateway_runtime::process::{BinarySpec, Process};
+
+const SPEC: BinarySpec = BinarySpec {
+    binary: "gateway-edge",
+    service_name: "edge",
+    about: "the gateway's HTTP data plane",
+    flags: &[],
+    flags_usage: "",
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    gateway_runtime::process::run(SPEC, run).await
+}
+
+async fn run(config: BinaryConfig, process: Process) -> anyhow::Result<()> {
+    let listener = gateway_runtime::bind("edge http", config.edge.listen_addr).await?;
+    process.mark_ready();
+    Edge::new(config.edge)
+        .serve(listener, process.shutdown, config.runtime.shutdown_grace())
+        .await;
+    Ok(())
+}

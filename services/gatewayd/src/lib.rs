@@ -1,0 +1,259 @@
+//! `gatewayd`: all five services in one process on the embedded default
+//! (SQLite files under `./data`, in-memory limits), for a one-command start.
+//! Tests start the same suite in-process on ephemeral ports.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use gateway_catalog::Catalog;
+use gateway_edge::Edge;
+use gateway_identity::{BootstrapConfig, BootstrapOutcome, Identity};
+use gateway_quota::Quota;
+use gateway_runtime::CancellationToken;
+use gateway_runtime::process::RuntimeConfig;
+use gateway_telemetry::TelemetryConfig;
+use gateway_usage::Usage;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+/// `gatewayd`'s configuration: every service's section in one file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SuiteConfig {
+    pub telemetry: TelemetryConfig,
+    pub runtime: RuntimeConfig,
+    pub bootstrap: BootstrapConfig,
+    pub identity: gateway_identity::Config,
+    pub catalog: gateway_catalog::Config,
+    pub quota: gateway_quota::Config,
+    pub usage: gateway_usage::Config,
+    pub edge: gateway_edge::Config,
+}
+
+impl gateway_runtime::process::ProcessConfig for SuiteConfig {
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+
+    fn runtime(&self) -> &RuntimeConfig {
+        &self.runtime
+    }
+}
+
+impl gateway_runtime::config::Validate for SuiteConfig {
+    fn validate(&self, problems: &mut Vec<String>) {
+        if let Err(problem) = self.telemetry.validate() {
+            problems.push(format!("telemetry.{problem}"));
+        }
+        self.runtime.validate(problems);
+        self.bootstrap.validate(problems);
+        self.identity.validate(problems);
+        self.catalog.validate(problems);
+        self.quota.validate(problems);
+        self.usage.validate(problems);
+        self.edge.validate(problems);
+    }
+}
+
+/// The suite's bound listeners, one per service.
+pub struct Listeners {
+    pub identity: TcpListener,
+    pub catalog: TcpListener,
+    pub quota: TcpListener,
+    pub usage: TcpListener,
+    pub edge: TcpListener,
+}
+
+/// Where each service of a running suite listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addresses {
+    pub identity: SocketAddr,
+    pub catalog: SocketAddr,
+    pub quota: SocketAddr,
+    pub usage: SocketAddr,
+    pub edge: SocketAddr,
+}
+
+impl Listeners {
+    /// Binds the addresses the config names.
+    pub async fn bind(config: &SuiteConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            identity: gateway_runtime::bind("identity grpc", config.identity.listen_addr).await?,
+            catalog: gateway_runtime::bind("catalog grpc", config.catalog.listen_addr).await?,
+            quota: gateway_runtime::bind("quota grpc", config.quota.listen_addr).await?,
+            usage: gateway_runtime::bind("usage grpc", config.usage.listen_addr).await?,
+            edge: gateway_runtime::bind("edge http", config.edge.listen_addr).await?,
+        })
+    }
+
+    /// Binds every service to an ephemeral loopback port (tests).
+    pub async fn ephemeral() -> anyhow::Result<Self> {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Ok(Self {
+            identity: gateway_runtime::bind("identity grpc", any).await?,
+            catalog: gateway_runtime::bind("catalog grpc", any).await?,
+            quota: gateway_runtime::bind("quota grpc", any).await?,
+            usage: gateway_runtime::bind("usage grpc", any).await?,
+            edge: gateway_runtime::bind("edge http", any).await?,
+        })
+    }
+
+    pub fn addresses(&self) -> anyhow::Result<Addresses> {
+        Ok(Addresses {
+            identity: self.identity.local_addr()?,
+            catalog: self.catalog.local_addr()?,
+            quota: self.quota.local_addr()?,
+            usage: self.usage.local_addr()?,
+            edge: self.edge.local_addr()?,
+        })
+    }
+}
+
+/// The suite with every store opened and migrated, ready to serve.
+pub struct Suite {
+    identity: Identity,
+    catalog: Catalog,
+    quota: Quota,
+    usage: Usage,
+    edge_config: gateway_edge::Config,
+    runtime: RuntimeConfig,
+    /// What the first-start bootstrap did (a generated password is shown once).
+    pub bootstrap: BootstrapOutcome,
+}
+
+impl Suite {
+    pub async fn open(config: &SuiteConfig) -> anyhow::Result<Self> {
+        let identity = Identity::open(&config.identity)
+            .await
+            .context("failed to open identity")?;
+        let bootstrap = identity.bootstrap(&config.bootstrap).await?;
+        Ok(Self {
+            identity,
+            catalog: Catalog::open(&config.catalog)
+                .await
+                .context("failed to open catalog")?,
+            quota: Quota::open(&config.quota)
+                .await
+                .context("failed to open quota")?,
+            usage: Usage::open(&config.usage)
+                .await
+                .context("failed to open usage")?,
+            edge_config: config.edge.clone(),
+            runtime: config.runtime.clone(),
+            bootstrap,
+        })
+    }
+
+    /// Serves every service until `shutdown` fires or one of them fails;
+    /// a failure stops the others, and the first error is returned.
+    pub async fn serve(
+        self,
+        listeners: Listeners,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let addresses = listeners.addresses()?;
+        // In one process the edge calls the services where they really
+        // listen, whatever the [edge] URLs say.
+        let edge_config = gateway_edge::Config {
+            identity_url: loopback_url(addresses.identity),
+            catalog_url: loopback_url(addresses.catalog),
+            quota_url: loopback_url(addresses.quota),
+            usage_url: loopback_url(addresses.usage),
+            ..self.edge_config
+        };
+        let runtime = self.runtime;
+        let grace = runtime.shutdown_grace();
+        let mut tasks = JoinSet::new();
+        tasks.spawn({
+            let (shutdown, runtime) = (shutdown.clone(), runtime.clone());
+            async move {
+                self.identity
+                    .serve(listeners.identity, shutdown, &runtime)
+                    .await
+                    .context("identity")
+            }
+        });
+        tasks.spawn({
+            let (shutdown, runtime) = (shutdown.clone(), runtime.clone());
+            async move {
+                self.catalog
+                    .serve(listeners.catalog, shutdown, &runtime)
+                    .await
+                    .context("catalog")
+            }
+        });
+        tasks.spawn({
+            let (shutdown, runtime) = (shutdown.clone(), runtime.clone());
+            async move {
+                self.quota
+                    .serve(listeners.quota, shutdown, &runtime)
+                    .await
+                    .context("quota")
+            }
+        });
+        tasks.spawn({
+            let (shutdown, runtime) = (shutdown.clone(), runtime.clone());
+            async move {
+                self.usage
+                    .serve(listeners.usage, shutdown, &runtime)
+                    .await
+                    .context("usage")
+            }
+        });
+        tasks.spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                Edge::new(edge_config)
+                    .serve(listeners.edge, shutdown, grace)
+                    .await;
+                Ok(())
+            }
+        });
+
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            let result = joined
+                .context("a service task panicked")
+                .and_then(|result| result);
+            if let Err(error) = result {
+                tracing::error!(error = %format!("{error:#}"), "service failed; stopping the suite");
+                shutdown.cancel();
+                first_error.get_or_insert(error);
+            } else if !shutdown.is_cancelled() {
+                // A service that stops on its own leaves the suite half up.
+                tracing::error!("a service stopped unexpectedly; stopping the suite");
+                shutdown.cancel();
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// `http://127.0.0.1:port` for a listener bound to any address.
+fn loopback_url(addr: SocketAddr) -> String {
+    let host = if addr.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        addr.ip()
+    };
+    format!("http://{}", SocketAddr::new(host, addr.port()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unspecified_bind_address_is_called_on_loopback() {
+        assert_eq!(
+            loopback_url("0.0.0.0:50051".parse().unwrap()),
+            "http://127.0.0.1:50051"
+        );
+        assert_eq!(
+            loopback_url("10.1.2.3:8080".parse().unwrap()),
+            "http://10.1.2.3:8080"
+        );
+        assert_eq!(loopback_url("[::1]:80".parse().unwrap()), "http://[::1]:80");
+    }
+}

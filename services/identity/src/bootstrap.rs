@@ -25,7 +25,10 @@ impl std::fmt::Debug for BootstrapOutcome {
             Self::AlreadyBootstrapped => formatter.write_str("AlreadyBootstrapped"),
             Self::Created { username } => write!(formatter, "Created({username})"),
             Self::CreatedWithGeneratedPassword { username, .. } => {
-                write!(formatter, "CreatedWithGeneratedPassword({username}, [redacted])")
+                write!(
+                    formatter,
+                    "CreatedWithGeneratedPassword({username}, [redacted])"
+                )
             }
         }
     }
@@ -52,7 +55,9 @@ pub async fn ensure_superadmin(
     }
     let tenant = match store.create_tenant(&config.tenant_slug, "System").await {
         Ok(tenant) => tenant,
-        Err(error) if error.is_already_exists() => store.tenant_by_slug(&config.tenant_slug).await?,
+        Err(error) if error.is_already_exists() => {
+            store.tenant_by_slug(&config.tenant_slug).await?
+        }
         Err(error) => return Err(error.into()),
     };
     let generated = config.password.is_empty().then(|| password::generate(24));
@@ -89,7 +94,9 @@ mod tests {
     use gateway_storage::{ConnectOptions, Database};
 
     async fn open(url: &str) -> IdentityStore {
-        let db = Database::connect(url, &ConnectOptions::default()).await.unwrap();
+        let db = Database::connect(url, &ConnectOptions::default())
+            .await
+            .unwrap();
         db.migrate(&MIGRATIONS).await.unwrap();
         IdentityStore::new(db)
     }

@@ -95,9 +95,9 @@ impl Identity {
         shutdown: CancellationToken,
         runtime: &RuntimeConfig,
     ) -> Result<(), Error> {
-        let routes = tonic::service::Routes::new(IdentityServiceServer::new(grpc::IdentityGrpc::new(
-            self.store.clone(),
-        )));
+        let routes = tonic::service::Routes::new(IdentityServiceServer::new(
+            grpc::IdentityGrpc::new(self.store.clone()),
+        ));
         let result = GrpcServer::new("identity", routes, &[SERVICE_NAME])
             .drain_grace(runtime.shutdown_grace())
             .serve(listener, shutdown)

@@ -33,6 +33,7 @@ async fn run(config: BinaryConfig, process: Process) -> anyhow::Result<()> {
             println!("(shown only now; set GATEWAY_BOOTSTRAP_PASSWORD to choose it)");
         }
     }
+    process.mark_ready();
     identity
         .serve(listener, process.shutdown, &config.runtime)
         .await

@@ -1,7 +1,7 @@
 //! Password hashing with argon2id (PHC string format, salt included).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use rand::Rng as _;
 
 /// The shortest password identity accepts.

@@ -82,8 +82,9 @@ impl Quota {
         shutdown: CancellationToken,
         runtime: &RuntimeConfig,
     ) -> Result<(), Error> {
-        let routes =
-            tonic::service::Routes::new(QuotaServiceServer::new(grpc::QuotaGrpc::new(self.store.clone())));
+        let routes = tonic::service::Routes::new(QuotaServiceServer::new(grpc::QuotaGrpc::new(
+            self.store.clone(),
+        )));
         let result = GrpcServer::new("quota", routes, &[SERVICE_NAME])
             .drain_grace(runtime.shutdown_grace())
             .serve(listener, shutdown)

@@ -24,6 +24,7 @@ async fn run(config: BinaryConfig, process: Process) -> anyhow::Result<()> {
     let service = Quota::open(&config.quota)
         .await
         .context("failed to open the quota store")?;
+    process.mark_ready();
     service
         .serve(listener, process.shutdown, &config.runtime)
         .await

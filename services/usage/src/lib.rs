@@ -6,7 +6,7 @@ pub mod store;
 
 pub use config::Config;
 
-use gateway_proto::usage::v1::usage_service_server::{UsageServiceServer, SERVICE_NAME};
+use gateway_proto::usage::v1::usage_service_server::{SERVICE_NAME, UsageServiceServer};
 use gateway_runtime::CancellationToken;
 use gateway_runtime::grpc::{GrpcServeError, GrpcServer};
 use gateway_runtime::process::RuntimeConfig;
@@ -82,8 +82,9 @@ impl Usage {
         shutdown: CancellationToken,
         runtime: &RuntimeConfig,
     ) -> Result<(), Error> {
-        let routes =
-            tonic::service::Routes::new(UsageServiceServer::new(grpc::UsageGrpc::new(self.store.clone())));
+        let routes = tonic::service::Routes::new(UsageServiceServer::new(grpc::UsageGrpc::new(
+            self.store.clone(),
+        )));
         let result = GrpcServer::new("usage", routes, &[SERVICE_NAME])
             .drain_grace(runtime.shutdown_grace())
             .serve(listener, shutdown)

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use gateway_usage::{BinaryConfig, Usage};
 use gateway_runtime::process::{BinarySpec, Process};
+use gateway_usage::{BinaryConfig, Usage};
 
 const SPEC: BinarySpec = BinarySpec {
     binary: "gateway-usage",
@@ -24,6 +24,7 @@ async fn run(config: BinaryConfig, process: Process) -> anyhow::Result<()> {
     let service = Usage::open(&config.usage)
         .await
         .context("failed to open the usage store")?;
+    process.mark_ready();
     service
         .serve(listener, process.shutdown, &config.runtime)
         .await

@@ -55,6 +55,21 @@ impl GrpcServer {
         self
     }
 
+    /// Reflection lists only what this server serves, although the
+    /// descriptor set holds every gateway contract.
+    fn reflection_builder(&self) -> tonic_reflection::server::Builder<'static> {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(gateway_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(tonic_health::pb::health_server::SERVICE_NAME)
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection");
+        for service_name in &self.service_names {
+            builder = builder.with_service_name(*service_name);
+        }
+        builder
+    }
+
     /// Serves on `listener` until `shutdown` fires, then drains.
     pub async fn serve(
         self,
@@ -67,15 +82,9 @@ impl GrpcServer {
                 .set_service_status(*service_name, ServingStatus::Serving)
                 .await;
         }
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(gateway_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+        let reflection_v1 = self.reflection_builder().build_v1()?;
         // grpcurl and older tools still speak v1alpha.
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(gateway_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
+        let reflection_v1alpha = self.reflection_builder().build_v1alpha()?;
         let routes = self
             .routes
             .add_service(health_service)
@@ -109,9 +118,11 @@ impl GrpcServer {
             .layer(GrpcMetricsLayer::new())
             .add_routes(routes)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping);
-        match crate::shutdown::drain(self.name, server, &shutdown, self.drain_grace).await {
-            Some(result) => result?,
-            None => {}
+        // `None`: the grace period ran out; the remaining calls are dropped.
+        if let Some(result) =
+            crate::shutdown::drain(self.name, server, &shutdown, self.drain_grace).await
+        {
+            result?;
         }
         tracing::info!(server = self.name, "grpc server stopped");
         Ok(())

@@ -49,7 +49,9 @@ mod tests {
     use gateway_storage::ConnectOptions;
 
     async fn open(url: &str) -> CatalogStore {
-        let db = Database::connect(url, &ConnectOptions::default()).await.unwrap();
+        let db = Database::connect(url, &ConnectOptions::default())
+            .await
+            .unwrap();
         db.migrate(&MIGRATIONS).await.unwrap();
         CatalogStore::new(db)
     }

@@ -29,7 +29,9 @@ impl Role {
             "USER" => Ok(Self::User),
             "ADMIN" => Ok(Self::Admin),
             "SUPERADMIN" => Ok(Self::Superadmin),
-            other => Err(StorageError::Config(format!("unknown role {other:?} in users table"))),
+            other => Err(StorageError::Config(format!(
+                "unknown role {other:?} in users table"
+            ))),
         }
     }
 }
@@ -125,7 +127,11 @@ impl IdentityStore {
         Ok(user)
     }
 
-    pub async fn user_by_name(&self, tenant_id: &str, username: &str) -> Result<User, StorageError> {
+    pub async fn user_by_name(
+        &self,
+        tenant_id: &str,
+        username: &str,
+    ) -> Result<User, StorageError> {
         let row = sqlx::query(
             "SELECT id, tenant_id, username, email, password_hash, role, disabled \
              FROM users WHERE tenant_id = $1 AND username = $2",
@@ -170,7 +176,9 @@ mod tests {
     use gateway_storage::ConnectOptions;
 
     async fn open(url: &str) -> IdentityStore {
-        let db = Database::connect(url, &ConnectOptions::default()).await.unwrap();
+        let db = Database::connect(url, &ConnectOptions::default())
+            .await
+            .unwrap();
         db.migrate(&MIGRATIONS).await.unwrap();
         IdentityStore::new(db)
     }

@@ -67,7 +67,10 @@ pub enum Appended {
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error("balance {balance_micros} cannot cover a debit of {debit_micros} micro-USD")]
-    InsufficientBalance { balance_micros: i64, debit_micros: i64 },
+    InsufficientBalance {
+        balance_micros: i64,
+        debit_micros: i64,
+    },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -102,7 +105,11 @@ impl QuotaStore {
     ///
     /// The balance row's update lock serialises concurrent entries for an
     /// owner, so the ledger and the balance always agree.
-    pub async fn append(&self, owner: &Owner, entry: &NewEntry<'_>) -> Result<Appended, LedgerError> {
+    pub async fn append(
+        &self,
+        owner: &Owner,
+        entry: &NewEntry<'_>,
+    ) -> Result<Appended, LedgerError> {
         if !entry.reference_id.is_empty()
             && let Some(existing) = self.entry_by_reference(owner, entry.reference_id).await?
         {
@@ -223,7 +230,9 @@ mod tests {
     use gateway_storage::ConnectOptions;
 
     async fn open(url: &str) -> QuotaStore {
-        let db = Database::connect(url, &ConnectOptions::default()).await.unwrap();
+        let db = Database::connect(url, &ConnectOptions::default())
+            .await
+            .unwrap();
         db.migrate(&MIGRATIONS).await.unwrap();
         QuotaStore::new(db)
     }
@@ -238,7 +247,11 @@ mod tests {
 
     fn entry(amount_micros: i64, reference_id: &str) -> NewEntry<'_> {
         NewEntry {
-            kind: if amount_micros >= 0 { "CREDIT" } else { "DEBIT" },
+            kind: if amount_micros >= 0 {
+                "CREDIT"
+            } else {
+                "DEBIT"
+            },
             amount_micros,
             reason: "test",
             reference_id,

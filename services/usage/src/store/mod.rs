@@ -76,7 +76,10 @@ impl UsageStore {
 
     /// Stores `records` in one transaction with multi-row inserts; events
     /// already stored are skipped. Once this returns, the batch is durable.
-    pub async fn insert_batch(&self, records: &[UsageRecord]) -> Result<BatchOutcome, StorageError> {
+    pub async fn insert_batch(
+        &self,
+        records: &[UsageRecord],
+    ) -> Result<BatchOutcome, StorageError> {
         let ingested_at = now_micros();
         let mut transaction = self.db.begin_write().await?;
         let mut stored = 0;
@@ -157,7 +160,9 @@ mod tests {
     use gateway_storage::ConnectOptions;
 
     async fn open(url: &str) -> UsageStore {
-        let db = Database::connect(url, &ConnectOptions::default()).await.unwrap();
+        let db = Database::connect(url, &ConnectOptions::default())
+            .await
+            .unwrap();
         db.migrate(&MIGRATIONS).await.unwrap();
         UsageStore::new(db)
     }
@@ -171,7 +176,7 @@ mod tests {
             status: 200,
             prompt_tokens: 10,
             cost_micros: 42,
-            stream: index % 2 == 0,
+            stream: index.is_multiple_of(2),
             ..UsageRecord::default()
         }
     }

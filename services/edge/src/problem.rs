@@ -1,0 +1,79 @@
+//! RFC 9457 problem details: the body of every error the edge itself
+//! returns, so clients get one machine-readable shape.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use serde::Serialize;
+
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+/// A problem details object (<https://www.rfc-editor.org/rfc/rfc9457>).
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// A URI naming the problem type; `about:blank` means "see status".
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    /// The request id, also sent as `X-Request-ID`.
+    pub request_id: String,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, detail: impl Into<String>, request_id: &str) -> Self {
+        Self {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: detail.into(),
+            request_id: request_id.to_owned(),
+        }
+    }
+
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        // Serialising plain strings and integers cannot fail; fall back to a
+        // fixed body rather than panic if it ever did.
+        let body = serde_json::to_vec(&self).unwrap_or_else(|_| {
+            br#"{"type":"about:blank","title":"Internal Server Error","status":500}"#.to_vec()
+        });
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt as _;
+
+    #[tokio::test]
+    async fn problem_renders_as_problem_json() {
+        let response = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "5 requests per minute",
+            "req-1",
+        )
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "type": "about:blank",
+                "title": "Too Many Requests",
+                "status": 429,
+                "detail": "5 requests per minute",
+                "request_id": "req-1",
+            })
+        );
+    }
+}
