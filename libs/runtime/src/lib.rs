@@ -3,6 +3,7 @@
 //! gRPC server (health, reflection, tracing, metrics) and the ops HTTP port.
 
 pub mod config;
+pub mod error;
 pub mod grpc;
 pub mod metrics;
 pub mod ops;

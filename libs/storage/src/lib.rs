@@ -13,6 +13,7 @@
 mod database;
 mod error;
 mod migrations;
+pub mod page;
 
 pub use database::{Backend, ConnectOptions, Database};
 pub use error::StorageError;

@@ -3,11 +3,13 @@
 //! PostgreSQL and Redis tests use the servers named by
 //! `GATEWAY_TEST_POSTGRES_URL` / `GATEWAY_TEST_REDIS_URL`. Without the
 //! variable such a test is skipped on a developer machine, and fails under
-//! CI (`CI` set): CI must never pass by skipping.
+//! CI (`CI` set): CI must never pass by skipping. LDAP tests start their
+//! own `slapd` ([`ldap::Slapd`]) under the same rule.
 
 #![allow(clippy::expect_used, clippy::print_stderr)]
 
 mod database;
+pub mod ldap;
 
 pub use database::TestDatabase;
 

@@ -5,7 +5,7 @@ use gateway_storage::StorageError;
 
 use crate::config::BootstrapConfig;
 use crate::password;
-use crate::store::{IdentityStore, NewUser, Role};
+use crate::store::{IdentityStore, LoginMethod, NewUser, Role};
 
 /// What [`ensure_superadmin`] did.
 #[derive(PartialEq, Eq)]
@@ -70,6 +70,7 @@ pub async fn ensure_superadmin(
             email: "",
             password_hash: &password_hash,
             role: Role::Superadmin,
+            login_method: LoginMethod::Password,
         })
         .await;
     match created {

@@ -15,6 +15,58 @@ pub struct Config {
     /// `sqlite://path` (embedded default) or `postgres://...`.
     pub database_url: String,
     pub max_connections: u32,
+    /// Emergency admin key (`x-admin-key` metadata): acts as superadmin.
+    /// Empty switches it off.
+    pub admin_key: String,
+    /// Self-service sign-up (a tenant and its first admin in one call).
+    pub signup_enabled: bool,
+    /// `EdDSA` (identity generates and stores the key pair) or `HS256`
+    /// (with `jwt_secret`).
+    pub jwt_algorithm: String,
+    /// The HS256 shared secret (at least 32 bytes); unused with EdDSA.
+    pub jwt_secret: String,
+    pub jwt_issuer: String,
+    pub jwt_lifetime_secs: u64,
+    /// Failed logins for one user before logins are refused for a while.
+    pub login_max_failures: u32,
+    pub login_lockout_secs: u64,
+    /// How often key last-used times are written, in one batch.
+    pub last_used_flush_secs: u64,
+    /// How long `WatchKeys` history is kept; watchers further behind resync.
+    pub change_retention_hours: u64,
+    /// LDAP / Active Directory login; an empty URL switches it off.
+    pub ldap: LdapConfig,
+}
+
+/// The `[identity.ldap]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LdapConfig {
+    /// `ldap://host:389` or `ldaps://host:636`.
+    pub url: String,
+    /// The bind DN for a username: `uid={username},ou=people,dc=example,dc=org`
+    /// for OpenLDAP, or `{username}@corp.example.com` for Active Directory.
+    pub user_dn_template: String,
+    /// Tenant that first-time LDAP users are provisioned into (role USER).
+    pub tenant_slug: String,
+    pub timeout_ms: u64,
+}
+
+impl Default for LdapConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            user_dn_template: String::new(),
+            tenant_slug: String::new(),
+            timeout_ms: 3000,
+        }
+    }
+}
+
+impl LdapConfig {
+    pub fn enabled(&self) -> bool {
+        !self.url.is_empty()
+    }
 }
 
 impl Default for Config {
@@ -23,6 +75,17 @@ impl Default for Config {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             database_url: "sqlite://data/identity.db".to_owned(),
             max_connections: 10,
+            admin_key: String::new(),
+            signup_enabled: true,
+            jwt_algorithm: "EdDSA".to_owned(),
+            jwt_secret: String::new(),
+            jwt_issuer: "gateway-identity".to_owned(),
+            jwt_lifetime_secs: 24 * 3600,
+            login_max_failures: 5,
+            login_lockout_secs: 300,
+            last_used_flush_secs: 5,
+            change_retention_hours: 24 * 7,
+            ldap: LdapConfig::default(),
         }
     }
 }
@@ -34,6 +97,38 @@ impl Config {
         }
         if self.max_connections == 0 {
             problems.push("identity.max_connections: must be at least 1".to_owned());
+        }
+        match self.jwt_algorithm.as_str() {
+            "EdDSA" => {}
+            "HS256" if self.jwt_secret.len() >= 32 => {}
+            "HS256" => problems.push("identity.jwt_secret: HS256 needs a secret of at least 32 bytes".to_owned()),
+            other => problems.push(format!("identity.jwt_algorithm: expected EdDSA or HS256, got {other:?}")),
+        }
+        if self.jwt_issuer.is_empty() {
+            problems.push("identity.jwt_issuer: must not be empty".to_owned());
+        }
+        if !(60..=30 * 24 * 3600).contains(&self.jwt_lifetime_secs) {
+            problems.push("identity.jwt_lifetime_secs: must be between 60 and 2592000".to_owned());
+        }
+        if !self.admin_key.is_empty() && self.admin_key.len() < 16 {
+            problems.push("identity.admin_key: must be at least 16 characters (or empty to disable)".to_owned());
+        }
+        if self.login_max_failures == 0 {
+            problems.push("identity.login_max_failures: must be at least 1".to_owned());
+        }
+        if self.last_used_flush_secs == 0 {
+            problems.push("identity.last_used_flush_secs: must be at least 1".to_owned());
+        }
+        if self.ldap.enabled() {
+            if !(self.ldap.url.starts_with("ldap://") || self.ldap.url.starts_with("ldaps://")) {
+                problems.push(format!("identity.ldap.url: expected ldap:// or ldaps://, got {:?}", self.ldap.url));
+            }
+            if !self.ldap.user_dn_template.contains("{username}") {
+                problems.push("identity.ldap.user_dn_template: must contain {username}".to_owned());
+            }
+            if self.ldap.tenant_slug.is_empty() {
+                problems.push("identity.ldap.tenant_slug: LDAP users need a tenant to be provisioned into".to_owned());
+            }
         }
     }
 }
