@@ -6,6 +6,8 @@
 
 use bytes::Bytes;
 use gateway_e2e::{Backend, TestSuite};
+use gateway_proto::catalog::v1::ListApisRequest;
+use gateway_proto::catalog::v1::catalog_service_client::CatalogServiceClient;
 use gateway_proto::identity::v1::ListTenantsRequest;
 use gateway_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use http_body_util::{BodyExt as _, Empty};
@@ -100,12 +102,24 @@ async fn every_service_serves_health_and_reflection_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpc_not_built_yet_answers_unimplemented() {
     let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let mut catalog = CatalogServiceClient::new(suite.channel(suite.addresses.catalog).await);
+    let status = catalog
+        .list_apis(ListApisRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_refuses_admin_calls_without_credentials() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
     let mut identity = IdentityServiceClient::new(suite.channel(suite.addresses.identity).await);
     let status = identity
         .list_tenants(ListTenantsRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
     suite.stop().await.unwrap();
 }
 

@@ -52,7 +52,13 @@ pub enum Caller {
 impl Caller {
     pub fn is_superadmin(&self) -> bool {
         matches!(self, Self::AdminKey)
-            || matches!(self, Self::User { role: Role::Superadmin, .. })
+            || matches!(
+                self,
+                Self::User {
+                    role: Role::Superadmin,
+                    ..
+                }
+            )
     }
 
     /// The role the caller acts with (`None` when anonymous).
@@ -86,7 +92,8 @@ impl Caller {
 
     /// True if the caller administers `tenant_id`.
     pub fn administers(&self, tenant_id: &str) -> bool {
-        self.is_superadmin() || (self.role() == Some(Role::Admin) && self.tenant_id() == Some(tenant_id))
+        self.is_superadmin()
+            || (self.role() == Some(Role::Admin) && self.tenant_id() == Some(tenant_id))
     }
 }
 

@@ -107,7 +107,9 @@ fn resolve_caller(verifier: &Verifier, headers: &http::HeaderMap) -> Result<Call
         return if verifier.admin_key_matches(presented) {
             Ok(Caller::AdminKey)
         } else {
-            Err(tonic::Status::unauthenticated(AuthError::InvalidAdminKey.to_string()))
+            Err(tonic::Status::unauthenticated(
+                AuthError::InvalidAdminKey.to_string(),
+            ))
         };
     }
     let Some(authorization) = headers.get(http::header::AUTHORIZATION) else {
@@ -116,10 +118,16 @@ fn resolve_caller(verifier: &Verifier, headers: &http::HeaderMap) -> Result<Call
     let token = authorization
         .to_str()
         .ok()
-        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|token| !token.is_empty())
-        .ok_or_else(|| tonic::Status::unauthenticated(AuthError::MalformedAuthorization.to_string()))?;
+        .ok_or_else(|| {
+            tonic::Status::unauthenticated(AuthError::MalformedAuthorization.to_string())
+        })?;
     let claims = verifier
         .verify(token)
         .map_err(|error| tonic::Status::unauthenticated(error.to_string()))?;
@@ -130,9 +138,15 @@ fn resolve_caller(verifier: &Verifier, headers: &http::HeaderMap) -> Result<Call
     })
 }
 
-fn authorize(access: Option<Access>, method: &str, caller: Caller) -> Result<Caller, tonic::Status> {
+fn authorize(
+    access: Option<Access>,
+    method: &str,
+    caller: Caller,
+) -> Result<Caller, tonic::Status> {
     let Some(access) = access else {
-        return Err(tonic::Status::permission_denied(format!("{method} has no access policy")));
+        return Err(tonic::Status::permission_denied(format!(
+            "{method} has no access policy"
+        )));
     };
     let allowed = match access {
         Access::Open => true,
@@ -171,17 +185,33 @@ mod tests {
     fn access_table_is_enforced_by_role() {
         let cases = [
             (Access::Open, Caller::Anonymous, None),
-            (Access::Authenticated, Caller::Anonymous, Some(tonic::Code::Unauthenticated)),
+            (
+                Access::Authenticated,
+                Caller::Anonymous,
+                Some(tonic::Code::Unauthenticated),
+            ),
             (Access::Authenticated, user(Role::User), None),
-            (Access::Admin, user(Role::User), Some(tonic::Code::PermissionDenied)),
+            (
+                Access::Admin,
+                user(Role::User),
+                Some(tonic::Code::PermissionDenied),
+            ),
             (Access::Admin, user(Role::Admin), None),
-            (Access::Superadmin, user(Role::Admin), Some(tonic::Code::PermissionDenied)),
+            (
+                Access::Superadmin,
+                user(Role::Admin),
+                Some(tonic::Code::PermissionDenied),
+            ),
             (Access::Superadmin, user(Role::Superadmin), None),
             (Access::Superadmin, Caller::AdminKey, None),
         ];
         for (access, caller, expected) in cases {
             let result = authorize(Some(access), "M", caller.clone());
-            assert_eq!(result.err().map(|status| status.code()), expected, "{access:?} {caller:?}");
+            assert_eq!(
+                result.err().map(|status| status.code()),
+                expected,
+                "{access:?} {caller:?}"
+            );
         }
     }
 
@@ -195,10 +225,19 @@ mod tests {
     fn credentials_resolve_to_a_caller() {
         let verifier = Verifier::new("i", crate::AdminKey::new("admin-key"));
         let mut headers = http::HeaderMap::new();
-        assert_eq!(resolve_caller(&verifier, &headers).unwrap(), Caller::Anonymous);
+        assert_eq!(
+            resolve_caller(&verifier, &headers).unwrap(),
+            Caller::Anonymous
+        );
 
-        headers.insert(ADMIN_KEY_HEADER, http::HeaderValue::from_static("admin-key"));
-        assert_eq!(resolve_caller(&verifier, &headers).unwrap(), Caller::AdminKey);
+        headers.insert(
+            ADMIN_KEY_HEADER,
+            http::HeaderValue::from_static("admin-key"),
+        );
+        assert_eq!(
+            resolve_caller(&verifier, &headers).unwrap(),
+            Caller::AdminKey
+        );
 
         headers.insert(ADMIN_KEY_HEADER, http::HeaderValue::from_static("wrong"));
         assert_eq!(
@@ -207,12 +246,18 @@ mod tests {
         );
 
         let mut headers = http::HeaderMap::new();
-        headers.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("Basic abc"));
+        headers.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Basic abc"),
+        );
         assert_eq!(
             resolve_caller(&verifier, &headers).unwrap_err().code(),
             tonic::Code::Unauthenticated
         );
-        headers.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("Bearer not.a.jwt"));
+        headers.insert(
+            http::header::AUTHORIZATION,
+            http::HeaderValue::from_static("Bearer not.a.jwt"),
+        );
         assert_eq!(
             resolve_caller(&verifier, &headers).unwrap_err().code(),
             tonic::Code::Unauthenticated

@@ -111,7 +111,9 @@ impl Verifier {
     }
 
     pub fn admin_key_matches(&self, presented: &str) -> bool {
-        self.admin_key.as_ref().is_some_and(|key| key.matches(presented))
+        self.admin_key
+            .as_ref()
+            .is_some_and(|key| key.matches(presented))
     }
 
     /// Checks signature, algorithm, issuer and expiry.
@@ -201,15 +203,24 @@ mod tests {
         let token = sign(&claims(3600), &encoding, Some("k1"), Algorithm::EdDSA);
         let mut tampered = token.clone();
         tampered.insert(tampered.len() - 5, 'x');
-        assert!(matches!(verifier.verify(&tampered), Err(AuthError::InvalidToken(_))));
+        assert!(matches!(
+            verifier.verify(&tampered),
+            Err(AuthError::InvalidToken(_))
+        ));
 
         let unknown = sign(&claims(3600), &encoding, Some("k2"), Algorithm::EdDSA);
-        assert!(matches!(verifier.verify(&unknown), Err(AuthError::InvalidToken(_))));
+        assert!(matches!(
+            verifier.verify(&unknown),
+            Err(AuthError::InvalidToken(_))
+        ));
 
         let mut foreign = claims(3600);
         foreign.iss = "someone-else".to_owned();
         let foreign = sign(&foreign, &encoding, Some("k1"), Algorithm::EdDSA);
-        assert!(matches!(verifier.verify(&foreign), Err(AuthError::InvalidToken(_))));
+        assert!(matches!(
+            verifier.verify(&foreign),
+            Err(AuthError::InvalidToken(_))
+        ));
     }
 
     #[test]
@@ -232,6 +243,9 @@ mod tests {
         assert!(!verifier.admin_key_matches(""));
         let disabled = Verifier::new("i", AdminKey::new(""));
         assert!(!disabled.admin_key_matches(""));
-        assert_eq!(format!("{:?}", AdminKey::new("secret").unwrap()), "AdminKey([redacted])");
+        assert_eq!(
+            format!("{:?}", AdminKey::new("secret").unwrap()),
+            "AdminKey([redacted])"
+        );
     }
 }

@@ -65,7 +65,10 @@ mod tests {
 
     #[test]
     fn rate_limits_and_timeouts_pair_as_in_http_and_grpc() {
-        assert_eq!(ErrorKind::ResourceExhausted.grpc_code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            ErrorKind::ResourceExhausted.grpc_code(),
+            tonic::Code::ResourceExhausted
+        );
         assert_eq!(ErrorKind::ResourceExhausted.http_status(), 429);
         assert_eq!(ErrorKind::DeadlineExceeded.http_status(), 504);
         assert_eq!(ErrorKind::NotFound.grpc_code(), tonic::Code::NotFound);

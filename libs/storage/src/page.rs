@@ -49,7 +49,9 @@ impl Page {
             return String::new();
         }
         rows.truncate(page_len);
-        rows.last().map(|row| encode_token(id_of(row))).unwrap_or_default()
+        rows.last()
+            .map(|row| encode_token(id_of(row)))
+            .unwrap_or_default()
     }
 }
 
@@ -68,13 +70,17 @@ fn decode_token(token: &str) -> Result<String, PageError> {
     if token.is_empty() {
         return Ok(String::new());
     }
-    let hex = token.strip_prefix(TOKEN_PREFIX).ok_or(PageError::BadToken)?;
+    let hex = token
+        .strip_prefix(TOKEN_PREFIX)
+        .ok_or(PageError::BadToken)?;
     if hex.len() % 2 != 0 || hex.len() > 512 {
         return Err(PageError::BadToken);
     }
     let bytes = (0..hex.len())
         .step_by(2)
-        .map(|index| u8::from_str_radix(&hex[index..index + 2], 16).map_err(|_| PageError::BadToken))
+        .map(|index| {
+            u8::from_str_radix(&hex[index..index + 2], 16).map_err(|_| PageError::BadToken)
+        })
         .collect::<Result<Vec<u8>, _>>()?;
     String::from_utf8(bytes).map_err(|_| PageError::BadToken)
 }

@@ -43,7 +43,10 @@ pub fn sha256_hex(value: &str) -> String {
 
 /// 64 lowercase hex digits.
 pub fn is_sha256_hex(value: &str) -> bool {
-    value.len() == 64 && value.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+    value.len() == 64
+        && value
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
 }
 
 #[cfg(test)]
@@ -57,7 +60,11 @@ mod tests {
         assert_ne!(first.plaintext, second.plaintext);
         assert_eq!(first.plaintext.len(), 46);
         assert!(first.plaintext.starts_with("sk-"));
-        assert!(first.plaintext[3..].bytes().all(|byte| byte.is_ascii_alphanumeric()));
+        assert!(
+            first.plaintext[3..]
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric())
+        );
         assert_eq!(first.sha256_hex, sha256_hex(&first.plaintext));
         assert!(is_sha256_hex(&first.sha256_hex));
         assert!(first.plaintext.starts_with(&first.prefix));

@@ -101,8 +101,11 @@ impl Config {
         match self.jwt_algorithm.as_str() {
             "EdDSA" => {}
             "HS256" if self.jwt_secret.len() >= 32 => {}
-            "HS256" => problems.push("identity.jwt_secret: HS256 needs a secret of at least 32 bytes".to_owned()),
-            other => problems.push(format!("identity.jwt_algorithm: expected EdDSA or HS256, got {other:?}")),
+            "HS256" => problems
+                .push("identity.jwt_secret: HS256 needs a secret of at least 32 bytes".to_owned()),
+            other => problems.push(format!(
+                "identity.jwt_algorithm: expected EdDSA or HS256, got {other:?}"
+            )),
         }
         if self.jwt_issuer.is_empty() {
             problems.push("identity.jwt_issuer: must not be empty".to_owned());
@@ -111,7 +114,10 @@ impl Config {
             problems.push("identity.jwt_lifetime_secs: must be between 60 and 2592000".to_owned());
         }
         if !self.admin_key.is_empty() && self.admin_key.len() < 16 {
-            problems.push("identity.admin_key: must be at least 16 characters (or empty to disable)".to_owned());
+            problems.push(
+                "identity.admin_key: must be at least 16 characters (or empty to disable)"
+                    .to_owned(),
+            );
         }
         if self.login_max_failures == 0 {
             problems.push("identity.login_max_failures: must be at least 1".to_owned());
@@ -121,13 +127,19 @@ impl Config {
         }
         if self.ldap.enabled() {
             if !(self.ldap.url.starts_with("ldap://") || self.ldap.url.starts_with("ldaps://")) {
-                problems.push(format!("identity.ldap.url: expected ldap:// or ldaps://, got {:?}", self.ldap.url));
+                problems.push(format!(
+                    "identity.ldap.url: expected ldap:// or ldaps://, got {:?}",
+                    self.ldap.url
+                ));
             }
             if !self.ldap.user_dn_template.contains("{username}") {
                 problems.push("identity.ldap.user_dn_template: must contain {username}".to_owned());
             }
             if self.ldap.tenant_slug.is_empty() {
-                problems.push("identity.ldap.tenant_slug: LDAP users need a tenant to be provisioned into".to_owned());
+                problems.push(
+                    "identity.ldap.tenant_slug: LDAP users need a tenant to be provisioned into"
+                        .to_owned(),
+                );
             }
         }
     }

@@ -18,8 +18,8 @@ use crate::error::{IdentityError, StoreResultExt as _};
 use crate::ldap;
 use crate::password;
 use crate::store::{
-    ApiKey, Client, ClientUpdate, Group, GroupUpdate, IdentityStore, KeyUpdate, LoginMethod, Member, NewClient,
-    NewGroup, NewKey, NewUser, Tenant, User, UserUpdate,
+    ApiKey, Client, ClientUpdate, Group, GroupUpdate, IdentityStore, KeyUpdate, LoginMethod,
+    Member, NewClient, NewGroup, NewKey, NewUser, Tenant, User, UserUpdate,
 };
 use crate::throttle::LoginThrottle;
 use crate::tokens::{IssuedToken, PublicKeyInfo, TokenIssuer};
@@ -83,7 +83,8 @@ pub struct KeyRequest {
 
 /// A hash that verifies no password: unknown users cost the same argon2
 /// work as known ones, so timing does not reveal which usernames exist.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$N0lrT3ZuM0xQdGZ0c1Z6cU1uQ3pQZw";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$N0lrT3ZuM0xQdGZ0c1Z6cU1uQ3pQZw";
 
 pub struct Directory {
     store: IdentityStore,
@@ -98,7 +99,10 @@ pub struct Directory {
 
 impl Directory {
     pub fn new(store: IdentityStore, config: Config, tokens: TokenIssuer) -> Self {
-        let throttle = LoginThrottle::new(config.login_max_failures, Duration::from_secs(config.login_lockout_secs));
+        let throttle = LoginThrottle::new(
+            config.login_max_failures,
+            Duration::from_secs(config.login_lockout_secs),
+        );
         Self {
             store,
             config,
@@ -127,7 +131,10 @@ impl Directory {
         validate::slug("tenant.slug", slug)?;
         let name = if name.is_empty() { slug } else { name };
         validate::name("tenant.name", name)?;
-        self.store.create_tenant(slug, name).await.or_not_found("tenant")
+        self.store
+            .create_tenant(slug, name)
+            .await
+            .or_not_found("tenant")
     }
 
     pub async fn get_tenant(&self, caller: &Caller, id: &str) -> Result<Tenant, IdentityError> {
@@ -137,16 +144,32 @@ impl Directory {
         self.store.get_tenant(id).await.or_not_found("tenant")
     }
 
-    pub async fn get_tenant_by_slug(&self, caller: &Caller, slug: &str) -> Result<Tenant, IdentityError> {
-        let tenant = self.store.tenant_by_slug(slug).await.or_not_found("tenant")?;
+    pub async fn get_tenant_by_slug(
+        &self,
+        caller: &Caller,
+        slug: &str,
+    ) -> Result<Tenant, IdentityError> {
+        let tenant = self
+            .store
+            .tenant_by_slug(slug)
+            .await
+            .or_not_found("tenant")?;
         if !caller.can_see_tenant(&tenant.id) {
             return Err(IdentityError::NotFound("tenant"));
         }
         Ok(tenant)
     }
 
-    pub async fn list_tenants(&self, caller: &Caller, page: &Page) -> Result<Vec<Tenant>, IdentityError> {
-        let only = if caller.is_superadmin() { None } else { caller.tenant_id() };
+    pub async fn list_tenants(
+        &self,
+        caller: &Caller,
+        page: &Page,
+    ) -> Result<Vec<Tenant>, IdentityError> {
+        let only = if caller.is_superadmin() {
+            None
+        } else {
+            caller.tenant_id()
+        };
         Ok(self.store.list_tenants(page, only).await?)
     }
 
@@ -168,7 +191,11 @@ impl Directory {
         if let Some(name) = name {
             validate::name("tenant.name", name)?;
         }
-        let tenant = self.store.update_tenant(id, slug, name).await.or_not_found("tenant")?;
+        let tenant = self
+            .store
+            .update_tenant(id, slug, name)
+            .await
+            .or_not_found("tenant")?;
         self.notify_watchers();
         Ok(tenant)
     }
@@ -193,10 +220,16 @@ impl Directory {
         password: &str,
     ) -> Result<(Tenant, Session), IdentityError> {
         if !self.config.signup_enabled {
-            return Err(IdentityError::FailedPrecondition("self-service sign-up is switched off".to_owned()));
+            return Err(IdentityError::FailedPrecondition(
+                "self-service sign-up is switched off".to_owned(),
+            ));
         }
         validate::slug("tenant_slug", tenant_slug)?;
-        let tenant_name = if tenant_name.is_empty() { tenant_slug } else { tenant_name };
+        let tenant_name = if tenant_name.is_empty() {
+            tenant_slug
+        } else {
+            tenant_name
+        };
         validate::name("tenant_name", tenant_name)?;
         validate::username(username)?;
         validate::email(email)?;
@@ -239,7 +272,9 @@ impl Directory {
         self.administered_tenant(caller, &tenant_id)?;
         let role = role.unwrap_or(Role::User);
         if role == Role::Superadmin && !caller.is_superadmin() {
-            return Err(IdentityError::PermissionDenied("only a superadmin can create a superadmin"));
+            return Err(IdentityError::PermissionDenied(
+                "only a superadmin can create a superadmin",
+            ));
         }
         validate::username(username)?;
         validate::email(email)?;
@@ -274,7 +309,10 @@ impl Directory {
         group_id: &str,
     ) -> Result<Vec<User>, IdentityError> {
         let tenant = self.listing_tenant(caller, tenant_id)?;
-        Ok(self.store.list_users(page, tenant.as_deref(), non_empty(group_id)).await?)
+        Ok(self
+            .store
+            .list_users(page, tenant.as_deref(), non_empty(group_id))
+            .await?)
     }
 
     pub async fn update_user(
@@ -300,12 +338,14 @@ impl Directory {
             update.email = Some(email);
         }
         if wants("role") {
-            let role = changes
-                .role
-                .ok_or_else(|| IdentityError::invalid("user.role", "must be USER, ADMIN or SUPERADMIN"))?;
+            let role = changes.role.ok_or_else(|| {
+                IdentityError::invalid("user.role", "must be USER, ADMIN or SUPERADMIN")
+            })?;
             let touches_superadmin = role == Role::Superadmin || existing.role == Role::Superadmin;
             if touches_superadmin && !caller.is_superadmin() {
-                return Err(IdentityError::PermissionDenied("only a superadmin grants or revokes SUPERADMIN"));
+                return Err(IdentityError::PermissionDenied(
+                    "only a superadmin grants or revokes SUPERADMIN",
+                ));
             }
             update.role = Some(role);
         }
@@ -313,9 +353,15 @@ impl Directory {
             update.disabled = changes.disabled;
         }
         if existing.role == Role::Superadmin && !caller.is_superadmin() {
-            return Err(IdentityError::PermissionDenied("only a superadmin changes a superadmin"));
+            return Err(IdentityError::PermissionDenied(
+                "only a superadmin changes a superadmin",
+            ));
         }
-        let user = self.store.update_user(id, &update).await.or_not_found("user")?;
+        let user = self
+            .store
+            .update_user(id, &update)
+            .await
+            .or_not_found("user")?;
         self.notify_watchers();
         Ok(user)
     }
@@ -325,10 +371,14 @@ impl Directory {
         self.administered_tenant(caller, &existing.tenant_id)?;
         if existing.role == Role::Superadmin {
             if !caller.is_superadmin() {
-                return Err(IdentityError::PermissionDenied("only a superadmin deletes a superadmin"));
+                return Err(IdentityError::PermissionDenied(
+                    "only a superadmin deletes a superadmin",
+                ));
             }
             if self.store.count_superadmins().await? <= 1 {
-                return Err(IdentityError::FailedPrecondition("the last superadmin cannot be deleted".to_owned()));
+                return Err(IdentityError::FailedPrecondition(
+                    "the last superadmin cannot be deleted".to_owned(),
+                ));
             }
         }
         self.store.delete_user(id).await.or_not_found("user")?;
@@ -351,10 +401,14 @@ impl Directory {
         let user = self.visible_user(caller, &user_id).await?;
         let is_self = caller.user_id() == Some(user.id.as_str());
         if !is_self && !caller.administers(&user.tenant_id) {
-            return Err(IdentityError::PermissionDenied("users change only their own password"));
+            return Err(IdentityError::PermissionDenied(
+                "users change only their own password",
+            ));
         }
         if user.role == Role::Superadmin && !is_self && !caller.is_superadmin() {
-            return Err(IdentityError::PermissionDenied("only a superadmin resets a superadmin's password"));
+            return Err(IdentityError::PermissionDenied(
+                "only a superadmin resets a superadmin's password",
+            ));
         }
         if user.login_method == LoginMethod::Ldap {
             return Err(IdentityError::FailedPrecondition(
@@ -366,7 +420,10 @@ impl Directory {
         }
         validate::password("new_password", new_password, &user.username)?;
         let password_hash = hash_password(new_password).await?;
-        self.store.set_password_hash(&user.id, &password_hash).await.or_not_found("user")
+        self.store
+            .set_password_hash(&user.id, &password_hash)
+            .await
+            .or_not_found("user")
     }
 
     // === Login ===
@@ -404,7 +461,12 @@ impl Directory {
         }
     }
 
-    async fn login_password(&self, tenant_slug: &str, username: &str, password: &str) -> Result<User, IdentityError> {
+    async fn login_password(
+        &self,
+        tenant_slug: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<User, IdentityError> {
         let user = self.find_login_user(tenant_slug, username).await?;
         let hash = user
             .as_ref()
@@ -412,12 +474,20 @@ impl Directory {
             .map_or(DUMMY_HASH, |user| user.password_hash.as_str());
         let verified = verify_password(password, hash).await?;
         match user {
-            Some(user) if verified && !user.disabled && user.login_method == LoginMethod::Password => Ok(user),
+            Some(user)
+                if verified && !user.disabled && user.login_method == LoginMethod::Password =>
+            {
+                Ok(user)
+            }
             _ => Err(IdentityError::InvalidCredentials),
         }
     }
 
-    async fn find_login_user(&self, tenant_slug: &str, username: &str) -> Result<Option<User>, IdentityError> {
+    async fn find_login_user(
+        &self,
+        tenant_slug: &str,
+        username: &str,
+    ) -> Result<Option<User>, IdentityError> {
         if tenant_slug.is_empty() {
             let mut users = self.store.users_named(username).await?;
             // A name in several tenants is ambiguous without a tenant.
@@ -438,7 +508,9 @@ impl Directory {
     async fn login_ldap(&self, username: &str, password: &str) -> Result<User, IdentityError> {
         let ldap_config = &self.config.ldap;
         if !ldap_config.enabled() {
-            return Err(IdentityError::FailedPrecondition("LDAP login is not configured".to_owned()));
+            return Err(IdentityError::FailedPrecondition(
+                "LDAP login is not configured".to_owned(),
+            ));
         }
         if validate::username(username).is_err() {
             return Err(IdentityError::InvalidCredentials);
@@ -450,14 +522,17 @@ impl Directory {
         }
         let tenant = match self.store.tenant_by_slug(&ldap_config.tenant_slug).await {
             Ok(tenant) => tenant,
-            Err(StorageError::NotFound) => self
-                .store
-                .create_tenant(&ldap_config.tenant_slug, &ldap_config.tenant_slug)
-                .await
-                .or_else(|error| match error {
-                    StorageError::AlreadyExists { .. } => Err(error),
-                    other => Err(other),
-                })?,
+            Err(StorageError::NotFound) => {
+                let slug = &ldap_config.tenant_slug;
+                match self.store.create_tenant(slug, slug).await {
+                    Ok(tenant) => tenant,
+                    // Another first login created it a moment ago.
+                    Err(error) if error.is_already_exists() => {
+                        self.store.tenant_by_slug(slug).await?
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
             Err(error) => return Err(error.into()),
         };
         match self.store.user_by_name(&tenant.id, username).await {
@@ -528,7 +603,9 @@ impl Directory {
                 None => false,
             };
             if !member {
-                return Err(IdentityError::PermissionDenied("users see only their own groups"));
+                return Err(IdentityError::PermissionDenied(
+                    "users see only their own groups",
+                ));
             }
         }
         Ok(group)
@@ -567,12 +644,20 @@ impl Directory {
         let update = GroupUpdate {
             name: wants("name").then(|| changes.name.unwrap_or_default()),
             description: wants("description").then(|| changes.description.unwrap_or_default()),
-            priority: if wants("priority") { changes.priority } else { None },
+            priority: if wants("priority") {
+                changes.priority
+            } else {
+                None
+            },
         };
         if let Some(name) = &update.name {
             validate::name("group.name", name)?;
         }
-        let group = self.store.update_group(id, &update).await.or_not_found("group")?;
+        let group = self
+            .store
+            .update_group(id, &update)
+            .await
+            .or_not_found("group")?;
         self.notify_watchers();
         Ok(group)
     }
@@ -585,14 +670,28 @@ impl Directory {
         Ok(())
     }
 
-    pub async fn add_group_member(&self, caller: &Caller, group_id: &str, user_id: &str) -> Result<Member, IdentityError> {
+    pub async fn add_group_member(
+        &self,
+        caller: &Caller,
+        group_id: &str,
+        user_id: &str,
+    ) -> Result<Member, IdentityError> {
         let (group, user) = self.membership_parties(caller, group_id, user_id).await?;
-        let member = self.store.add_member(&group, &user.id).await.or_not_found("member")?;
+        let member = self
+            .store
+            .add_member(&group, &user.id)
+            .await
+            .or_not_found("member")?;
         self.notify_watchers();
         Ok(member)
     }
 
-    pub async fn remove_group_member(&self, caller: &Caller, group_id: &str, user_id: &str) -> Result<(), IdentityError> {
+    pub async fn remove_group_member(
+        &self,
+        caller: &Caller,
+        group_id: &str,
+        user_id: &str,
+    ) -> Result<(), IdentityError> {
         let (group, user) = self.membership_parties(caller, group_id, user_id).await?;
         self.store.remove_member(&group, &user.id).await?;
         self.notify_watchers();
@@ -628,29 +727,47 @@ impl Directory {
     // === API keys ===
 
     /// Issues a key; the plaintext is in the result and nowhere else.
-    pub async fn create_api_key(&self, caller: &Caller, request: KeyRequest) -> Result<(ApiKey, String), IdentityError> {
+    pub async fn create_api_key(
+        &self,
+        caller: &Caller,
+        request: KeyRequest,
+    ) -> Result<(ApiKey, String), IdentityError> {
         let user_id = if request.user_id.is_empty() {
             caller
                 .user_id()
-                .ok_or_else(|| IdentityError::invalid("api_key.user_id", "is required with the admin key"))?
+                .ok_or_else(|| {
+                    IdentityError::invalid("api_key.user_id", "is required with the admin key")
+                })?
                 .to_owned()
         } else {
             request.user_id.clone()
         };
         let owner = self.visible_user(caller, &user_id).await?;
         if !request.tenant_id.is_empty() && request.tenant_id != owner.tenant_id {
-            return Err(IdentityError::invalid("api_key.tenant_id", "is not the owner's tenant"));
+            return Err(IdentityError::invalid(
+                "api_key.tenant_id",
+                "is not the owner's tenant",
+            ));
         }
         let is_admin = caller.administers(&owner.tenant_id);
         if caller.user_id() != Some(owner.id.as_str()) && !is_admin {
-            return Err(IdentityError::PermissionDenied("users create keys only for themselves"));
+            return Err(IdentityError::PermissionDenied(
+                "users create keys only for themselves",
+            ));
         }
         if !is_admin && (!request.plan_id.is_empty() || request.spend_limit_micros.is_some()) {
-            return Err(IdentityError::PermissionDenied("only an admin sets a key's plan or spend limit"));
+            return Err(IdentityError::PermissionDenied(
+                "only an admin sets a key's plan or spend limit",
+            ));
         }
-        let name = if request.name.is_empty() { "default" } else { request.name.as_str() };
+        let name = if request.name.is_empty() {
+            "default"
+        } else {
+            request.name.as_str()
+        };
         validate::name("api_key.name", name)?;
-        self.check_key_group(caller, &owner, request.group_id.as_deref(), is_admin).await?;
+        self.check_key_group(caller, &owner, request.group_id.as_deref(), is_admin)
+            .await?;
         check_spend_limit(request.spend_limit_micros)?;
         check_expiry(request.expire_at)?;
         check_models(&request.allowed_models)?;
@@ -697,7 +814,12 @@ impl Directory {
         };
         Ok(self
             .store
-            .list_keys(page, tenant.as_deref(), user_filter.as_deref(), non_empty(group_id))
+            .list_keys(
+                page,
+                tenant.as_deref(),
+                user_filter.as_deref(),
+                non_empty(group_id),
+            )
             .await?)
     }
 
@@ -710,13 +832,23 @@ impl Directory {
     ) -> Result<ApiKey, IdentityError> {
         check_mask(
             mask,
-            &["name", "group_id", "spend_limit_micros", "plan_id", "expire_time", "allowed_models", "allowed_ips"],
+            &[
+                "name",
+                "group_id",
+                "spend_limit_micros",
+                "plan_id",
+                "expire_time",
+                "allowed_models",
+                "allowed_ips",
+            ],
         )?;
         let existing = self.owned_key(caller, id).await?;
         let is_admin = caller.administers(&existing.tenant_id);
         let wants = |field: &str| mask.iter().any(|path| path == field);
         if !is_admin && (wants("plan_id") || wants("spend_limit_micros")) {
-            return Err(IdentityError::PermissionDenied("only an admin changes a key's plan or spend limit"));
+            return Err(IdentityError::PermissionDenied(
+                "only an admin changes a key's plan or spend limit",
+            ));
         }
         let mut update = KeyUpdate::default();
         if wants("name") {
@@ -724,8 +856,13 @@ impl Directory {
             update.name = Some(changes.name);
         }
         if wants("group_id") {
-            let owner = self.store.get_user(&existing.user_id).await.or_not_found("user")?;
-            self.check_key_group(caller, &owner, changes.group_id.as_deref(), is_admin).await?;
+            let owner = self
+                .store
+                .get_user(&existing.user_id)
+                .await
+                .or_not_found("user")?;
+            self.check_key_group(caller, &owner, changes.group_id.as_deref(), is_admin)
+                .await?;
             update.group_id = Some(changes.group_id);
         }
         if wants("spend_limit_micros") {
@@ -747,7 +884,11 @@ impl Directory {
             check_ips(&changes.allowed_ips)?;
             update.allowed_ips = Some(changes.allowed_ips);
         }
-        let key = self.store.update_key(&existing, &update).await.or_not_found("api key")?;
+        let key = self
+            .store
+            .update_key(&existing, &update)
+            .await
+            .or_not_found("api key")?;
         self.notify_watchers();
         Ok(key)
     }
@@ -759,7 +900,12 @@ impl Directory {
         Ok(())
     }
 
-    pub async fn set_api_key_frozen(&self, caller: &Caller, id: &str, frozen: bool) -> Result<ApiKey, IdentityError> {
+    pub async fn set_api_key_frozen(
+        &self,
+        caller: &Caller,
+        id: &str,
+        frozen: bool,
+    ) -> Result<ApiKey, IdentityError> {
         let existing = self.owned_key(caller, id).await?;
         if existing.frozen == frozen {
             return Ok(existing);
@@ -794,13 +940,19 @@ impl Directory {
         let group = match self.store.get_group(group_id).await {
             Ok(group) if group.tenant_id == owner.tenant_id => group,
             Ok(_) | Err(StorageError::NotFound) => {
-                return Err(IdentityError::invalid("api_key.group_id", "no such group in the key's tenant"));
+                return Err(IdentityError::invalid(
+                    "api_key.group_id",
+                    "no such group in the key's tenant",
+                ));
             }
             Err(error) => return Err(error.into()),
         };
         if !is_admin && !self.store.is_member(&group.id, &owner.id).await? {
             let _ = caller;
-            return Err(IdentityError::invalid("api_key.group_id", "the key's owner is not in this group"));
+            return Err(IdentityError::invalid(
+                "api_key.group_id",
+                "the key's owner is not in this group",
+            ));
         }
         Ok(())
     }
@@ -839,7 +991,12 @@ impl Directory {
         Ok(client)
     }
 
-    pub async fn list_clients(&self, caller: &Caller, page: &Page, tenant_id: &str) -> Result<Vec<Client>, IdentityError> {
+    pub async fn list_clients(
+        &self,
+        caller: &Caller,
+        page: &Page,
+        tenant_id: &str,
+    ) -> Result<Vec<Client>, IdentityError> {
         let tenant = self.listing_tenant(caller, tenant_id)?;
         Ok(self.store.list_clients(page, tenant.as_deref()).await?)
     }
@@ -865,7 +1022,11 @@ impl Directory {
         if let Some(client_id) = &update.client_id {
             check_client_id(client_id)?;
         }
-        let client = self.store.update_client(&existing, &update).await.or_not_found("client")?;
+        let client = self
+            .store
+            .update_client(&existing, &update)
+            .await
+            .or_not_found("client")?;
         self.notify_watchers();
         Ok(client)
     }
@@ -886,7 +1047,10 @@ impl Directory {
         remote_ip: Option<&str>,
     ) -> Result<Authentication, IdentityError> {
         if !api_key::is_sha256_hex(key_sha256) {
-            return Err(IdentityError::invalid("key_sha256", "must be 64 lowercase hex digits"));
+            return Err(IdentityError::invalid(
+                "key_sha256",
+                "must be 64 lowercase hex digits",
+            ));
         }
         let remote_ip = match remote_ip.filter(|ip| !ip.is_empty()) {
             Some(ip) => Some(
@@ -914,7 +1078,11 @@ impl Directory {
             None => self.store.groups_of_user(&record.key.user_id).await?,
         };
         let client = match client_id.filter(|id| !id.is_empty()) {
-            Some(client_id) => self.store.client_by_client_id(&record.key.tenant_id, client_id).await?,
+            Some(client_id) => {
+                self.store
+                    .client_by_client_id(&record.key.tenant_id, client_id)
+                    .await?
+            }
             None => None,
         };
         let now = gateway_storage::now_micros();
@@ -922,7 +1090,11 @@ impl Directory {
             KeyStatus::UserDisabled
         } else if record.key.frozen {
             KeyStatus::Frozen
-        } else if record.key.expire_at.is_some_and(|expire_at| expire_at <= now) {
+        } else if record
+            .key
+            .expire_at
+            .is_some_and(|expire_at| expire_at <= now)
+        {
             KeyStatus::Expired
         } else if remote_ip.is_some_and(|ip| !ip_allowed(&record.key.allowed_ips, ip)) {
             KeyStatus::IpNotAllowed
@@ -964,7 +1136,9 @@ impl Directory {
     }
 
     fn lock_last_used(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
-        self.last_used.lock().unwrap_or_else(PoisonError::into_inner)
+        self.last_used
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     // === Scoping helpers ===
@@ -973,8 +1147,13 @@ impl Directory {
     fn target_tenant(&self, caller: &Caller, tenant_id: &str) -> Result<String, IdentityError> {
         match (tenant_id.is_empty(), caller.tenant_id()) {
             (false, _) => Ok(tenant_id.to_owned()),
-            (true, Some(own)) if !caller.is_superadmin() || caller.user_id().is_some() => Ok(own.to_owned()),
-            _ => Err(IdentityError::invalid("tenant_id", "is required with the admin key")),
+            (true, Some(own)) if !caller.is_superadmin() || caller.user_id().is_some() => {
+                Ok(own.to_owned())
+            }
+            _ => Err(IdentityError::invalid(
+                "tenant_id",
+                "is required with the admin key",
+            )),
         }
     }
 
@@ -985,13 +1164,19 @@ impl Directory {
             return Err(IdentityError::NotFound("tenant"));
         }
         if !caller.administers(tenant_id) {
-            return Err(IdentityError::PermissionDenied("this needs role ADMIN in the tenant"));
+            return Err(IdentityError::PermissionDenied(
+                "this needs role ADMIN in the tenant",
+            ));
         }
         Ok(())
     }
 
     /// The tenant a list is limited to (`None`: every tenant, superadmin).
-    fn listing_tenant(&self, caller: &Caller, requested: &str) -> Result<Option<String>, IdentityError> {
+    fn listing_tenant(
+        &self,
+        caller: &Caller,
+        requested: &str,
+    ) -> Result<Option<String>, IdentityError> {
         if caller.is_superadmin() {
             return Ok(non_empty(requested).map(str::to_owned));
         }
@@ -1025,12 +1210,18 @@ fn non_empty(value: &str) -> Option<&str> {
 
 fn check_mask(mask: &Mask, allowed: &[&str]) -> Result<(), IdentityError> {
     if mask.is_empty() {
-        return Err(IdentityError::invalid("update_mask", "must name at least one field"));
+        return Err(IdentityError::invalid(
+            "update_mask",
+            "must name at least one field",
+        ));
     }
     if let Some(unknown) = mask.iter().find(|path| !allowed.contains(&path.as_str())) {
         return Err(IdentityError::invalid(
             "update_mask",
-            format!("{unknown:?} cannot be updated (allowed: {})", allowed.join(", ")),
+            format!(
+                "{unknown:?} cannot be updated (allowed: {})",
+                allowed.join(", ")
+            ),
         ));
     }
     Ok(())
@@ -1038,22 +1229,30 @@ fn check_mask(mask: &Mask, allowed: &[&str]) -> Result<(), IdentityError> {
 
 fn check_spend_limit(limit: Option<i64>) -> Result<(), IdentityError> {
     match limit {
-        Some(limit) if limit < 0 => Err(IdentityError::invalid("api_key.spend_limit_micros", "must not be negative")),
+        Some(limit) if limit < 0 => Err(IdentityError::invalid(
+            "api_key.spend_limit_micros",
+            "must not be negative",
+        )),
         _ => Ok(()),
     }
 }
 
 fn check_expiry(expire_at: Option<i64>) -> Result<(), IdentityError> {
     match expire_at {
-        Some(at) if at <= gateway_storage::now_micros() => {
-            Err(IdentityError::invalid("api_key.expire_time", "must be in the future"))
-        }
+        Some(at) if at <= gateway_storage::now_micros() => Err(IdentityError::invalid(
+            "api_key.expire_time",
+            "must be in the future",
+        )),
         _ => Ok(()),
     }
 }
 
 fn check_models(models: &[String]) -> Result<(), IdentityError> {
-    if models.len() > 500 || models.iter().any(|model| model.trim().is_empty() || model.len() > 200) {
+    if models.len() > 500
+        || models
+            .iter()
+            .any(|model| model.trim().is_empty() || model.len() > 200)
+    {
         return Err(IdentityError::invalid(
             "api_key.allowed_models",
             "must be at most 500 non-empty names of at most 200 characters",
@@ -1096,7 +1295,11 @@ fn parse_network(value: &str) -> Option<ipnet::IpNet> {
 
 /// True if `ip` is in one of `allowed` (empty allows every address).
 pub fn ip_allowed(allowed: &[String], ip: IpAddr) -> bool {
-    allowed.is_empty() || allowed.iter().filter_map(|network| parse_network(network)).any(|network| network.contains(&ip))
+    allowed.is_empty()
+        || allowed
+            .iter()
+            .filter_map(|network| parse_network(network))
+            .any(|network| network.contains(&ip))
 }
 
 /// argon2id is deliberately slow: run it off the async workers.
@@ -1121,7 +1324,11 @@ mod tests {
 
     #[test]
     fn ip_allow_lists_take_addresses_and_networks() {
-        let allowed = vec!["10.0.0.0/8".to_owned(), "192.168.1.7".to_owned(), "2001:db8::/32".to_owned()];
+        let allowed = vec![
+            "10.0.0.0/8".to_owned(),
+            "192.168.1.7".to_owned(),
+            "2001:db8::/32".to_owned(),
+        ];
         assert!(ip_allowed(&allowed, "10.1.2.3".parse().unwrap()));
         assert!(ip_allowed(&allowed, "192.168.1.7".parse().unwrap()));
         assert!(!ip_allowed(&allowed, "192.168.1.8".parse().unwrap()));
@@ -1134,7 +1341,9 @@ mod tests {
     fn masks_must_name_known_fields() {
         assert!(check_mask(&vec!["name".to_owned()], &["name"]).is_ok());
         assert!(check_mask(&vec![], &["name"]).is_err());
-        let error = check_mask(&vec!["id".to_owned()], &["name"]).unwrap_err().to_string();
+        let error = check_mask(&vec!["id".to_owned()], &["name"])
+            .unwrap_err()
+            .to_string();
         assert!(error.starts_with("update_mask:"), "{error}");
     }
 

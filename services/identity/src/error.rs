@@ -6,7 +6,10 @@ use gateway_storage::StorageError;
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error("{field}: {message}")]
-    InvalidArgument { field: &'static str, message: String },
+    InvalidArgument {
+        field: &'static str,
+        message: String,
+    },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{0}")]
@@ -58,7 +61,9 @@ impl From<IdentityError> for tonic::Status {
         let kind = error.kind();
         let message = match &error {
             // Logged in full; callers get no internals.
-            IdentityError::Storage(_) | IdentityError::Internal(_) | IdentityError::DirectoryUnavailable(_) => {
+            IdentityError::Storage(_)
+            | IdentityError::Internal(_)
+            | IdentityError::DirectoryUnavailable(_) => {
                 tracing::error!(error = %error, detail = ?error, "identity request failed");
                 match kind {
                     ErrorKind::Unavailable => "service temporarily unavailable".to_owned(),
@@ -80,10 +85,12 @@ impl<T> StoreResultExt<T> for Result<T, StorageError> {
     fn or_not_found(self, what: &'static str) -> Result<T, IdentityError> {
         self.map_err(|error| match error {
             StorageError::NotFound => IdentityError::NotFound(what),
-            StorageError::AlreadyExists { .. } => IdentityError::AlreadyExists(format!("{what} already exists")),
-            StorageError::ForeignKey { .. } => {
-                IdentityError::FailedPrecondition(format!("{what} refers to something that does not exist"))
+            StorageError::AlreadyExists { .. } => {
+                IdentityError::AlreadyExists(format!("{what} already exists"))
             }
+            StorageError::ForeignKey { .. } => IdentityError::FailedPrecondition(format!(
+                "{what} refers to something that does not exist"
+            )),
             other => IdentityError::Storage(other),
         })
     }

@@ -6,14 +6,19 @@ use std::sync::Arc;
 use gateway_auth::{Access, Caller, Role};
 use gateway_proto::identity::v1 as pb;
 use gateway_proto::identity::v1::identity_service_server::IdentityService;
-use gateway_storage::page::Page;
 use gateway_runtime::CancellationToken;
+use gateway_storage::page::Page;
 use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status};
 
-use crate::directory::{Authentication, Directory, KeyRequest, KeyStatus, Mask, Principal, Session};
+use crate::directory::{
+    Authentication, Directory, KeyRequest, KeyStatus, Mask, Principal, Session,
+};
 use crate::error::IdentityError;
-use crate::store::{ApiKey, Change, ChangeKind, Client, ClientUpdate, Group, GroupUpdate, LoginMethod, Member, Tenant, User, UserUpdate};
+use crate::store::{
+    ApiKey, Change, ChangeKind, Client, ClientUpdate, Group, GroupUpdate, LoginMethod, Member,
+    Tenant, User, UserUpdate,
+};
 use crate::watch;
 
 pub struct IdentityGrpc {
@@ -23,7 +28,10 @@ pub struct IdentityGrpc {
 
 impl IdentityGrpc {
     pub fn new(directory: Arc<Directory>, shutdown: CancellationToken) -> Self {
-        Self { directory, shutdown }
+        Self {
+            directory,
+            shutdown,
+        }
     }
 }
 
@@ -36,17 +44,23 @@ pub fn access_policy(method: &str) -> Option<Access> {
         | "ListApiKeys" | "UpdateApiKey" | "DeleteApiKey" | "FreezeApiKey" | "UnfreezeApiKey" => {
             Access::Authenticated
         }
-        "GetTenant" | "GetTenantBySlug" | "ListTenants" | "UpdateTenant" | "CreateUser" | "ListUsers"
-        | "UpdateUser" | "DeleteUser" | "CreateGroup" | "UpdateGroup" | "DeleteGroup" | "AddGroupMember"
-        | "RemoveGroupMember" | "ListGroupMembers" | "CreateClient" | "GetClient" | "ListClients"
-        | "UpdateClient" | "DeleteClient" => Access::Admin,
+        "GetTenant" | "GetTenantBySlug" | "ListTenants" | "UpdateTenant" | "CreateUser"
+        | "ListUsers" | "UpdateUser" | "DeleteUser" | "CreateGroup" | "UpdateGroup"
+        | "DeleteGroup" | "AddGroupMember" | "RemoveGroupMember" | "ListGroupMembers"
+        | "CreateClient" | "GetClient" | "ListClients" | "UpdateClient" | "DeleteClient" => {
+            Access::Admin
+        }
         "CreateTenant" | "DeleteTenant" | "AuthenticateKey" | "WatchKeys" => Access::Superadmin,
         _ => return None,
     })
 }
 
 fn caller<T>(request: &Request<T>) -> Caller {
-    request.extensions().get::<Caller>().cloned().unwrap_or(Caller::Anonymous)
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or(Caller::Anonymous)
 }
 
 fn page(page_size: i32, page_token: &str) -> Result<Page, Status> {
@@ -285,16 +299,32 @@ fn ok<T>(value: T) -> GrpcResult<T> {
 
 #[tonic::async_trait]
 impl IdentityService for IdentityGrpc {
-    async fn create_tenant(&self, request: Request<pb::CreateTenantRequest>) -> GrpcResult<pb::CreateTenantResponse> {
+    async fn create_tenant(
+        &self,
+        request: Request<pb::CreateTenantRequest>,
+    ) -> GrpcResult<pb::CreateTenantResponse> {
         let tenant = required(request.into_inner().tenant, "tenant")?;
-        let tenant = self.directory.create_tenant(&tenant.slug, &tenant.name).await?;
-        ok(pb::CreateTenantResponse { tenant: Some(tenant_to_proto(tenant)) })
+        let tenant = self
+            .directory
+            .create_tenant(&tenant.slug, &tenant.name)
+            .await?;
+        ok(pb::CreateTenantResponse {
+            tenant: Some(tenant_to_proto(tenant)),
+        })
     }
 
-    async fn get_tenant(&self, request: Request<pb::GetTenantRequest>) -> GrpcResult<pb::GetTenantResponse> {
+    async fn get_tenant(
+        &self,
+        request: Request<pb::GetTenantRequest>,
+    ) -> GrpcResult<pb::GetTenantResponse> {
         let caller = caller(&request);
-        let tenant = self.directory.get_tenant(&caller, &request.into_inner().id).await?;
-        ok(pb::GetTenantResponse { tenant: Some(tenant_to_proto(tenant)) })
+        let tenant = self
+            .directory
+            .get_tenant(&caller, &request.into_inner().id)
+            .await?;
+        ok(pb::GetTenantResponse {
+            tenant: Some(tenant_to_proto(tenant)),
+        })
     }
 
     async fn get_tenant_by_slug(
@@ -302,11 +332,19 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::GetTenantBySlugRequest>,
     ) -> GrpcResult<pb::GetTenantBySlugResponse> {
         let caller = caller(&request);
-        let tenant = self.directory.get_tenant_by_slug(&caller, &request.into_inner().slug).await?;
-        ok(pb::GetTenantBySlugResponse { tenant: Some(tenant_to_proto(tenant)) })
+        let tenant = self
+            .directory
+            .get_tenant_by_slug(&caller, &request.into_inner().slug)
+            .await?;
+        ok(pb::GetTenantBySlugResponse {
+            tenant: Some(tenant_to_proto(tenant)),
+        })
     }
 
-    async fn list_tenants(&self, request: Request<pb::ListTenantsRequest>) -> GrpcResult<pb::ListTenantsResponse> {
+    async fn list_tenants(
+        &self,
+        request: Request<pb::ListTenantsRequest>,
+    ) -> GrpcResult<pb::ListTenantsResponse> {
         let caller = caller(&request);
         let request = request.into_inner();
         let page = page(request.page_size, &request.page_token)?;
@@ -318,19 +356,35 @@ impl IdentityService for IdentityGrpc {
         })
     }
 
-    async fn update_tenant(&self, request: Request<pb::UpdateTenantRequest>) -> GrpcResult<pb::UpdateTenantResponse> {
+    async fn update_tenant(
+        &self,
+        request: Request<pb::UpdateTenantRequest>,
+    ) -> GrpcResult<pb::UpdateTenantResponse> {
         let caller = caller(&request);
         let request = request.into_inner();
         let tenant = required(request.tenant, "tenant")?;
         let tenant = self
             .directory
-            .update_tenant(&caller, &tenant.id, &tenant.slug, &tenant.name, &mask(request.update_mask))
+            .update_tenant(
+                &caller,
+                &tenant.id,
+                &tenant.slug,
+                &tenant.name,
+                &mask(request.update_mask),
+            )
             .await?;
-        ok(pb::UpdateTenantResponse { tenant: Some(tenant_to_proto(tenant)) })
+        ok(pb::UpdateTenantResponse {
+            tenant: Some(tenant_to_proto(tenant)),
+        })
     }
 
-    async fn delete_tenant(&self, request: Request<pb::DeleteTenantRequest>) -> GrpcResult<pb::DeleteTenantResponse> {
-        self.directory.delete_tenant(&request.into_inner().id).await?;
+    async fn delete_tenant(
+        &self,
+        request: Request<pb::DeleteTenantRequest>,
+    ) -> GrpcResult<pb::DeleteTenantResponse> {
+        self.directory
+            .delete_tenant(&request.into_inner().id)
+            .await?;
         ok(pb::DeleteTenantResponse {})
     }
 
@@ -338,7 +392,13 @@ impl IdentityService for IdentityGrpc {
         let request = request.into_inner();
         let (tenant, session) = self
             .directory
-            .sign_up(&request.tenant_slug, &request.tenant_name, &request.username, &request.email, &request.password)
+            .sign_up(
+                &request.tenant_slug,
+                &request.tenant_name,
+                &request.username,
+                &request.email,
+                &request.password,
+            )
             .await?;
         let (access_token, expire_time, user) = session_parts(session);
         ok(pb::SignUpResponse {
@@ -350,25 +410,55 @@ impl IdentityService for IdentityGrpc {
         })
     }
 
-    async fn create_user(&self, request: Request<pb::CreateUserRequest>) -> GrpcResult<pb::CreateUserResponse> {
+    async fn create_user(
+        &self,
+        request: Request<pb::CreateUserRequest>,
+    ) -> GrpcResult<pb::CreateUserResponse> {
         let caller = caller(&request);
         let request = request.into_inner();
         let user = required(request.user, "user")?;
-        let role = if user.role == 0 { None } else { Some(role_from_proto(user.role).ok_or_else(|| Status::invalid_argument("user.role: unknown role"))?) };
+        let role = if user.role == 0 {
+            None
+        } else {
+            Some(
+                role_from_proto(user.role)
+                    .ok_or_else(|| Status::invalid_argument("user.role: unknown role"))?,
+            )
+        };
         let user = self
             .directory
-            .create_user(&caller, &user.tenant_id, &user.username, &user.email, role, &request.password)
+            .create_user(
+                &caller,
+                &user.tenant_id,
+                &user.username,
+                &user.email,
+                role,
+                &request.password,
+            )
             .await?;
-        ok(pb::CreateUserResponse { user: Some(user_to_proto(user)) })
+        ok(pb::CreateUserResponse {
+            user: Some(user_to_proto(user)),
+        })
     }
 
-    async fn get_user(&self, request: Request<pb::GetUserRequest>) -> GrpcResult<pb::GetUserResponse> {
+    async fn get_user(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> GrpcResult<pb::GetUserResponse> {
         let caller = caller(&request);
-        let user = self.directory.get_user(&caller, &request.into_inner().id).await?;
-        ok(pb::GetUserResponse { user: Some(user_to_proto(user)) })
+        let user = self
+            .directory
+            .get_user(&caller, &request.into_inner().id)
+            .await?;
+        ok(pb::GetUserResponse {
+            user: Some(user_to_proto(user)),
+        })
     }
 
-    async fn list_users(&self, request: Request<pb::ListUsersRequest>) -> GrpcResult<pb::ListUsersResponse> {
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> GrpcResult<pb::ListUsersResponse> {
         let caller = caller(&request);
         let request = request.into_inner();
         let page = page(request.page_size, &request.page_token)?;
@@ -383,7 +473,10 @@ impl IdentityService for IdentityGrpc {
         })
     }
 
-    async fn update_user(&self, request: Request<pb::UpdateUserRequest>) -> GrpcResult<pb::UpdateUserResponse> {
+    async fn update_user(
+        &self,
+        request: Request<pb::UpdateUserRequest>,
+    ) -> GrpcResult<pb::UpdateUserResponse> {
         let caller = caller(&request);
         let request = request.into_inner();
         let user = required(request.user, "user")?;
@@ -397,12 +490,19 @@ impl IdentityService for IdentityGrpc {
             .directory
             .update_user(&caller, &user.id, changes, &mask(request.update_mask))
             .await?;
-        ok(pb::UpdateUserResponse { user: Some(user_to_proto(user)) })
+        ok(pb::UpdateUserResponse {
+            user: Some(user_to_proto(user)),
+        })
     }
 
-    async fn delete_user(&self, request: Request<pb::DeleteUserRequest>) -> GrpcResult<pb::DeleteUserResponse> {
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> GrpcResult<pb::DeleteUserResponse> {
         let caller = caller(&request);
-        self.directory.delete_user(&caller, &request.into_inner().id).await?;
+        self.directory
+            .delete_user(&caller, &request.into_inner().id)
+            .await?;
         ok(pb::DeleteUserResponse {})
     }
 
@@ -413,7 +513,12 @@ impl IdentityService for IdentityGrpc {
         let caller = caller(&request);
         let request = request.into_inner();
         self.directory
-            .change_password(&caller, &request.user_id, &request.current_password, &request.new_password)
+            .change_password(
+                &caller,
+                &request.user_id,
+                &request.current_password,
+                &request.new_password,
+            )
             .await?;
         ok(pb::ChangePasswordResponse {})
     }
@@ -423,7 +528,12 @@ impl IdentityService for IdentityGrpc {
         let ldap = request.method == i32::from(pb::LoginMethod::Ldap);
         let session = self
             .directory
-            .login(&request.tenant_slug, &request.username, &request.password, ldap)
+            .login(
+                &request.tenant_slug,
+                &request.username,
+                &request.password,
+                ldap,
+            )
             .await?;
         let (access_token, expire_time, user) = session_parts(session);
         ok(pb::LoginResponse {
@@ -455,23 +565,45 @@ impl IdentityService for IdentityGrpc {
         })
     }
 
-    async fn create_group(&self, request: Request<pb::CreateGroupRequest>) -> GrpcResult<pb::CreateGroupResponse> {
+    async fn create_group(
+        &self,
+        request: Request<pb::CreateGroupRequest>,
+    ) -> GrpcResult<pb::CreateGroupResponse> {
         let caller = caller(&request);
         let group = required(request.into_inner().group, "group")?;
         let group = self
             .directory
-            .create_group(&caller, &group.tenant_id, &group.name, &group.description, group.priority)
+            .create_group(
+                &caller,
+                &group.tenant_id,
+                &group.name,
+                &group.description,
+                group.priority,
+            )
             .await?;
-        ok(pb::CreateGroupResponse { group: Some(group_to_proto(group)) })
+        ok(pb::CreateGroupResponse {
+            group: Some(group_to_proto(group)),
+        })
     }
 
-    async fn get_group(&self, request: Request<pb::GetGroupRequest>) -> GrpcResult<pb::GetGroupResponse> {
+    async fn get_group(
+        &self,
+        request: Request<pb::GetGroupRequest>,
+    ) -> GrpcResult<pb::GetGroupResponse> {
         let caller = caller(&request);
-        let group = self.directory.get_group(&caller, &request.into_inner().id).await?;
-        ok(pb::GetGroupResponse { group: Some(group_to_proto(group)) })
+        let group = self
+            .directory
+            .get_group(&caller, &request.into_inner().id)
+            .await?;
+        ok(pb::GetGroupResponse {
+            group: Some(group_to_proto(group)),
+        })
     }
 
-    async fn list_groups(&self, request: Request<pb::ListGroupsRequest>) -> GrpcResult<pb::ListGroupsResponse> {
+    async fn list_groups(
+        &self,
+        request: Request<pb::ListGroupsRequest>,
+    ) -> GrpcResult<pb::ListGroupsResponse> {
         let caller = caller(&request);
         let request = request.into_inner();
         let page = page(request.page_size, &request.page_token)?;
@@ -486,7 +618,10 @@ impl IdentityService for IdentityGrpc {
         })
     }
 
-    async fn update_group(&self, request: Request<pb::UpdateGroupRequest>) -> GrpcResult<pb::UpdateGroupResponse> {
+    async fn update_group(
+        &self,
+        request: Request<pb::UpdateGroupRequest>,
+    ) -> GrpcResult<pb::UpdateGroupResponse> {
         let caller = caller(&request);
         let request = request.into_inner();
         let group = required(request.group, "group")?;
@@ -499,12 +634,19 @@ impl IdentityService for IdentityGrpc {
             .directory
             .update_group(&caller, &group.id, changes, &mask(request.update_mask))
             .await?;
-        ok(pb::UpdateGroupResponse { group: Some(group_to_proto(group)) })
+        ok(pb::UpdateGroupResponse {
+            group: Some(group_to_proto(group)),
+        })
     }
 
-    async fn delete_group(&self, request: Request<pb::DeleteGroupRequest>) -> GrpcResult<pb::DeleteGroupResponse> {
+    async fn delete_group(
+        &self,
+        request: Request<pb::DeleteGroupRequest>,
+    ) -> GrpcResult<pb::DeleteGroupResponse> {
         let caller = caller(&request);
-        self.directory.delete_group(&caller, &request.into_inner().id).await?;
+        self.directory
+            .delete_group(&caller, &request.into_inner().id)
+            .await?;
         ok(pb::DeleteGroupResponse {})
     }
 
@@ -518,7 +660,9 @@ impl IdentityService for IdentityGrpc {
             .directory
             .add_group_member(&caller, &request.group_id, &request.user_id)
             .await?;
-        ok(pb::AddGroupMemberResponse { member: Some(member_to_proto(member)) })
+        ok(pb::AddGroupMemberResponse {
+            member: Some(member_to_proto(member)),
+        })
     }
 
     async fn remove_group_member(
@@ -540,7 +684,10 @@ impl IdentityService for IdentityGrpc {
         let caller = caller(&request);
         let request = request.into_inner();
         let page = page(request.page_size, &request.page_token)?;
-        let mut members = self.directory.list_group_members(&caller, &request.group_id, &page).await?;
+        let mut members = self
+            .directory
+            .list_group_members(&caller, &request.group_id, &page)
+            .await?;
         let next_page_token = page.finish(&mut members, |member| &member.user_id);
         ok(pb::ListGroupMembersResponse {
             members: members.into_iter().map(member_to_proto).collect(),
@@ -548,29 +695,52 @@ impl IdentityService for IdentityGrpc {
         })
     }
 
-    async fn create_api_key(&self, request: Request<pb::CreateApiKeyRequest>) -> GrpcResult<pb::CreateApiKeyResponse> {
+    async fn create_api_key(
+        &self,
+        request: Request<pb::CreateApiKeyRequest>,
+    ) -> GrpcResult<pb::CreateApiKeyResponse> {
         let caller = caller(&request);
         let key = required(request.into_inner().api_key, "api_key")?;
-        let (key, plaintext) = self.directory.create_api_key(&caller, key_request(key)).await?;
+        let (key, plaintext) = self
+            .directory
+            .create_api_key(&caller, key_request(key))
+            .await?;
         ok(pb::CreateApiKeyResponse {
             api_key: Some(key_to_proto(key)),
             key: plaintext,
         })
     }
 
-    async fn get_api_key(&self, request: Request<pb::GetApiKeyRequest>) -> GrpcResult<pb::GetApiKeyResponse> {
+    async fn get_api_key(
+        &self,
+        request: Request<pb::GetApiKeyRequest>,
+    ) -> GrpcResult<pb::GetApiKeyResponse> {
         let caller = caller(&request);
-        let key = self.directory.get_api_key(&caller, &request.into_inner().id).await?;
-        ok(pb::GetApiKeyResponse { api_key: Some(key_to_proto(key)) })
+        let key = self
+            .directory
+            .get_api_key(&caller, &request.into_inner().id)
+            .await?;
+        ok(pb::GetApiKeyResponse {
+            api_key: Some(key_to_proto(key)),
+        })
     }
 
-    async fn list_api_keys(&self, request: Request<pb::ListApiKeysRequest>) -> GrpcResult<pb::ListApiKeysResponse> {
+    async fn list_api_keys(
+        &self,
+        request: Request<pb::ListApiKeysRequest>,
+    ) -> GrpcResult<pb::ListApiKeysResponse> {
         let caller = caller(&request);
         let request = request.into_inner();
         let page = page(request.page_size, &request.page_token)?;
         let mut keys = self
             .directory
-            .list_api_keys(&caller, &page, &request.tenant_id, &request.user_id, &request.group_id)
+            .list_api_keys(
+                &caller,
+                &page,
+                &request.tenant_id,
+                &request.user_id,
+                &request.group_id,
+            )
             .await?;
         let next_page_token = page.finish(&mut keys, |key| &key.id);
         ok(pb::ListApiKeysResponse {
@@ -579,7 +749,10 @@ impl IdentityService for IdentityGrpc {
         })
     }
 
-    async fn update_api_key(&self, request: Request<pb::UpdateApiKeyRequest>) -> GrpcResult<pb::UpdateApiKeyResponse> {
+    async fn update_api_key(
+        &self,
+        request: Request<pb::UpdateApiKeyRequest>,
+    ) -> GrpcResult<pb::UpdateApiKeyResponse> {
         let caller = caller(&request);
         let request = request.into_inner();
         let key = required(request.api_key, "api_key")?;
@@ -588,19 +761,34 @@ impl IdentityService for IdentityGrpc {
             .directory
             .update_api_key(&caller, &id, key_request(key), &mask(request.update_mask))
             .await?;
-        ok(pb::UpdateApiKeyResponse { api_key: Some(key_to_proto(key)) })
+        ok(pb::UpdateApiKeyResponse {
+            api_key: Some(key_to_proto(key)),
+        })
     }
 
-    async fn delete_api_key(&self, request: Request<pb::DeleteApiKeyRequest>) -> GrpcResult<pb::DeleteApiKeyResponse> {
+    async fn delete_api_key(
+        &self,
+        request: Request<pb::DeleteApiKeyRequest>,
+    ) -> GrpcResult<pb::DeleteApiKeyResponse> {
         let caller = caller(&request);
-        self.directory.delete_api_key(&caller, &request.into_inner().id).await?;
+        self.directory
+            .delete_api_key(&caller, &request.into_inner().id)
+            .await?;
         ok(pb::DeleteApiKeyResponse {})
     }
 
-    async fn freeze_api_key(&self, request: Request<pb::FreezeApiKeyRequest>) -> GrpcResult<pb::FreezeApiKeyResponse> {
+    async fn freeze_api_key(
+        &self,
+        request: Request<pb::FreezeApiKeyRequest>,
+    ) -> GrpcResult<pb::FreezeApiKeyResponse> {
         let caller = caller(&request);
-        let key = self.directory.set_api_key_frozen(&caller, &request.into_inner().id, true).await?;
-        ok(pb::FreezeApiKeyResponse { api_key: Some(key_to_proto(key)) })
+        let key = self
+            .directory
+            .set_api_key_frozen(&caller, &request.into_inner().id, true)
+            .await?;
+        ok(pb::FreezeApiKeyResponse {
+            api_key: Some(key_to_proto(key)),
+        })
     }
 
     async fn unfreeze_api_key(
@@ -608,31 +796,61 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::UnfreezeApiKeyRequest>,
     ) -> GrpcResult<pb::UnfreezeApiKeyResponse> {
         let caller = caller(&request);
-        let key = self.directory.set_api_key_frozen(&caller, &request.into_inner().id, false).await?;
-        ok(pb::UnfreezeApiKeyResponse { api_key: Some(key_to_proto(key)) })
+        let key = self
+            .directory
+            .set_api_key_frozen(&caller, &request.into_inner().id, false)
+            .await?;
+        ok(pb::UnfreezeApiKeyResponse {
+            api_key: Some(key_to_proto(key)),
+        })
     }
 
-    async fn create_client(&self, request: Request<pb::CreateClientRequest>) -> GrpcResult<pb::CreateClientResponse> {
+    async fn create_client(
+        &self,
+        request: Request<pb::CreateClientRequest>,
+    ) -> GrpcResult<pb::CreateClientResponse> {
         let caller = caller(&request);
         let client = required(request.into_inner().client, "client")?;
         let client = self
             .directory
-            .create_client(&caller, &client.tenant_id, &client.name, &client.client_id, &client.plan_id)
+            .create_client(
+                &caller,
+                &client.tenant_id,
+                &client.name,
+                &client.client_id,
+                &client.plan_id,
+            )
             .await?;
-        ok(pb::CreateClientResponse { client: Some(client_to_proto(client)) })
+        ok(pb::CreateClientResponse {
+            client: Some(client_to_proto(client)),
+        })
     }
 
-    async fn get_client(&self, request: Request<pb::GetClientRequest>) -> GrpcResult<pb::GetClientResponse> {
+    async fn get_client(
+        &self,
+        request: Request<pb::GetClientRequest>,
+    ) -> GrpcResult<pb::GetClientResponse> {
         let caller = caller(&request);
-        let client = self.directory.get_client(&caller, &request.into_inner().id).await?;
-        ok(pb::GetClientResponse { client: Some(client_to_proto(client)) })
+        let client = self
+            .directory
+            .get_client(&caller, &request.into_inner().id)
+            .await?;
+        ok(pb::GetClientResponse {
+            client: Some(client_to_proto(client)),
+        })
     }
 
-    async fn list_clients(&self, request: Request<pb::ListClientsRequest>) -> GrpcResult<pb::ListClientsResponse> {
+    async fn list_clients(
+        &self,
+        request: Request<pb::ListClientsRequest>,
+    ) -> GrpcResult<pb::ListClientsResponse> {
         let caller = caller(&request);
         let request = request.into_inner();
         let page = page(request.page_size, &request.page_token)?;
-        let mut clients = self.directory.list_clients(&caller, &page, &request.tenant_id).await?;
+        let mut clients = self
+            .directory
+            .list_clients(&caller, &page, &request.tenant_id)
+            .await?;
         let next_page_token = page.finish(&mut clients, |client| &client.id);
         ok(pb::ListClientsResponse {
             clients: clients.into_iter().map(client_to_proto).collect(),
@@ -640,7 +858,10 @@ impl IdentityService for IdentityGrpc {
         })
     }
 
-    async fn update_client(&self, request: Request<pb::UpdateClientRequest>) -> GrpcResult<pb::UpdateClientResponse> {
+    async fn update_client(
+        &self,
+        request: Request<pb::UpdateClientRequest>,
+    ) -> GrpcResult<pb::UpdateClientResponse> {
         let caller = caller(&request);
         let request = request.into_inner();
         let client = required(request.client, "client")?;
@@ -653,12 +874,19 @@ impl IdentityService for IdentityGrpc {
             .directory
             .update_client(&caller, &client.id, changes, &mask(request.update_mask))
             .await?;
-        ok(pb::UpdateClientResponse { client: Some(client_to_proto(client)) })
+        ok(pb::UpdateClientResponse {
+            client: Some(client_to_proto(client)),
+        })
     }
 
-    async fn delete_client(&self, request: Request<pb::DeleteClientRequest>) -> GrpcResult<pb::DeleteClientResponse> {
+    async fn delete_client(
+        &self,
+        request: Request<pb::DeleteClientRequest>,
+    ) -> GrpcResult<pb::DeleteClientResponse> {
         let caller = caller(&request);
-        self.directory.delete_client(&caller, &request.into_inner().id).await?;
+        self.directory
+            .delete_client(&caller, &request.into_inner().id)
+            .await?;
         ok(pb::DeleteClientResponse {})
     }
 
@@ -667,9 +895,17 @@ impl IdentityService for IdentityGrpc {
         request: Request<pb::AuthenticateKeyRequest>,
     ) -> GrpcResult<pb::AuthenticateKeyResponse> {
         let request = request.into_inner();
-        let Authentication { status, principal, version } = self
+        let Authentication {
+            status,
+            principal,
+            version,
+        } = self
             .directory
-            .authenticate_key(&request.key_sha256, request.client_id.as_deref(), request.remote_ip.as_deref())
+            .authenticate_key(
+                &request.key_sha256,
+                request.client_id.as_deref(),
+                request.remote_ip.as_deref(),
+            )
             .await?;
         ok(pb::AuthenticateKeyResponse {
             status: status_to_proto(status).into(),

@@ -22,11 +22,17 @@ pub enum LdapError {
 ///
 /// An empty password is refused before any bind: LDAP treats it as an
 /// unauthenticated bind, which many servers accept for any DN.
-pub async fn authenticate(config: &LdapConfig, username: &str, password: &str) -> Result<bool, LdapError> {
+pub async fn authenticate(
+    config: &LdapConfig,
+    username: &str,
+    password: &str,
+) -> Result<bool, LdapError> {
     if password.is_empty() {
         return Ok(false);
     }
-    let dn = config.user_dn_template.replace("{username}", &escape_dn_value(username));
+    let dn = config
+        .user_dn_template
+        .replace("{username}", &escape_dn_value(username));
     let timeout = Duration::from_millis(config.timeout_ms);
     let settings = LdapConnSettings::new().set_conn_timeout(timeout);
     let (connection, mut ldap) = LdapConnAsync::with_settings(settings, &config.url)
@@ -42,7 +48,10 @@ pub async fn authenticate(config: &LdapConfig, username: &str, password: &str) -
     match result.rc {
         0 => Ok(true),
         INVALID_CREDENTIALS => Ok(false),
-        rc => Err(LdapError::Refused { rc, message: result.text }),
+        rc => Err(LdapError::Refused {
+            rc,
+            message: result.text,
+        }),
     }
 }
 

@@ -26,7 +26,6 @@ use std::time::Duration;
 
 use gateway_auth::{AuthLayer, Verifier};
 use gateway_proto::identity::v1::identity_service_server::{IdentityServiceServer, SERVICE_NAME};
-use tower_layer::Layer as _;
 use gateway_runtime::CancellationToken;
 use gateway_runtime::grpc::{GrpcServeError, GrpcServer};
 use gateway_runtime::process::RuntimeConfig;
@@ -34,6 +33,7 @@ use gateway_storage::{ConnectOptions, Database, StorageError};
 use gateway_telemetry::TelemetryConfig;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tower_layer::Layer as _;
 
 use crate::store::IdentityStore;
 
@@ -102,7 +102,11 @@ impl Identity {
         db.migrate(&store::MIGRATIONS).await?;
         let store = IdentityStore::new(db);
         let (tokens, verifier) = tokens::TokenIssuer::load(&store, config).await?;
-        let directory = Arc::new(directory::Directory::new(store.clone(), config.clone(), tokens));
+        let directory = Arc::new(directory::Directory::new(
+            store.clone(),
+            config.clone(),
+            tokens,
+        ));
         Ok(Self {
             store,
             directory,
@@ -154,7 +158,11 @@ impl Identity {
 
 /// Background upkeep, off the request path: batched last-used writes and
 /// change-log retention. Flushes once more on shutdown.
-async fn maintain(directory: Arc<directory::Directory>, config: Config, shutdown: CancellationToken) {
+async fn maintain(
+    directory: Arc<directory::Directory>,
+    config: Config,
+    shutdown: CancellationToken,
+) {
     let mut flush = tokio::time::interval(Duration::from_secs(config.last_used_flush_secs));
     let mut prune = tokio::time::interval(Duration::from_secs(3600));
     loop {

@@ -41,7 +41,9 @@ impl LoginThrottle {
         let now = Instant::now();
         let failures = self.lock();
         match failures.get(user) {
-            Some(entry) if entry.count >= self.max_failures && entry.until > now => Err(entry.until - now),
+            Some(entry) if entry.count >= self.max_failures && entry.until > now => {
+                Err(entry.until - now)
+            }
             _ => Ok(()),
         }
     }
@@ -52,9 +54,15 @@ impl LoginThrottle {
         if failures.len() > SWEEP_ABOVE {
             failures.retain(|_, entry| entry.until > now);
         }
-        let entry = failures.entry(user.to_owned()).or_insert(Failures { count: 0, until: now });
+        let entry = failures.entry(user.to_owned()).or_insert(Failures {
+            count: 0,
+            until: now,
+        });
         if entry.until <= now {
-            *entry = Failures { count: 0, until: now + self.lockout };
+            *entry = Failures {
+                count: 0,
+                until: now + self.lockout,
+            };
         }
         entry.count += 1;
         if entry.count >= self.max_failures {
@@ -67,7 +75,9 @@ impl LoginThrottle {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Failures>> {
-        self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -85,7 +95,10 @@ mod tests {
         throttle.record_failure("acme/ada");
         let retry_after = throttle.check("acme/ada").unwrap_err();
         assert_eq!(retry_after, Duration::from_secs(60));
-        assert!(throttle.check("acme/bob").is_ok(), "other users are unaffected");
+        assert!(
+            throttle.check("acme/bob").is_ok(),
+            "other users are unaffected"
+        );
 
         tokio::time::advance(Duration::from_secs(61)).await;
         assert!(throttle.check("acme/ada").is_ok());
@@ -102,6 +115,9 @@ mod tests {
         throttle.record_failure("u");
         tokio::time::advance(Duration::from_secs(61)).await;
         throttle.record_failure("u");
-        assert!(throttle.check("u").is_ok(), "failures outside the window start a new count");
+        assert!(
+            throttle.check("u").is_ok(),
+            "failures outside the window start a new count"
+        );
     }
 }

@@ -43,8 +43,14 @@ pub struct TokenIssuer {
 impl TokenIssuer {
     /// Loads (or, on first start, creates) the signing key and returns the
     /// issuer with a verifier for identity's own RBAC layer.
-    pub async fn load(store: &IdentityStore, config: &Config) -> Result<(Self, Verifier), IdentityError> {
-        let verifier = Verifier::new(&config.jwt_issuer, gateway_auth::AdminKey::new(&config.admin_key));
+    pub async fn load(
+        store: &IdentityStore,
+        config: &Config,
+    ) -> Result<(Self, Verifier), IdentityError> {
+        let verifier = Verifier::new(
+            &config.jwt_issuer,
+            gateway_auth::AdminKey::new(&config.admin_key),
+        );
         let lifetime = Duration::from_secs(config.jwt_lifetime_secs);
         if config.jwt_algorithm == "HS256" {
             verifier.set_shared_secret(config.jwt_secret.as_bytes());
@@ -60,14 +66,21 @@ impl TokenIssuer {
         }
 
         let mut keys = store.signing_keys().await?;
-        if !keys.iter().any(|key| key.algorithm == "EdDSA" && key.active) {
-            keys = store.insert_signing_key_if_none(&generate_ed25519()?).await?;
+        if !keys
+            .iter()
+            .any(|key| key.algorithm == "EdDSA" && key.active)
+        {
+            keys = store
+                .insert_signing_key_if_none(&generate_ed25519()?)
+                .await?;
         }
         let active = keys
             .iter()
             .rev()
             .find(|key| key.algorithm == "EdDSA" && key.active)
-            .ok_or_else(|| IdentityError::Internal("no active signing key after creating one".to_owned()))?;
+            .ok_or_else(|| {
+                IdentityError::Internal("no active signing key after creating one".to_owned())
+            })?;
         let mut verifying = Vec::new();
         let mut public_keys = Vec::new();
         for key in keys.iter().filter(|key| key.algorithm == "EdDSA") {
@@ -97,7 +110,7 @@ impl TokenIssuer {
     }
 
     pub fn issue(&self, user: &User) -> Result<IssuedToken, IdentityError> {
-        let now = i64::try_from(gateway_storage::now_micros() / 1_000_000).unwrap_or_default();
+        let now = gateway_storage::now_micros() / 1_000_000;
         let expires_at_secs = now + i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX / 2);
         let claims = Claims {
             sub: user.id.clone(),
@@ -112,7 +125,10 @@ impl TokenIssuer {
         header.kid.clone_from(&self.kid);
         let token = jsonwebtoken::encode(&header, &claims, &self.encoding)
             .map_err(|error| IdentityError::Internal(format!("signing a token failed: {error}")))?;
-        Ok(IssuedToken { token, expires_at_secs })
+        Ok(IssuedToken {
+            token,
+            expires_at_secs,
+        })
     }
 
     pub fn public_keys(&self) -> &[PublicKeyInfo] {
@@ -130,7 +146,9 @@ fn generate_ed25519() -> Result<SigningKeyRow, IdentityError> {
     let signing = ed25519_dalek::SigningKey::from_bytes(&secret);
     let private_key = signing
         .to_pkcs8_der()
-        .map_err(|error| IdentityError::Internal(format!("encoding the signing key failed: {error}")))?
+        .map_err(|error| {
+            IdentityError::Internal(format!("encoding the signing key failed: {error}"))
+        })?
         .as_bytes()
         .to_vec();
     Ok(SigningKeyRow {
@@ -147,8 +165,11 @@ fn public_key_pem(raw: &[u8]) -> Result<String, IdentityError> {
     let bytes: [u8; 32] = raw
         .try_into()
         .map_err(|_| IdentityError::Internal("stored public key is not 32 bytes".to_owned()))?;
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
-        .map_err(|error| IdentityError::Internal(format!("stored public key is invalid: {error}")))?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|error| {
+        IdentityError::Internal(format!("stored public key is invalid: {error}"))
+    })?;
     key.to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-        .map_err(|error| IdentityError::Internal(format!("encoding the public key failed: {error}")))
+        .map_err(|error| {
+            IdentityError::Internal(format!("encoding the public key failed: {error}"))
+        })
 }

@@ -44,9 +44,9 @@ pub fn email(value: &str) -> Result<(), IdentityError> {
     }
     let valid = value.len() <= 254
         && !value.contains(char::is_whitespace)
-        && value
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.contains('@'));
+        && value.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.contains('@')
+        });
     if valid {
         Ok(())
     } else {
@@ -64,10 +64,16 @@ pub fn password(field: &'static str, value: &str, username: &str) -> Result<(), 
         ));
     }
     if length > 256 {
-        return Err(IdentityError::invalid(field, "must be at most 256 characters"));
+        return Err(IdentityError::invalid(
+            field,
+            "must be at most 256 characters",
+        ));
     }
     if !username.is_empty() && value.to_lowercase().contains(&username.to_lowercase()) {
-        return Err(IdentityError::invalid(field, "must not contain the username"));
+        return Err(IdentityError::invalid(
+            field,
+            "must not contain the username",
+        ));
     }
     Ok(())
 }
@@ -91,7 +97,15 @@ mod tests {
         for good in ["ab", "acme", "acme-2", "0x", &"a".repeat(63)] {
             assert!(slug("slug", good).is_ok(), "{good}");
         }
-        for bad in ["a", "-acme", "Acme", "acme_corp", "acme/x", "", &"a".repeat(64)] {
+        for bad in [
+            "a",
+            "-acme",
+            "Acme",
+            "acme_corp",
+            "acme/x",
+            "",
+            &"a".repeat(64),
+        ] {
             let error = slug("tenant.slug", bad).unwrap_err().to_string();
             assert!(error.starts_with("tenant.slug:"), "{bad}: {error}");
         }
@@ -101,11 +115,15 @@ mod tests {
     fn password_policy_explains_itself() {
         assert!(password("password", "correct horse battery", "ada").is_ok());
         assert_eq!(
-            password("password", "short", "ada").unwrap_err().to_string(),
+            password("password", "short", "ada")
+                .unwrap_err()
+                .to_string(),
             "password: must be at least 12 characters"
         );
         assert_eq!(
-            password("new_password", "ada-is-my-password", "Ada").unwrap_err().to_string(),
+            password("new_password", "ada-is-my-password", "Ada")
+                .unwrap_err()
+                .to_string(),
             "new_password: must not contain the username"
         );
     }

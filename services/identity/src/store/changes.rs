@@ -126,7 +126,10 @@ impl Change {
 
 /// Appends `change` with the next version, inside the writer's transaction.
 /// The version row's update lock orders concurrent writers.
-pub(crate) async fn record(transaction: &mut Transaction, change: Change) -> Result<i64, StorageError> {
+pub(crate) async fn record(
+    transaction: &mut Transaction,
+    change: Change,
+) -> Result<i64, StorageError> {
     let version: i64 = sqlx::query_scalar(
         "UPDATE identity_version SET version = version + 1 WHERE id = 1 RETURNING version",
     )
@@ -168,7 +171,11 @@ impl IdentityStore {
     }
 
     /// Up to `limit` changes after `version`, oldest first.
-    pub async fn changes_after(&self, version: i64, limit: i64) -> Result<Vec<Change>, StorageError> {
+    pub async fn changes_after(
+        &self,
+        version: i64,
+        limit: i64,
+    ) -> Result<Vec<Change>, StorageError> {
         let rows = sqlx::query(
             "SELECT version, kind, tenant_id, user_id, key_id, key_sha256, group_id, client_id, created_at \
              FROM key_changes WHERE version > $1 ORDER BY version LIMIT $2",
@@ -182,8 +189,9 @@ impl IdentityStore {
                 let kind: String = row.try_get("kind")?;
                 Ok(Change {
                     version: row.try_get("version")?,
-                    kind: ChangeKind::parse(&kind)
-                        .ok_or_else(|| StorageError::Config(format!("unknown change kind {kind:?}")))?,
+                    kind: ChangeKind::parse(&kind).ok_or_else(|| {
+                        StorageError::Config(format!("unknown change kind {kind:?}"))
+                    })?,
                     tenant_id: row.try_get("tenant_id")?,
                     user_id: row.try_get("user_id")?,
                     key_id: row.try_get("key_id")?,

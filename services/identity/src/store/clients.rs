@@ -74,21 +74,28 @@ impl IdentityStore {
         .bind(now)
         .execute(&mut *transaction)
         .await?;
-        let change = Change::new(ChangeKind::ClientCreated, &client.tenant_id).client(&client.client_id);
+        let change =
+            Change::new(ChangeKind::ClientCreated, &client.tenant_id).client(&client.client_id);
         record(&mut transaction, change).await?;
         transaction.commit().await?;
         Ok(client)
     }
 
     pub async fn get_client(&self, id: &str) -> Result<Client, StorageError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM clients WHERE id = $1")))
-            .bind(id)
-            .fetch_one(self.db.pool())
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM clients WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_one(self.db.pool())
+        .await?;
         client(&row)
     }
 
-    pub async fn client_by_client_id(&self, tenant_id: &str, client_id: &str) -> Result<Option<Client>, StorageError> {
+    pub async fn client_by_client_id(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+    ) -> Result<Option<Client>, StorageError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM clients WHERE tenant_id = $1 AND client_id = $2"
         )))
@@ -99,7 +106,11 @@ impl IdentityStore {
         row.as_ref().map(client).transpose()
     }
 
-    pub async fn list_clients(&self, page: &Page, tenant_id: Option<&str>) -> Result<Vec<Client>, StorageError> {
+    pub async fn list_clients(
+        &self,
+        page: &Page,
+        tenant_id: Option<&str>,
+    ) -> Result<Vec<Client>, StorageError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM clients WHERE id > $1 AND ($2 = '' OR tenant_id = $2) ORDER BY id LIMIT $3"
         )))
@@ -111,7 +122,11 @@ impl IdentityStore {
         rows.iter().map(client).collect()
     }
 
-    pub async fn update_client(&self, existing: &Client, update: &ClientUpdate) -> Result<Client, StorageError> {
+    pub async fn update_client(
+        &self,
+        existing: &Client,
+        update: &ClientUpdate,
+    ) -> Result<Client, StorageError> {
         let mut transaction = self.begin().await?;
         sqlx::query(
             "UPDATE clients SET name = COALESCE($2, name), client_id = COALESCE($3, client_id), \
@@ -125,8 +140,12 @@ impl IdentityStore {
         .execute(&mut *transaction)
         .await?;
         // Edges cache by the client id string: evict the old and the new.
-        for client_id in [Some(&existing.client_id), update.client_id.as_ref()].into_iter().flatten() {
-            let change = Change::new(ChangeKind::ClientUpdated, &existing.tenant_id).client(client_id);
+        for client_id in [Some(&existing.client_id), update.client_id.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let change =
+                Change::new(ChangeKind::ClientUpdated, &existing.tenant_id).client(client_id);
             record(&mut transaction, change).await?;
         }
         transaction.commit().await?;
@@ -139,7 +158,8 @@ impl IdentityStore {
             .bind(&existing.id)
             .execute(&mut *transaction)
             .await?;
-        let change = Change::new(ChangeKind::ClientDeleted, &existing.tenant_id).client(&existing.client_id);
+        let change =
+            Change::new(ChangeKind::ClientDeleted, &existing.tenant_id).client(&existing.client_id);
         record(&mut transaction, change).await?;
         transaction.commit().await?;
         Ok(())

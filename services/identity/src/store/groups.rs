@@ -85,10 +85,12 @@ impl IdentityStore {
     }
 
     pub async fn get_group(&self, id: &str) -> Result<Group, StorageError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM user_groups WHERE id = $1")))
-            .bind(id)
-            .fetch_one(self.db.pool())
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM user_groups WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_one(self.db.pool())
+        .await?;
         group(&row)
     }
 
@@ -125,16 +127,21 @@ impl IdentityStore {
     }
 
     pub async fn is_member(&self, group_id: &str, user_id: &str) -> Result<bool, StorageError> {
-        let count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM group_members WHERE group_id = $1 AND user_id = $2")
-                .bind(group_id)
-                .bind(user_id)
-                .fetch_one(self.db.pool())
-                .await?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM group_members WHERE group_id = $1 AND user_id = $2",
+        )
+        .bind(group_id)
+        .bind(user_id)
+        .fetch_one(self.db.pool())
+        .await?;
         Ok(count > 0)
     }
 
-    pub async fn update_group(&self, id: &str, update: &GroupUpdate) -> Result<Group, StorageError> {
+    pub async fn update_group(
+        &self,
+        id: &str,
+        update: &GroupUpdate,
+    ) -> Result<Group, StorageError> {
         let mut transaction = self.begin().await?;
         let result = sqlx::query(
             "UPDATE user_groups SET name = COALESCE($2, name), description = COALESCE($3, description), \
@@ -150,11 +157,16 @@ impl IdentityStore {
         if result.rows_affected() == 0 {
             return Err(StorageError::NotFound);
         }
-        let tenant_id: String = sqlx::query_scalar("SELECT tenant_id FROM user_groups WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *transaction)
-            .await?;
-        record(&mut transaction, Change::new(ChangeKind::GroupUpdated, &tenant_id).group(id)).await?;
+        let tenant_id: String =
+            sqlx::query_scalar("SELECT tenant_id FROM user_groups WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut *transaction)
+                .await?;
+        record(
+            &mut transaction,
+            Change::new(ChangeKind::GroupUpdated, &tenant_id).group(id),
+        )
+        .await?;
         transaction.commit().await?;
         self.get_group(id).await
     }
@@ -162,19 +174,27 @@ impl IdentityStore {
     /// Deletes the group and its memberships; keys bound to it lose it.
     pub async fn delete_group(&self, id: &str) -> Result<(), StorageError> {
         let mut transaction = self.begin().await?;
-        let tenant_id: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM user_groups WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *transaction)
-            .await?;
+        let tenant_id: Option<String> =
+            sqlx::query_scalar("SELECT tenant_id FROM user_groups WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *transaction)
+                .await?;
         let tenant_id = tenant_id.ok_or(StorageError::NotFound)?;
         for statement in [
             "UPDATE api_keys SET group_id = NULL WHERE group_id = $1",
             "DELETE FROM group_members WHERE group_id = $1",
             "DELETE FROM user_groups WHERE id = $1",
         ] {
-            sqlx::query(statement).bind(id).execute(&mut *transaction).await?;
+            sqlx::query(statement)
+                .bind(id)
+                .execute(&mut *transaction)
+                .await?;
         }
-        record(&mut transaction, Change::new(ChangeKind::GroupDeleted, &tenant_id).group(id)).await?;
+        record(
+            &mut transaction,
+            Change::new(ChangeKind::GroupDeleted, &tenant_id).group(id),
+        )
+        .await?;
         transaction.commit().await?;
         Ok(())
     }
@@ -232,7 +252,11 @@ impl IdentityStore {
     }
 
     /// Members ordered by user id (the page cursor).
-    pub async fn list_members(&self, group_id: &str, page: &Page) -> Result<Vec<Member>, StorageError> {
+    pub async fn list_members(
+        &self,
+        group_id: &str,
+        page: &Page,
+    ) -> Result<Vec<Member>, StorageError> {
         let rows = sqlx::query(
             "SELECT m.group_id, m.user_id, u.username, m.created_at FROM group_members m \
              JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 AND m.user_id > $2 \

@@ -146,10 +146,12 @@ impl IdentityStore {
     }
 
     pub async fn get_key(&self, id: &str) -> Result<ApiKey, StorageError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM api_keys k WHERE k.id = $1")))
-            .bind(id)
-            .fetch_one(self.db.pool())
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM api_keys k WHERE k.id = $1"
+        )))
+        .bind(id)
+        .fetch_one(self.db.pool())
+        .await?;
         api_key(&row)
     }
 
@@ -196,7 +198,11 @@ impl IdentityStore {
         .transpose()
     }
 
-    pub async fn update_key(&self, existing: &ApiKey, update: &KeyUpdate) -> Result<ApiKey, StorageError> {
+    pub async fn update_key(
+        &self,
+        existing: &ApiKey,
+        update: &KeyUpdate,
+    ) -> Result<ApiKey, StorageError> {
         let mut key = existing.clone();
         if let Some(name) = &update.name {
             key.name.clone_from(name);
@@ -244,7 +250,11 @@ impl IdentityStore {
         Ok(key)
     }
 
-    pub async fn set_key_frozen(&self, existing: &ApiKey, frozen: bool) -> Result<ApiKey, StorageError> {
+    pub async fn set_key_frozen(
+        &self,
+        existing: &ApiKey,
+        frozen: bool,
+    ) -> Result<ApiKey, StorageError> {
         let mut transaction = self.begin().await?;
         let updated_at = now_micros();
         sqlx::query("UPDATE api_keys SET frozen = $2, updated_at = $3 WHERE id = $1")

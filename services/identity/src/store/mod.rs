@@ -55,11 +55,13 @@ pub(crate) fn optional(value: Option<&str>) -> String {
 }
 
 pub(crate) fn role_of(value: &str) -> Result<Role, StorageError> {
-    Role::parse(value).ok_or_else(|| StorageError::Config(format!("unknown role {value:?} in the store")))
+    Role::parse(value)
+        .ok_or_else(|| StorageError::Config(format!("unknown role {value:?} in the store")))
 }
 
 pub(crate) fn string_list(json: &str) -> Result<Vec<String>, StorageError> {
-    serde_json::from_str(json).map_err(|error| StorageError::Config(format!("corrupt list column: {error}")))
+    serde_json::from_str(json)
+        .map_err(|error| StorageError::Config(format!("corrupt list column: {error}")))
 }
 
 pub(crate) fn list_json(values: &[String]) -> String {

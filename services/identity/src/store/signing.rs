@@ -62,10 +62,11 @@ impl IdentityStore {
         sqlx::query("UPDATE identity_version SET version = version WHERE id = 1")
             .execute(&mut *transaction)
             .await?;
-        let active: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE algorithm = $1")
-            .bind(&key.algorithm)
-            .fetch_one(&mut *transaction)
-            .await?;
+        let active: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE algorithm = $1")
+                .bind(&key.algorithm)
+                .fetch_one(&mut *transaction)
+                .await?;
         if active == 0 {
             sqlx::query(
                 "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, active, created_at) \

@@ -29,7 +29,11 @@ fn tenant(row: &AnyRow) -> Result<Tenant, StorageError> {
     })
 }
 
-pub async fn insert(transaction: &mut Transaction, slug: &str, name: &str) -> Result<Tenant, StorageError> {
+pub async fn insert(
+    transaction: &mut Transaction,
+    slug: &str,
+    name: &str,
+) -> Result<Tenant, StorageError> {
     let now = now_micros();
     let tenant = Tenant {
         id: uuid::Uuid::now_v7().to_string(),
@@ -38,13 +42,15 @@ pub async fn insert(transaction: &mut Transaction, slug: &str, name: &str) -> Re
         created_at: now,
         updated_at: now,
     };
-    sqlx::query("INSERT INTO tenants (id, slug, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)")
-        .bind(&tenant.id)
-        .bind(&tenant.slug)
-        .bind(&tenant.name)
-        .bind(now)
-        .execute(&mut **transaction)
-        .await?;
+    sqlx::query(
+        "INSERT INTO tenants (id, slug, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
+    )
+    .bind(&tenant.id)
+    .bind(&tenant.slug)
+    .bind(&tenant.name)
+    .bind(now)
+    .execute(&mut **transaction)
+    .await?;
     Ok(tenant)
 }
 
@@ -57,23 +63,31 @@ impl IdentityStore {
     }
 
     pub async fn get_tenant(&self, id: &str) -> Result<Tenant, StorageError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tenants WHERE id = $1")))
-            .bind(id)
-            .fetch_one(self.db.pool())
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM tenants WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_one(self.db.pool())
+        .await?;
         tenant(&row)
     }
 
     pub async fn tenant_by_slug(&self, slug: &str) -> Result<Tenant, StorageError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tenants WHERE slug = $1")))
-            .bind(slug)
-            .fetch_one(self.db.pool())
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM tenants WHERE slug = $1"
+        )))
+        .bind(slug)
+        .fetch_one(self.db.pool())
+        .await?;
         tenant(&row)
     }
 
     /// A page of tenants; `only` restricts to one tenant id (non-superadmins).
-    pub async fn list_tenants(&self, page: &Page, only: Option<&str>) -> Result<Vec<Tenant>, StorageError> {
+    pub async fn list_tenants(
+        &self,
+        page: &Page,
+        only: Option<&str>,
+    ) -> Result<Vec<Tenant>, StorageError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM tenants WHERE id > $1 AND ($2 = '' OR id = $2) ORDER BY id LIMIT $3"
         )))
@@ -85,7 +99,12 @@ impl IdentityStore {
         rows.iter().map(tenant).collect()
     }
 
-    pub async fn update_tenant(&self, id: &str, slug: Option<&str>, name: Option<&str>) -> Result<Tenant, StorageError> {
+    pub async fn update_tenant(
+        &self,
+        id: &str,
+        slug: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<Tenant, StorageError> {
         let mut transaction = self.begin().await?;
         let result = sqlx::query(
             "UPDATE tenants SET slug = COALESCE($2, slug), name = COALESCE($3, name), updated_at = $4 WHERE id = $1",
@@ -115,7 +134,10 @@ impl IdentityStore {
             "DELETE FROM clients WHERE tenant_id = $1",
             "DELETE FROM users WHERE tenant_id = $1",
         ] {
-            sqlx::query(statement).bind(id).execute(&mut *transaction).await?;
+            sqlx::query(statement)
+                .bind(id)
+                .execute(&mut *transaction)
+                .await?;
         }
         let result = sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(id)

@@ -3,7 +3,9 @@ use gateway_storage::ConnectOptions;
 use gateway_storage::page::Page;
 
 async fn open(url: &str) -> IdentityStore {
-    let db = Database::connect(url, &ConnectOptions::default()).await.unwrap();
+    let db = Database::connect(url, &ConnectOptions::default())
+        .await
+        .unwrap();
     db.migrate(&MIGRATIONS).await.unwrap();
     IdentityStore::new(db)
 }

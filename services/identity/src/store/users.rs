@@ -84,7 +84,10 @@ fn user(row: &AnyRow) -> Result<User, StorageError> {
     })
 }
 
-pub async fn insert(transaction: &mut Transaction, new_user: NewUser<'_>) -> Result<User, StorageError> {
+pub async fn insert(
+    transaction: &mut Transaction,
+    new_user: NewUser<'_>,
+) -> Result<User, StorageError> {
     let now = now_micros();
     let user = User {
         id: uuid::Uuid::now_v7().to_string(),
@@ -126,14 +129,20 @@ impl IdentityStore {
     }
 
     pub async fn get_user(&self, id: &str) -> Result<User, StorageError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE id = $1")))
-            .bind(id)
-            .fetch_one(self.db.pool())
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM users WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_one(self.db.pool())
+        .await?;
         user(&row)
     }
 
-    pub async fn user_by_name(&self, tenant_id: &str, username: &str) -> Result<User, StorageError> {
+    pub async fn user_by_name(
+        &self,
+        tenant_id: &str,
+        username: &str,
+    ) -> Result<User, StorageError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM users WHERE tenant_id = $1 AND username = $2"
         )))
@@ -184,11 +193,12 @@ impl IdentityStore {
     }
 
     pub async fn tenant_has_superadmin(&self, tenant_id: &str) -> Result<bool, StorageError> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE tenant_id = $1 AND role = $2")
-            .bind(tenant_id)
-            .bind(Role::Superadmin.as_str())
-            .fetch_one(self.db.pool())
-            .await?;
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE tenant_id = $1 AND role = $2")
+                .bind(tenant_id)
+                .bind(Role::Superadmin.as_str())
+                .fetch_one(self.db.pool())
+                .await?;
         Ok(count > 0)
     }
 
@@ -226,30 +236,43 @@ impl IdentityStore {
     /// Deletes the user with their keys and memberships.
     pub async fn delete_user(&self, id: &str) -> Result<(), StorageError> {
         let mut transaction = self.begin().await?;
-        let tenant_id: Option<String> = sqlx::query_scalar("SELECT tenant_id FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *transaction)
-            .await?;
+        let tenant_id: Option<String> =
+            sqlx::query_scalar("SELECT tenant_id FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *transaction)
+                .await?;
         let tenant_id = tenant_id.ok_or(StorageError::NotFound)?;
         for statement in [
             "DELETE FROM api_keys WHERE user_id = $1",
             "DELETE FROM group_members WHERE user_id = $1",
             "DELETE FROM users WHERE id = $1",
         ] {
-            sqlx::query(statement).bind(id).execute(&mut *transaction).await?;
+            sqlx::query(statement)
+                .bind(id)
+                .execute(&mut *transaction)
+                .await?;
         }
-        record(&mut transaction, Change::new(ChangeKind::UserDeleted, &tenant_id).user(id)).await?;
+        record(
+            &mut transaction,
+            Change::new(ChangeKind::UserDeleted, &tenant_id).user(id),
+        )
+        .await?;
         transaction.commit().await?;
         Ok(())
     }
 
-    pub async fn set_password_hash(&self, id: &str, password_hash: &str) -> Result<(), StorageError> {
-        let result = sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
-            .bind(id)
-            .bind(password_hash)
-            .bind(now_micros())
-            .execute(self.db.pool())
-            .await?;
+    pub async fn set_password_hash(
+        &self,
+        id: &str,
+        password_hash: &str,
+    ) -> Result<(), StorageError> {
+        let result =
+            sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+                .bind(id)
+                .bind(password_hash)
+                .bind(now_micros())
+                .execute(self.db.pool())
+                .await?;
         if result.rows_affected() == 0 {
             return Err(StorageError::NotFound);
         }
