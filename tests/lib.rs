@@ -39,7 +39,7 @@ impl TestSuite {
             });
         }
         let mut config = SuiteConfig::default();
-        config.bootstrap.password = BOOTSTRAP_PASSWORD.to_owned();
+        config.bootstrap.password = BOOTSTRAP_PASSWORD.into();
         config.runtime.shutdown_grace_secs = 5;
         config.identity.database_url = databases[0].url().to_owned();
         config.catalog.database_url = databases[1].url().to_owned();

@@ -8,6 +8,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod ops;
 pub mod process;
+pub mod secret;
 pub mod shutdown;
 
 pub use tokio_util::sync::CancellationToken;

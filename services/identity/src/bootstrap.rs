@@ -61,7 +61,7 @@ pub async fn ensure_superadmin(
         Err(error) => return Err(error.into()),
     };
     let generated = config.password.is_empty().then(|| password::generate(24));
-    let plaintext = generated.as_deref().unwrap_or(&config.password);
+    let plaintext = generated.as_deref().unwrap_or(config.password.expose());
     let password_hash = password::hash(plaintext)?;
     let created = store
         .create_user(NewUser {
@@ -106,7 +106,7 @@ mod tests {
         async fn first_start_creates_a_superadmin_once_with_the_configured_password(db) {
             let store = open(db.url()).await;
             let config = BootstrapConfig {
-                password: "a-long-bootstrap-password".to_owned(),
+                password: "a-long-bootstrap-password".into(),
                 ..BootstrapConfig::default()
             };
             let outcome = ensure_superadmin(&store, &config).await.unwrap();

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use gateway_runtime::secret::Secret;
 use serde::{Deserialize, Serialize};
 
 use crate::password::MIN_PASSWORD_CHARS;
@@ -17,14 +18,14 @@ pub struct Config {
     pub max_connections: u32,
     /// Emergency admin key (`x-admin-key` metadata): acts as superadmin.
     /// Empty switches it off.
-    pub admin_key: String,
+    pub admin_key: Secret,
     /// Self-service sign-up (a tenant and its first admin in one call).
     pub signup_enabled: bool,
     /// `EdDSA` (identity generates and stores the key pair) or `HS256`
     /// (with `jwt_secret`).
     pub jwt_algorithm: String,
     /// The HS256 shared secret (at least 32 bytes); unused with EdDSA.
-    pub jwt_secret: String,
+    pub jwt_secret: Secret,
     pub jwt_issuer: String,
     pub jwt_lifetime_secs: u64,
     /// Failed logins for one user before logins are refused for a while.
@@ -75,10 +76,10 @@ impl Default for Config {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             database_url: "sqlite://data/identity.db".to_owned(),
             max_connections: 10,
-            admin_key: String::new(),
+            admin_key: Secret::default(),
             signup_enabled: true,
             jwt_algorithm: "EdDSA".to_owned(),
-            jwt_secret: String::new(),
+            jwt_secret: Secret::default(),
             jwt_issuer: "gateway-identity".to_owned(),
             jwt_lifetime_secs: 24 * 3600,
             login_max_failures: 5,
@@ -100,7 +101,7 @@ impl Config {
         }
         match self.jwt_algorithm.as_str() {
             "EdDSA" => {}
-            "HS256" if self.jwt_secret.len() >= 32 => {}
+            "HS256" if self.jwt_secret.expose().len() >= 32 => {}
             "HS256" => problems
                 .push("identity.jwt_secret: HS256 needs a secret of at least 32 bytes".to_owned()),
             other => problems.push(format!(
@@ -113,7 +114,7 @@ impl Config {
         if !(60..=30 * 24 * 3600).contains(&self.jwt_lifetime_secs) {
             problems.push("identity.jwt_lifetime_secs: must be between 60 and 2592000".to_owned());
         }
-        if !self.admin_key.is_empty() && self.admin_key.len() < 16 {
+        if !self.admin_key.is_empty() && self.admin_key.expose().len() < 16 {
             problems.push(
                 "identity.admin_key: must be at least 16 characters (or empty to disable)"
                     .to_owned(),
@@ -153,7 +154,7 @@ pub struct BootstrapConfig {
     pub tenant_slug: String,
     pub username: String,
     /// `GATEWAY_BOOTSTRAP_PASSWORD`; empty means generate one and print it once.
-    pub password: String,
+    pub password: Secret,
 }
 
 impl Default for BootstrapConfig {
@@ -161,7 +162,7 @@ impl Default for BootstrapConfig {
         Self {
             tenant_slug: "system".to_owned(),
             username: "admin".to_owned(),
-            password: String::new(),
+            password: Secret::default(),
         }
     }
 }
@@ -174,7 +175,8 @@ impl BootstrapConfig {
         if self.tenant_slug.trim().is_empty() {
             problems.push("bootstrap.tenant_slug: must not be empty".to_owned());
         }
-        if !self.password.is_empty() && self.password.chars().count() < MIN_PASSWORD_CHARS {
+        if !self.password.is_empty() && self.password.expose().chars().count() < MIN_PASSWORD_CHARS
+        {
             problems.push(format!(
                 "bootstrap.password: must be at least {MIN_PASSWORD_CHARS} characters"
             ));

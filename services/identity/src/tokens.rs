@@ -49,15 +49,15 @@ impl TokenIssuer {
     ) -> Result<(Self, Verifier), IdentityError> {
         let verifier = Verifier::new(
             &config.jwt_issuer,
-            gateway_auth::AdminKey::new(&config.admin_key),
+            gateway_auth::AdminKey::new(config.admin_key.expose()),
         );
         let lifetime = Duration::from_secs(config.jwt_lifetime_secs);
         if config.jwt_algorithm == "HS256" {
-            verifier.set_shared_secret(config.jwt_secret.as_bytes());
+            verifier.set_shared_secret(config.jwt_secret.expose().as_bytes());
             let issuer = Self {
                 algorithm: Algorithm::HS256,
                 kid: None,
-                encoding: EncodingKey::from_secret(config.jwt_secret.as_bytes()),
+                encoding: EncodingKey::from_secret(config.jwt_secret.expose().as_bytes()),
                 issuer: config.jwt_issuer.clone(),
                 lifetime,
                 public_keys: Vec::new(),

@@ -622,7 +622,7 @@ gateway_testkit::test_on_every_backend! {
             .login(pb::LoginRequest {
                 tenant_slug: "system".to_owned(),
                 username: "admin".to_owned(),
-                password: SUPERADMIN_PASSWORD.to_owned(),
+                password: SUPERADMIN_PASSWORD.into(),
                 method: 0,
             })
             .await.unwrap().into_inner();
@@ -741,6 +741,11 @@ gateway_testkit::test_on_every_backend! {
         user.change_password(change(PASSWORD, "a-brand-new-password")).await.unwrap();
         server.login("acme", &fixture.user_user.username, "a-brand-new-password").await;
 
+        let fetched = admin.get_user(pb::GetUserRequest { id: fixture.user_user.id.clone() }).await.unwrap().into_inner().user.unwrap();
+        assert_eq!(fetched.username, fixture.user_user.username);
+        assert_eq!(code(user.get_user(pb::GetUserRequest { id: fixture.admin_user.id.clone() }).await), Code::PermissionDenied);
+        user.get_user(pb::GetUserRequest { id: fixture.user_user.id.clone() }).await.unwrap();
+
         // Updating and disabling: a disabled user can no longer log in.
         admin
             .update_user(pb::UpdateUserRequest {
@@ -755,6 +760,22 @@ gateway_testkit::test_on_every_backend! {
             method: 0,
         }).await;
         assert_eq!(code(login), Code::Unauthenticated);
+
+        // Deleting a user revokes their keys; the last superadmin stays.
+        let doomed = admin
+            .create_user(pb::CreateUserRequest {
+                user: Some(pb::User { username: "doomed".to_owned(), ..Default::default() }),
+                password: PASSWORD.to_owned(),
+            })
+            .await.unwrap().into_inner().user.unwrap();
+        let key = admin.create_api_key(new_key(&doomed.id)).await.unwrap().into_inner().key;
+        admin.delete_user(pb::DeleteUserRequest { id: doomed.id.clone() }).await.unwrap();
+        assert_eq!(status(&authenticate(&server, &key, None, None).await), pb::KeyStatus::Unknown);
+        assert_eq!(code(admin.get_user(pb::GetUserRequest { id: doomed.id }).await), Code::NotFound);
+        let mut root = server.admin_key().await;
+        let system = root.get_tenant_by_slug(pb::GetTenantBySlugRequest { slug: "system".to_owned() }).await.unwrap().into_inner().tenant.unwrap();
+        let superadmins = root.list_users(pb::ListUsersRequest { tenant_id: system.id, ..Default::default() }).await.unwrap().into_inner().users;
+        assert_eq!(code(root.delete_user(pb::DeleteUserRequest { id: superadmins[0].id.clone() }).await), Code::FailedPrecondition);
         server.stop().await;
     }
 
@@ -978,6 +999,8 @@ gateway_testkit::test_on_every_backend! {
             })
             .await.unwrap().into_inner().client.unwrap();
         assert_eq!((renamed.plan_id.as_str(), renamed.client_id.as_str()), ("plan-2", "web-1"));
+        let fetched = admin.get_client(pb::GetClientRequest { id: client.id.clone() }).await.unwrap().into_inner().client.unwrap();
+        assert_eq!(fetched, renamed);
         assert_eq!(admin.list_clients(pb::ListClientsRequest::default()).await.unwrap().into_inner().clients.len(), 1);
         admin.delete_client(pb::DeleteClientRequest { id: client.id.clone() }).await.unwrap();
         assert_eq!(code(admin.get_client(pb::GetClientRequest { id: client.id }).await), Code::NotFound);
@@ -1067,14 +1090,14 @@ async fn hs256_mode_signs_with_the_configured_secret_and_publishes_no_keys() {
     let db = gateway_testkit::TestDatabase::sqlite().await;
     let mut config = config(db.url());
     config.jwt_algorithm = "HS256".to_owned();
-    config.jwt_secret = "an-hs256-secret-of-at-least-32-bytes".to_owned();
+    config.jwt_secret = "an-hs256-secret-of-at-least-32-bytes".into();
     let server = Server::start(config).await;
     let mut anonymous = server.anonymous().await;
     let login = anonymous
         .login(pb::LoginRequest {
             tenant_slug: "system".to_owned(),
             username: "admin".to_owned(),
-            password: SUPERADMIN_PASSWORD.to_owned(),
+            password: SUPERADMIN_PASSWORD.into(),
             method: 0,
         })
         .await

@@ -58,7 +58,7 @@ impl Drop for Server {
 pub fn config(database_url: &str) -> Config {
     Config {
         database_url: database_url.to_owned(),
-        admin_key: ADMIN_KEY.to_owned(),
+        admin_key: ADMIN_KEY.into(),
         last_used_flush_secs: 1,
         login_max_failures: 3,
         ..Config::default()
@@ -79,7 +79,7 @@ impl Server {
         let identity = Identity::open(&config).await.unwrap();
         identity
             .bootstrap(&BootstrapConfig {
-                password: SUPERADMIN_PASSWORD.to_owned(),
+                password: SUPERADMIN_PASSWORD.into(),
                 ..BootstrapConfig::default()
             })
             .await
