@@ -9,11 +9,14 @@
 
 mod caller;
 mod claims;
+mod config;
 mod layer;
+pub mod remote;
 mod verifier;
 
 pub use caller::{Caller, Role};
 pub use claims::Claims;
+pub use config::AuthConfig;
 pub use layer::{Access, AccessPolicy, Auth, AuthLayer};
 pub use verifier::{AdminKey, AuthError, Verifier, VerifyingKey};
 

@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 pub struct SuiteConfig {
     pub telemetry: TelemetryConfig,
     pub runtime: RuntimeConfig,
+    pub auth: gateway_auth::AuthConfig,
     pub bootstrap: BootstrapConfig,
     pub identity: gateway_identity::Config,
     pub catalog: gateway_catalog::Config,
@@ -47,6 +48,7 @@ impl gateway_runtime::config::Validate for SuiteConfig {
             problems.push(format!("telemetry.{problem}"));
         }
         self.runtime.validate(problems);
+        self.auth.validate(problems);
         self.bootstrap.validate(problems);
         self.identity.validate(problems);
         self.catalog.validate(problems);
@@ -124,7 +126,7 @@ pub struct Suite {
 
 impl Suite {
     pub async fn open(config: &SuiteConfig) -> anyhow::Result<Self> {
-        let identity = Identity::open(&config.identity)
+        let identity = Identity::open(&config.identity, &config.auth)
             .await
             .context("failed to open identity")?;
         let bootstrap = identity.bootstrap(&config.bootstrap).await?;

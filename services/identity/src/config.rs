@@ -16,17 +16,8 @@ pub struct Config {
     /// `sqlite://path` (embedded default) or `postgres://...`.
     pub database_url: String,
     pub max_connections: u32,
-    /// Emergency admin key (`x-admin-key` metadata): acts as superadmin.
-    /// Empty switches it off.
-    pub admin_key: Secret,
     /// Self-service sign-up (a tenant and its first admin in one call).
     pub signup_enabled: bool,
-    /// `EdDSA` (identity generates and stores the key pair) or `HS256`
-    /// (with `jwt_secret`).
-    pub jwt_algorithm: String,
-    /// The HS256 shared secret (at least 32 bytes); unused with EdDSA.
-    pub jwt_secret: Secret,
-    pub jwt_issuer: String,
     pub jwt_lifetime_secs: u64,
     /// Failed logins for one user before logins are refused for a while.
     pub login_max_failures: u32,
@@ -76,11 +67,7 @@ impl Default for Config {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             database_url: "sqlite://data/identity.db".to_owned(),
             max_connections: 10,
-            admin_key: Secret::default(),
             signup_enabled: true,
-            jwt_algorithm: "EdDSA".to_owned(),
-            jwt_secret: Secret::default(),
-            jwt_issuer: "gateway-identity".to_owned(),
             jwt_lifetime_secs: 24 * 3600,
             login_max_failures: 5,
             login_lockout_secs: 300,
@@ -99,26 +86,8 @@ impl Config {
         if self.max_connections == 0 {
             problems.push("identity.max_connections: must be at least 1".to_owned());
         }
-        match self.jwt_algorithm.as_str() {
-            "EdDSA" => {}
-            "HS256" if self.jwt_secret.expose().len() >= 32 => {}
-            "HS256" => problems
-                .push("identity.jwt_secret: HS256 needs a secret of at least 32 bytes".to_owned()),
-            other => problems.push(format!(
-                "identity.jwt_algorithm: expected EdDSA or HS256, got {other:?}"
-            )),
-        }
-        if self.jwt_issuer.is_empty() {
-            problems.push("identity.jwt_issuer: must not be empty".to_owned());
-        }
         if !(60..=30 * 24 * 3600).contains(&self.jwt_lifetime_secs) {
             problems.push("identity.jwt_lifetime_secs: must be between 60 and 2592000".to_owned());
-        }
-        if !self.admin_key.is_empty() && self.admin_key.expose().len() < 16 {
-            problems.push(
-                "identity.admin_key: must be at least 16 characters (or empty to disable)"
-                    .to_owned(),
-            );
         }
         if self.login_max_failures == 0 {
             problems.push("identity.login_max_failures: must be at least 1".to_owned());

@@ -24,7 +24,7 @@ pub use config::{BootstrapConfig, Config};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_auth::{AuthLayer, Verifier};
+use gateway_auth::{AuthConfig, AuthLayer, Verifier};
 use gateway_proto::identity::v1::identity_service_server::{IdentityServiceServer, SERVICE_NAME};
 use gateway_runtime::CancellationToken;
 use gateway_runtime::grpc::{GrpcServeError, GrpcServer};
@@ -46,6 +46,7 @@ pub const GRPC_SERVICE_NAME: &str = SERVICE_NAME;
 pub struct BinaryConfig {
     pub telemetry: TelemetryConfig,
     pub runtime: RuntimeConfig,
+    pub auth: AuthConfig,
     pub identity: Config,
     pub bootstrap: BootstrapConfig,
 }
@@ -66,6 +67,7 @@ impl gateway_runtime::config::Validate for BinaryConfig {
             problems.push(format!("telemetry.{problem}"));
         }
         self.runtime.validate(problems);
+        self.auth.validate(problems);
         self.identity.validate(problems);
         self.bootstrap.validate(problems);
     }
@@ -93,7 +95,7 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub async fn open(config: &Config) -> Result<Self, Error> {
+    pub async fn open(config: &Config, auth: &AuthConfig) -> Result<Self, Error> {
         let options = ConnectOptions {
             max_connections: config.max_connections,
             ..ConnectOptions::default()
@@ -101,7 +103,7 @@ impl Identity {
         let db = Database::connect(&config.database_url, &options).await?;
         db.migrate(&store::MIGRATIONS).await?;
         let store = IdentityStore::new(db);
-        let (tokens, verifier) = tokens::TokenIssuer::load(&store, config).await?;
+        let (tokens, verifier) = tokens::TokenIssuer::load(&store, config, auth).await?;
         let directory = Arc::new(directory::Directory::new(
             store.clone(),
             config.clone(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
 use ed25519_dalek::pkcs8::spki::EncodePublicKey as _;
-use gateway_auth::{Claims, Verifier, VerifyingKey};
+use gateway_auth::{AuthConfig, Claims, Verifier, VerifyingKey};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use rand::Rng as _;
 
@@ -46,19 +46,16 @@ impl TokenIssuer {
     pub async fn load(
         store: &IdentityStore,
         config: &Config,
+        auth: &AuthConfig,
     ) -> Result<(Self, Verifier), IdentityError> {
-        let verifier = Verifier::new(
-            &config.jwt_issuer,
-            gateway_auth::AdminKey::new(config.admin_key.expose()),
-        );
+        let verifier = auth.verifier();
         let lifetime = Duration::from_secs(config.jwt_lifetime_secs);
-        if config.jwt_algorithm == "HS256" {
-            verifier.set_shared_secret(config.jwt_secret.expose().as_bytes());
+        if auth.uses_shared_secret() {
             let issuer = Self {
                 algorithm: Algorithm::HS256,
                 kid: None,
-                encoding: EncodingKey::from_secret(config.jwt_secret.expose().as_bytes()),
-                issuer: config.jwt_issuer.clone(),
+                encoding: EncodingKey::from_secret(auth.jwt_secret.expose().as_bytes()),
+                issuer: auth.jwt_issuer.clone(),
                 lifetime,
                 public_keys: Vec::new(),
             };
@@ -102,7 +99,7 @@ impl TokenIssuer {
             algorithm: Algorithm::EdDSA,
             kid: Some(active.kid.clone()),
             encoding: EncodingKey::from_ed_der(&active.private_key),
-            issuer: config.jwt_issuer.clone(),
+            issuer: auth.jwt_issuer.clone(),
             lifetime,
             public_keys,
         };

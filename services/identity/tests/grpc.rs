@@ -603,7 +603,7 @@ gateway_testkit::test_on_every_backend! {
         server.stop().await;
 
         let mut switched_off = config(db.url());
-        switched_off.signup_enabled = false;
+        switched_off.identity.signup_enabled = false;
         let server = Server::start(switched_off).await;
         let refused = server.anonymous().await.sign_up(pb::SignUpRequest {
             tenant_slug: "later".to_owned(),
@@ -1089,8 +1089,7 @@ gateway_testkit::test_on_every_backend! {
 async fn hs256_mode_signs_with_the_configured_secret_and_publishes_no_keys() {
     let db = gateway_testkit::TestDatabase::sqlite().await;
     let mut config = config(db.url());
-    config.jwt_algorithm = "HS256".to_owned();
-    config.jwt_secret = "an-hs256-secret-of-at-least-32-bytes".into();
+    config.auth.jwt_secret = "an-hs256-secret-of-at-least-32-bytes".into();
     let server = Server::start(config).await;
     let mut anonymous = server.anonymous().await;
     let login = anonymous
@@ -1142,4 +1141,49 @@ fn every_identity_rpc_has_an_access_rule() {
         );
     }
     assert!(gateway_identity::access_policy("NoSuchRpc").is_none());
+}
+
+#[tokio::test]
+async fn other_services_verify_tokens_with_the_published_keys() {
+    let db = gateway_testkit::TestDatabase::sqlite().await;
+    let server = Server::start(config(db.url())).await;
+    let auth = gateway_auth::AuthConfig {
+        identity_url: server.endpoint.clone(),
+        ..gateway_auth::AuthConfig::default()
+    };
+    let verifier = auth.verifier();
+    let login = server
+        .anonymous()
+        .await
+        .login(pb::LoginRequest {
+            tenant_slug: "system".to_owned(),
+            username: "admin".to_owned(),
+            password: SUPERADMIN_PASSWORD.into(),
+            method: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verifier.verify(&login.access_token).is_err(), "no keys yet");
+    let count = gateway_auth::remote::fetch_identity_keys(&server.endpoint, &verifier)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+    let claims = verifier.verify(&login.access_token).unwrap();
+    assert_eq!(claims.role, gateway_auth::Role::Superadmin);
+    server.stop().await;
+    let unreachable =
+        gateway_auth::remote::fetch_identity_keys(&server_url_closed(), &verifier).await;
+    assert!(matches!(
+        unreachable,
+        Err(gateway_auth::remote::FetchError::Unreachable { .. })
+    ));
+}
+
+fn server_url_closed() -> String {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    format!("http://{addr}")
 }

@@ -24,7 +24,7 @@ gateway_testkit::test_on_every_backend! {
     async fn first_ldap_login_provisions_a_user_in_the_configured_tenant(db) {
         let Some(slapd) = Slapd::start().await else { return };
         let mut config = config(db.url());
-        config.ldap = ldap_config(&slapd.url(), &slapd.user_dn_template());
+        config.identity.ldap = ldap_config(&slapd.url(), &slapd.user_dn_template());
         let server = Server::start(config).await;
         let mut anonymous = server.anonymous().await;
 
@@ -88,7 +88,7 @@ async fn unreachable_directory_is_unavailable_not_a_credential_failure() {
         .local_addr()
         .unwrap();
     let mut config = config(db.url());
-    config.ldap = ldap_config(
+    config.identity.ldap = ldap_config(
         &format!("ldap://{closed}"),
         "uid={username},ou=people,dc=example,dc=org",
     );

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use gateway_auth::AuthConfig;
 use gateway_identity::config::{Config, LdapConfig};
 use gateway_identity::{BootstrapConfig, Identity};
 use gateway_proto::identity::v1 as pb;
@@ -55,13 +56,24 @@ impl Drop for Server {
     }
 }
 
-pub fn config(database_url: &str) -> Config {
-    Config {
-        database_url: database_url.to_owned(),
-        admin_key: ADMIN_KEY.into(),
-        last_used_flush_secs: 1,
-        login_max_failures: 3,
-        ..Config::default()
+/// Identity's own section and the shared `[auth]` section.
+pub struct Settings {
+    pub identity: Config,
+    pub auth: AuthConfig,
+}
+
+pub fn config(database_url: &str) -> Settings {
+    Settings {
+        identity: Config {
+            database_url: database_url.to_owned(),
+            last_used_flush_secs: 1,
+            login_max_failures: 3,
+            ..Config::default()
+        },
+        auth: AuthConfig {
+            admin_key: ADMIN_KEY.into(),
+            ..AuthConfig::default()
+        },
     }
 }
 
@@ -75,8 +87,10 @@ pub fn ldap_config(url: &str, template: &str) -> LdapConfig {
 }
 
 impl Server {
-    pub async fn start(config: Config) -> Self {
-        let identity = Identity::open(&config).await.unwrap();
+    pub async fn start(settings: Settings) -> Self {
+        let identity = Identity::open(&settings.identity, &settings.auth)
+            .await
+            .unwrap();
         identity
             .bootstrap(&BootstrapConfig {
                 password: SUPERADMIN_PASSWORD.into(),
