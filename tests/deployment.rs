@@ -86,7 +86,13 @@ fn scalar(value: &Value) -> String {
 fn compose_services_use_real_config_keys() {
     let mut compose: Value = serde_norway::from_str(&read("docker-compose.yml")).unwrap();
     compose.apply_merge().unwrap();
-    let shell = HashMap::from([("GATEWAY_BOOTSTRAP_PASSWORD", "a-long-test-password")]);
+    let shell = HashMap::from([
+        ("GATEWAY_BOOTSTRAP_PASSWORD", "a-long-test-password"),
+        (
+            "GATEWAY_MASTER_KEY",
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ),
+    ]);
     let services = compose["services"].as_mapping().unwrap();
     let mut binaries = BTreeSet::new();
     for (name, service) in services {

@@ -41,6 +41,7 @@ impl TestSuite {
         let mut config = SuiteConfig::default();
         config.bootstrap.password = BOOTSTRAP_PASSWORD.into();
         config.runtime.shutdown_grace_secs = 5;
+        config.secrets.master_key = "11".repeat(32).as_str().into();
         config.identity.database_url = databases[0].url().to_owned();
         config.catalog.database_url = databases[1].url().to_owned();
         config.quota.database_url = databases[2].url().to_owned();

@@ -24,6 +24,7 @@ pub struct SuiteConfig {
     pub telemetry: TelemetryConfig,
     pub runtime: RuntimeConfig,
     pub auth: gateway_auth::AuthConfig,
+    pub secrets: gateway_secrets::SecretsConfig,
     pub bootstrap: BootstrapConfig,
     pub identity: gateway_identity::Config,
     pub catalog: gateway_catalog::Config,
@@ -49,6 +50,7 @@ impl gateway_runtime::config::Validate for SuiteConfig {
         }
         self.runtime.validate(problems);
         self.auth.validate(problems);
+        self.secrets.validate(problems);
         self.bootstrap.validate(problems);
         self.identity.validate(problems);
         self.catalog.validate(problems);
@@ -126,7 +128,8 @@ pub struct Suite {
 
 impl Suite {
     pub async fn open(config: &SuiteConfig) -> anyhow::Result<Self> {
-        let identity = Identity::open(&config.identity, &config.auth)
+        let secrets = gateway_secrets::SecretBox::from_config(&config.secrets)?;
+        let identity = Identity::open(&config.identity, &config.auth, &secrets)
             .await
             .context("failed to open identity")?;
         let bootstrap = identity.bootstrap(&config.bootstrap).await?;

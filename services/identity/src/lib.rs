@@ -47,6 +47,7 @@ pub struct BinaryConfig {
     pub telemetry: TelemetryConfig,
     pub runtime: RuntimeConfig,
     pub auth: AuthConfig,
+    pub secrets: gateway_secrets::SecretsConfig,
     pub identity: Config,
     pub bootstrap: BootstrapConfig,
 }
@@ -68,6 +69,7 @@ impl gateway_runtime::config::Validate for BinaryConfig {
         }
         self.runtime.validate(problems);
         self.auth.validate(problems);
+        self.secrets.validate(problems);
         self.identity.validate(problems);
         self.bootstrap.validate(problems);
     }
@@ -95,7 +97,11 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub async fn open(config: &Config, auth: &AuthConfig) -> Result<Self, Error> {
+    pub async fn open(
+        config: &Config,
+        auth: &AuthConfig,
+        secrets: &gateway_secrets::SecretBox,
+    ) -> Result<Self, Error> {
         let options = ConnectOptions {
             max_connections: config.max_connections,
             ..ConnectOptions::default()
@@ -103,7 +109,7 @@ impl Identity {
         let db = Database::connect(&config.database_url, &options).await?;
         db.migrate(&store::MIGRATIONS).await?;
         let store = IdentityStore::new(db);
-        let (tokens, verifier) = tokens::TokenIssuer::load(&store, config, auth).await?;
+        let (tokens, verifier) = tokens::TokenIssuer::load(&store, config, auth, secrets).await?;
         let directory = Arc::new(directory::Directory::new(
             store.clone(),
             config.clone(),

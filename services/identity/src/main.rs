@@ -21,7 +21,8 @@ async fn main() -> ExitCode {
 
 async fn run(config: BinaryConfig, process: Process) -> anyhow::Result<()> {
     let listener = gateway_runtime::bind("identity grpc", config.identity.listen_addr).await?;
-    let identity = Identity::open(&config.identity, &config.auth)
+    let secrets = gateway_secrets::SecretBox::from_config(&config.secrets)?;
+    let identity = Identity::open(&config.identity, &config.auth, &secrets)
         .await
         .context("failed to open the identity store")?;
     if let BootstrapOutcome::CreatedWithGeneratedPassword { username, password } =

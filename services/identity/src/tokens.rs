@@ -13,6 +13,7 @@ use rand::Rng as _;
 use crate::config::Config;
 use crate::error::IdentityError;
 use crate::store::{IdentityStore, SigningKeyRow, User};
+use gateway_secrets::SecretBox;
 
 /// A public key as `GetPublicKeys` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +48,7 @@ impl TokenIssuer {
         store: &IdentityStore,
         config: &Config,
         auth: &AuthConfig,
+        secrets: &SecretBox,
     ) -> Result<(Self, Verifier), IdentityError> {
         let verifier = auth.verifier();
         let lifetime = Duration::from_secs(config.jwt_lifetime_secs);
@@ -68,7 +70,7 @@ impl TokenIssuer {
             .any(|key| key.algorithm == "EdDSA" && key.active)
         {
             keys = store
-                .insert_signing_key_if_none(&generate_ed25519()?)
+                .insert_signing_key_if_none(&generate_ed25519(secrets)?)
                 .await?;
         }
         let active = keys
@@ -98,7 +100,13 @@ impl TokenIssuer {
         let issuer = Self {
             algorithm: Algorithm::EdDSA,
             kid: Some(active.kid.clone()),
-            encoding: EncodingKey::from_ed_der(&active.private_key),
+            encoding: EncodingKey::from_ed_der(
+                &secrets
+                    .open(&signing_key_context(&active.kid), &active.private_key)
+                    .map_err(|error| {
+                        IdentityError::Internal(format!("signing key {}: {error}", active.kid))
+                    })?,
+            ),
             issuer: auth.jwt_issuer.clone(),
             lifetime,
             public_keys,
@@ -137,7 +145,12 @@ impl TokenIssuer {
     }
 }
 
-fn generate_ed25519() -> Result<SigningKeyRow, IdentityError> {
+/// Binds a sealed signing key to its kid.
+fn signing_key_context(kid: &str) -> String {
+    format!("identity.signing_key:{kid}")
+}
+
+fn generate_ed25519(secrets: &SecretBox) -> Result<SigningKeyRow, IdentityError> {
     let mut secret = [0_u8; 32];
     rand::rng().fill(&mut secret);
     let signing = ed25519_dalek::SigningKey::from_bytes(&secret);
@@ -148,8 +161,12 @@ fn generate_ed25519() -> Result<SigningKeyRow, IdentityError> {
         })?
         .as_bytes()
         .to_vec();
+    let kid = uuid::Uuid::now_v7().simple().to_string();
+    let private_key = secrets
+        .seal(&signing_key_context(&kid), &private_key)
+        .map_err(|error| IdentityError::Internal(error.to_string()))?;
     Ok(SigningKeyRow {
-        kid: uuid::Uuid::now_v7().simple().to_string(),
+        kid,
         algorithm: "EdDSA".to_owned(),
         private_key,
         public_key: signing.verifying_key().as_bytes().to_vec(),

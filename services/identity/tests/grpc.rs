@@ -1187,3 +1187,32 @@ fn server_url_closed() -> String {
         .unwrap();
     format!("http://{addr}")
 }
+
+#[tokio::test]
+async fn signing_keys_are_sealed_at_rest_with_the_master_key() {
+    use sqlx::Row as _;
+    let db = gateway_testkit::TestDatabase::sqlite().await;
+    let server = Server::start(config(db.url())).await;
+    server.stop().await;
+    let database =
+        gateway_storage::Database::connect(db.url(), &gateway_storage::ConnectOptions::default())
+            .await
+            .unwrap();
+    let row = sqlx::query("SELECT kid, private_key FROM signing_keys")
+        .fetch_one(database.pool())
+        .await
+        .unwrap();
+    let kid: String = row.get("kid");
+    let sealed: Vec<u8> = row.get("private_key");
+    let context = format!("identity.signing_key:{kid}");
+    assert_eq!(sealed[0], 1, "a sealed value, not PKCS#8 DER (0x30)");
+    let opened = gateway_secrets::SecretBox::new(&support::MASTER_KEY)
+        .open(&context, &sealed)
+        .unwrap();
+    assert_eq!(opened[0], 0x30);
+    assert!(
+        gateway_secrets::SecretBox::new(&[9; 32])
+            .open(&context, &sealed)
+            .is_err()
+    );
+}

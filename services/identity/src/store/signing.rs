@@ -9,7 +9,7 @@ use super::IdentityStore;
 pub struct SigningKeyRow {
     pub kid: String,
     pub algorithm: String,
-    /// PKCS#8 DER of the private key.
+    /// PKCS#8 DER of the private key, sealed with the master key.
     pub private_key: Vec<u8>,
     /// Raw public key bytes.
     pub public_key: Vec<u8>,

@@ -60,7 +60,11 @@ impl Drop for Server {
 pub struct Settings {
     pub identity: Config,
     pub auth: AuthConfig,
+    pub secrets: gateway_secrets::SecretBox,
 }
+
+/// Every test server shares one master key, like replicas do.
+pub const MASTER_KEY: [u8; 32] = [7; 32];
 
 pub fn config(database_url: &str) -> Settings {
     Settings {
@@ -74,6 +78,7 @@ pub fn config(database_url: &str) -> Settings {
             admin_key: ADMIN_KEY.into(),
             ..AuthConfig::default()
         },
+        secrets: gateway_secrets::SecretBox::new(&MASTER_KEY),
     }
 }
 
@@ -88,7 +93,7 @@ pub fn ldap_config(url: &str, template: &str) -> LdapConfig {
 
 impl Server {
     pub async fn start(settings: Settings) -> Self {
-        let identity = Identity::open(&settings.identity, &settings.auth)
+        let identity = Identity::open(&settings.identity, &settings.auth, &settings.secrets)
             .await
             .unwrap();
         identity
