@@ -49,7 +49,7 @@ impl TestSuite {
 
         let listeners = Listeners::ephemeral().await.unwrap();
         let addresses = listeners.addresses().unwrap();
-        let suite = Suite::open(&config).await.unwrap();
+        let suite = Suite::open(&config, &addresses).await.unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(suite.serve(listeners, shutdown.clone()));
         let started = Self {

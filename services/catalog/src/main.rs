@@ -21,7 +21,8 @@ async fn main() -> ExitCode {
 
 async fn run(config: BinaryConfig, process: Process) -> anyhow::Result<()> {
     let listener = gateway_runtime::bind("catalog grpc", config.catalog.listen_addr).await?;
-    let service = Catalog::open(&config.catalog)
+    let secrets = gateway_secrets::SecretBox::from_config(&config.secrets)?;
+    let service = Catalog::open(&config.catalog, &config.auth, &secrets)
         .await
         .context("failed to open the catalog store")?;
     process.mark_ready();

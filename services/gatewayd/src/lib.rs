@@ -127,7 +127,13 @@ pub struct Suite {
 }
 
 impl Suite {
-    pub async fn open(config: &SuiteConfig) -> anyhow::Result<Self> {
+    /// Opens every store. Services that call identity are pointed at
+    /// `addresses.identity`, whatever `auth.identity_url` says.
+    pub async fn open(config: &SuiteConfig, addresses: &Addresses) -> anyhow::Result<Self> {
+        let auth = gateway_auth::AuthConfig {
+            identity_url: loopback_url(addresses.identity),
+            ..config.auth.clone()
+        };
         let secrets = gateway_secrets::SecretBox::from_config(&config.secrets)?;
         let identity = Identity::open(&config.identity, &config.auth, &secrets)
             .await
@@ -135,7 +141,7 @@ impl Suite {
         let bootstrap = identity.bootstrap(&config.bootstrap).await?;
         Ok(Self {
             identity,
-            catalog: Catalog::open(&config.catalog)
+            catalog: Catalog::open(&config.catalog, &auth, &secrets)
                 .await
                 .context("failed to open catalog")?,
             quota: Quota::open(&config.quota)

@@ -23,7 +23,7 @@ async fn main() -> ExitCode {
 async fn run(config: SuiteConfig, process: Process) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&config).await?;
     let addresses = listeners.addresses()?;
-    let suite = Suite::open(&config).await?;
+    let suite = Suite::open(&config, &addresses).await?;
     match &suite.bootstrap {
         BootstrapOutcome::CreatedWithGeneratedPassword { username, password } => {
             println!("created superadmin {username:?} with password {password}");
