@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use gateway_auth::{Caller, Role};
-use gateway_pricing::{Price, PriceTable, Usage};
+use gateway_pricing::{PriceTable, Usage};
 use gateway_proto::catalog::v1 as pb;
 use gateway_secrets::SecretBox;
 use gateway_storage::now_micros;
@@ -960,52 +960,23 @@ fn check_multiplier(multiplier_ppm: i64) -> Result<(), CatalogError> {
     Ok(())
 }
 
-fn price_of(id: &str, input: i64, output: i64, cached: Option<i64>) -> Price {
-    Price {
-        id: id.to_owned(),
-        input_micros_per_million: input,
-        output_micros_per_million: output,
-        cached_input_micros_per_million: cached,
-    }
-}
-
-/// The pricing table of a set of entries (the catalog's, or a snapshot's).
+/// The pricing table of a set of entries, through the same function the
+/// edge builds its table with.
 pub fn price_table(entries: &[Entry]) -> Result<PriceTable, CatalogError> {
-    let mut table = PriceTable::new();
+    let mut model_prices = Vec::new();
+    let mut group_prices = Vec::new();
+    let mut multipliers = Vec::new();
     for entry in entries {
         match entry.kind {
-            Kind::ModelPrice => {
-                let price: pb::ModelPrice = decode(entry)?;
-                table.insert_tenant_price(
-                    price.tenant_id.clone(),
-                    price.model.clone(),
-                    price_of(
-                        &price.id,
-                        price.input_micros_per_million_tokens,
-                        price.output_micros_per_million_tokens,
-                        price.cached_input_micros_per_million_tokens,
-                    ),
-                );
-            }
-            Kind::GroupPrice => {
-                let price: pb::GroupPrice = decode(entry)?;
-                table.insert_group_price(
-                    price.group_id.clone(),
-                    price.model.clone(),
-                    price_of(
-                        &price.id,
-                        price.input_micros_per_million_tokens,
-                        price.output_micros_per_million_tokens,
-                        price.cached_input_micros_per_million_tokens,
-                    ),
-                );
-            }
-            Kind::GroupMultiplier => {
-                let multiplier: pb::GroupMultiplier = decode(entry)?;
-                table.insert_group_multiplier(multiplier.group_id, multiplier.multiplier_ppm);
-            }
+            Kind::ModelPrice => model_prices.push(decode::<pb::ModelPrice>(entry)?),
+            Kind::GroupPrice => group_prices.push(decode::<pb::GroupPrice>(entry)?),
+            Kind::GroupMultiplier => multipliers.push(decode::<pb::GroupMultiplier>(entry)?),
             Kind::Api | Kind::Channel => {}
         }
     }
-    Ok(table)
+    Ok(gateway_catalog_client::price_table(
+        &model_prices,
+        &group_prices,
+        &multipliers,
+    ))
 }

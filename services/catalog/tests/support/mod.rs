@@ -129,11 +129,22 @@ impl Suite {
 
     /// Starts (another) catalog replica on the same database.
     pub async fn start_catalog(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.start_catalog_on(listener, self.shutdown.clone())
+            .await
+            .0
+    }
+
+    /// A replica on `listener` that `stop` stops on its own.
+    pub async fn start_catalog_on(
+        &self,
+        listener: tokio::net::TcpListener,
+        stop: CancellationToken,
+    ) -> (String, tokio::task::JoinHandle<()>) {
         let runtime = RuntimeConfig {
             shutdown_grace_secs: 1,
             ..RuntimeConfig::default()
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let config = gateway_catalog::Config {
             database_url: self.catalog_database_url.clone(),
@@ -146,10 +157,10 @@ impl Suite {
         )
         .await
         .unwrap();
-        let shutdown = self.shutdown.clone();
-        tokio::spawn(async move { catalog.serve(listener, shutdown, &runtime).await.unwrap() });
+        let task =
+            tokio::spawn(async move { catalog.serve(listener, stop, &runtime).await.unwrap() });
         gateway_testkit::wait_for_grpc_health(&url, "", Duration::from_secs(10)).await;
-        url
+        (url, task)
     }
 
     pub async fn identity_root(&self) -> IdentityClient {
