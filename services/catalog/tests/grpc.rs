@@ -328,6 +328,7 @@ gateway_testkit::test_on_every_backend! {
         let globex = suite.tenant("globex").await;
         let created = acme.admin.create_channel(channel("openai", vec![acme.group_id.clone()])).await.unwrap().into_inner().channel.unwrap();
         assert_eq!(created.secret_hint, "7890");
+        assert_eq!(acme.user.get_channel(pb::GetChannelRequest { id: created.id.clone() }).await.unwrap().into_inner().channel.unwrap(), created);
         let unknown = acme.admin.create_channel(channel("bad", vec!["no-such-group".to_owned()])).await.unwrap_err();
         assert_eq!(unknown.code(), Code::InvalidArgument);
         assert!(unknown.message().starts_with("channel.allowed_group_ids:"), "{}", unknown.message());
@@ -425,6 +426,81 @@ gateway_testkit::test_on_every_backend! {
         assert!(unknown_group.message().starts_with("group_multiplier.group_id:"));
         let listed = acme.user.list_model_prices(pb::ListModelPricesRequest::default()).await.unwrap().into_inner().model_prices;
         assert_eq!(listed.len(), 2, "the tenant's price and the global one");
+    }
+
+    async fn prices_multipliers_and_group_prices_are_read_updated_and_deleted(db) {
+        let suite = suite(&db).await;
+        let mut acme = suite.tenant("acme").await;
+        let admin = &mut acme.admin;
+        let created = admin.create_model_price(price(&acme.id, "claude", 3_000_000, 15_000_000)).await.unwrap().into_inner().model_price.unwrap();
+        assert_eq!(admin.get_model_price(pb::GetModelPriceRequest { id: created.id.clone() }).await.unwrap().into_inner().model_price.unwrap(), created);
+        let cached = admin
+            .update_model_price(pb::UpdateModelPriceRequest {
+                model_price: Some(pb::ModelPrice { id: created.id.clone(), cached_input_micros_per_million_tokens: Some(300_000), ..Default::default() }),
+                update_mask: mask(&["cached_input_micros_per_million_tokens"]),
+            })
+            .await.unwrap().into_inner().model_price.unwrap();
+        assert_eq!((cached.cached_input_micros_per_million_tokens, cached.input_micros_per_million_tokens), (Some(300_000), 3_000_000));
+        let negative = admin
+            .update_model_price(pb::UpdateModelPriceRequest {
+                model_price: Some(pb::ModelPrice { id: created.id.clone(), output_micros_per_million_tokens: -1, ..Default::default() }),
+                update_mask: mask(&["output_micros_per_million_tokens"]),
+            })
+            .await.unwrap_err();
+        assert!(negative.message().starts_with("model_price:"), "{}", negative.message());
+        let filtered = admin.list_model_prices(pb::ListModelPricesRequest { model: "claude".to_owned(), ..Default::default() }).await.unwrap().into_inner().model_prices;
+        assert_eq!(filtered.len(), 1);
+        admin.delete_model_price(pb::DeleteModelPriceRequest { id: created.id.clone() }).await.unwrap();
+        assert_eq!(code(admin.get_model_price(pb::GetModelPriceRequest { id: created.id }).await), Code::NotFound);
+
+        let multiplier = admin
+            .create_group_multiplier(pb::CreateGroupMultiplierRequest {
+                group_multiplier: Some(pb::GroupMultiplier { group_id: acme.group_id.clone(), multiplier_ppm: 2_000_000, ..Default::default() }),
+            })
+            .await.unwrap().into_inner().group_multiplier.unwrap();
+        let duplicate = admin
+            .create_group_multiplier(pb::CreateGroupMultiplierRequest {
+                group_multiplier: Some(pb::GroupMultiplier { group_id: acme.group_id.clone(), multiplier_ppm: 1, ..Default::default() }),
+            })
+            .await;
+        assert_eq!(code(duplicate), Code::AlreadyExists, "one multiplier per group");
+        assert_eq!(admin.get_group_multiplier(pb::GetGroupMultiplierRequest { id: multiplier.id.clone() }).await.unwrap().into_inner().group_multiplier.unwrap().multiplier_ppm, 2_000_000);
+        let halved = admin
+            .update_group_multiplier(pb::UpdateGroupMultiplierRequest {
+                group_multiplier: Some(pb::GroupMultiplier { id: multiplier.id.clone(), multiplier_ppm: 500_000, ..Default::default() }),
+                update_mask: mask(&["multiplier_ppm"]),
+            })
+            .await.unwrap().into_inner().group_multiplier.unwrap();
+        assert_eq!(halved.multiplier_ppm, 500_000);
+        let listed = admin.list_group_multipliers(pb::ListGroupMultipliersRequest { group_id: acme.group_id.clone(), ..Default::default() }).await.unwrap().into_inner().group_multipliers;
+        assert_eq!(listed.len(), 1);
+        admin.delete_group_multiplier(pb::DeleteGroupMultiplierRequest { id: multiplier.id.clone() }).await.unwrap();
+        assert_eq!(code(admin.get_group_multiplier(pb::GetGroupMultiplierRequest { id: multiplier.id }).await), Code::NotFound);
+
+        let group_price = admin
+            .create_group_price(pb::CreateGroupPriceRequest {
+                group_price: Some(pb::GroupPrice {
+                    group_id: acme.group_id.clone(),
+                    model: "claude".to_owned(),
+                    input_micros_per_million_tokens: 1,
+                    output_micros_per_million_tokens: 2,
+                    ..Default::default()
+                }),
+            })
+            .await.unwrap().into_inner().group_price.unwrap();
+        assert_eq!(admin.get_group_price(pb::GetGroupPriceRequest { id: group_price.id.clone() }).await.unwrap().into_inner().group_price.unwrap(), group_price);
+        let raised = admin
+            .update_group_price(pb::UpdateGroupPriceRequest {
+                group_price: Some(pb::GroupPrice { id: group_price.id.clone(), output_micros_per_million_tokens: 20, ..Default::default() }),
+                update_mask: mask(&["output_micros_per_million_tokens"]),
+            })
+            .await.unwrap().into_inner().group_price.unwrap();
+        assert_eq!((raised.input_micros_per_million_tokens, raised.output_micros_per_million_tokens), (1, 20));
+        assert_eq!(admin.list_group_prices(pb::ListGroupPricesRequest::default()).await.unwrap().into_inner().group_prices.len(), 1);
+        admin.delete_group_price(pb::DeleteGroupPriceRequest { id: group_price.id.clone() }).await.unwrap();
+        assert_eq!(code(admin.get_group_price(pb::GetGroupPriceRequest { id: group_price.id }).await), Code::NotFound);
+        // Users cannot read the tenant's pricing internals.
+        assert_eq!(code(acme.user.list_group_prices(pb::ListGroupPricesRequest::default()).await), Code::PermissionDenied);
     }
 
     async fn nothing_of_one_tenant_is_visible_or_changeable_from_the_other(db) {
