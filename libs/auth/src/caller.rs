@@ -50,6 +50,16 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// The caller [`crate::AuthLayer`] resolved for this request
+    /// (anonymous if the service runs without the layer).
+    pub fn of<T>(request: &tonic::Request<T>) -> Self {
+        request
+            .extensions()
+            .get::<Self>()
+            .cloned()
+            .unwrap_or(Self::Anonymous)
+    }
+
     pub fn is_superadmin(&self) -> bool {
         matches!(self, Self::AdminKey)
             || matches!(

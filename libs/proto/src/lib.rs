@@ -32,3 +32,42 @@ pub mod usage {
         tonic::include_proto!("gateway.usage.v1");
     }
 }
+
+/// `google.protobuf.Timestamp` from the microseconds since the epoch that
+/// every store keeps.
+pub fn timestamp_from_micros(micros: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        // rem_euclid keeps nanos in 0..1e9 for times before 1970 too.
+        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1_000).unwrap_or_default(),
+    }
+}
+
+/// Microseconds since the epoch of a `google.protobuf.Timestamp`,
+/// saturating instead of overflowing.
+pub fn micros_from_timestamp(timestamp: &prost_types::Timestamp) -> i64 {
+    timestamp
+        .seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(timestamp.nanos) / 1_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_through_micros() {
+        for micros in [0, 1, 1_700_000_000_123_456, -1, -1_500_000] {
+            assert_eq!(
+                micros_from_timestamp(&timestamp_from_micros(micros)),
+                micros
+            );
+        }
+        let before_epoch = timestamp_from_micros(-1);
+        assert_eq!(
+            (before_epoch.seconds, before_epoch.nanos),
+            (-1, 999_999_000)
+        );
+    }
+}

@@ -28,10 +28,7 @@ pub trait Resource: prost::Message + Default + Clone {
 }
 
 fn timestamp(micros: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1_000).unwrap_or_default(),
-    })
+    Some(gateway_proto::timestamp_from_micros(micros))
 }
 
 macro_rules! resource {

@@ -56,14 +56,6 @@ pub fn access_policy(method: &str) -> Option<Access> {
     })
 }
 
-fn caller<T>(request: &Request<T>) -> Caller {
-    request
-        .extensions()
-        .get::<Caller>()
-        .cloned()
-        .unwrap_or(Caller::Anonymous)
-}
-
 fn page(page_size: i32, page_token: &str) -> Result<Page, Status> {
     Page::new(page_size, page_token).map_err(|error| Status::invalid_argument(error.to_string()))
 }
@@ -96,7 +88,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::CreateApiRequest>,
     ) -> GrpcResult<pb::CreateApiResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let api = self
             .catalog
@@ -110,7 +102,7 @@ impl CatalogService for CatalogGrpc {
     }
 
     async fn get_api(&self, request: Request<pb::GetApiRequest>) -> GrpcResult<pb::GetApiResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let api = self
             .catalog
             .get_api(&caller, &request.into_inner().id)
@@ -122,7 +114,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::ListApisRequest>,
     ) -> GrpcResult<pb::ListApisResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let page = page(request.page_size, &request.page_token)?;
         let (apis, next_page_token) = paged!(
@@ -141,7 +133,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::UpdateApiRequest>,
     ) -> GrpcResult<pb::UpdateApiResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let api = self
             .catalog
@@ -159,7 +151,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::DeleteApiRequest>,
     ) -> GrpcResult<pb::DeleteApiResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         self.catalog
             .delete_api(&caller, &request.into_inner().id)
             .await?;
@@ -170,7 +162,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::CreateChannelRequest>,
     ) -> GrpcResult<pb::CreateChannelResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let credentials = Credentials::from_metadata(request.metadata());
         let request = request.into_inner();
         let channel = self
@@ -191,7 +183,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::GetChannelRequest>,
     ) -> GrpcResult<pb::GetChannelResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let channel = self
             .catalog
             .get_channel(&caller, &request.into_inner().id)
@@ -205,7 +197,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::ListChannelsRequest>,
     ) -> GrpcResult<pb::ListChannelsResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let page = page(request.page_size, &request.page_token)?;
         let (channels, next_page_token) = paged!(
@@ -224,7 +216,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::UpdateChannelRequest>,
     ) -> GrpcResult<pb::UpdateChannelResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let credentials = Credentials::from_metadata(request.metadata());
         let request = request.into_inner();
         let channel = self
@@ -246,7 +238,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::DeleteChannelRequest>,
     ) -> GrpcResult<pb::DeleteChannelResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         self.catalog
             .delete_channel(&caller, &request.into_inner().id)
             .await?;
@@ -257,7 +249,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::CreateModelPriceRequest>,
     ) -> GrpcResult<pb::CreateModelPriceResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let price = required(request.into_inner().model_price, "model_price")?;
         let model_price = self.catalog.create_model_price(&caller, price).await?;
         ok(pb::CreateModelPriceResponse {
@@ -269,7 +261,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::GetModelPriceRequest>,
     ) -> GrpcResult<pb::GetModelPriceResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let model_price = self
             .catalog
             .get_model_price(&caller, &request.into_inner().id)
@@ -283,7 +275,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::ListModelPricesRequest>,
     ) -> GrpcResult<pb::ListModelPricesResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let page = page(request.page_size, &request.page_token)?;
         let (model_prices, next_page_token) = paged!(
@@ -302,7 +294,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::UpdateModelPriceRequest>,
     ) -> GrpcResult<pb::UpdateModelPriceResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let model_price = self
             .catalog
@@ -321,7 +313,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::DeleteModelPriceRequest>,
     ) -> GrpcResult<pb::DeleteModelPriceResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         self.catalog
             .delete_model_price(&caller, &request.into_inner().id)
             .await?;
@@ -332,7 +324,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::CreateGroupMultiplierRequest>,
     ) -> GrpcResult<pb::CreateGroupMultiplierResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let credentials = Credentials::from_metadata(request.metadata());
         let multiplier = required(request.into_inner().group_multiplier, "group_multiplier")?;
         let group_multiplier = self
@@ -348,7 +340,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::GetGroupMultiplierRequest>,
     ) -> GrpcResult<pb::GetGroupMultiplierResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let group_multiplier = self
             .catalog
             .get_group_multiplier(&caller, &request.into_inner().id)
@@ -362,7 +354,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::ListGroupMultipliersRequest>,
     ) -> GrpcResult<pb::ListGroupMultipliersResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let page = page(request.page_size, &request.page_token)?;
         let (group_multipliers, next_page_token) = paged!(
@@ -381,7 +373,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::UpdateGroupMultiplierRequest>,
     ) -> GrpcResult<pb::UpdateGroupMultiplierResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let group_multiplier = self
             .catalog
@@ -400,7 +392,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::DeleteGroupMultiplierRequest>,
     ) -> GrpcResult<pb::DeleteGroupMultiplierResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         self.catalog
             .delete_group_multiplier(&caller, &request.into_inner().id)
             .await?;
@@ -411,7 +403,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::CreateGroupPriceRequest>,
     ) -> GrpcResult<pb::CreateGroupPriceResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let credentials = Credentials::from_metadata(request.metadata());
         let price = required(request.into_inner().group_price, "group_price")?;
         let group_price = self
@@ -427,7 +419,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::GetGroupPriceRequest>,
     ) -> GrpcResult<pb::GetGroupPriceResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let group_price = self
             .catalog
             .get_group_price(&caller, &request.into_inner().id)
@@ -441,7 +433,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::ListGroupPricesRequest>,
     ) -> GrpcResult<pb::ListGroupPricesResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let page = page(request.page_size, &request.page_token)?;
         let (group_prices, next_page_token) = paged!(
@@ -460,7 +452,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::UpdateGroupPriceRequest>,
     ) -> GrpcResult<pb::UpdateGroupPriceResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let group_price = self
             .catalog
@@ -479,7 +471,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::DeleteGroupPriceRequest>,
     ) -> GrpcResult<pb::DeleteGroupPriceResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         self.catalog
             .delete_group_price(&caller, &request.into_inner().id)
             .await?;
@@ -487,7 +479,7 @@ impl CatalogService for CatalogGrpc {
     }
 
     async fn quote(&self, request: Request<pb::QuoteRequest>) -> GrpcResult<pb::QuoteResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         ok(self.catalog.quote(&caller, &request.into_inner()).await?)
     }
 

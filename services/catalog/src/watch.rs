@@ -106,12 +106,10 @@ async fn run(
 }
 
 fn heartbeat(version: i64) -> pb::SnapshotHeartbeat {
-    let now = gateway_storage::now_micros();
     pb::SnapshotHeartbeat {
         version,
-        time: Some(prost_types::Timestamp {
-            seconds: now.div_euclid(1_000_000),
-            nanos: i32::try_from(now.rem_euclid(1_000_000) * 1_000).unwrap_or_default(),
-        }),
+        time: Some(gateway_proto::timestamp_from_micros(
+            gateway_storage::now_micros(),
+        )),
     }
 }

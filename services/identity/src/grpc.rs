@@ -55,14 +55,6 @@ pub fn access_policy(method: &str) -> Option<Access> {
     })
 }
 
-fn caller<T>(request: &Request<T>) -> Caller {
-    request
-        .extensions()
-        .get::<Caller>()
-        .cloned()
-        .unwrap_or(Caller::Anonymous)
-}
-
 fn page(page_size: i32, page_token: &str) -> Result<Page, Status> {
     Page::new(page_size, page_token).map_err(|error| Status::invalid_argument(error.to_string()))
 }
@@ -76,21 +68,11 @@ fn required<T>(value: Option<T>, field: &'static str) -> Result<T, Status> {
 }
 
 fn timestamp(micros: i64) -> Option<prost_types::Timestamp> {
-    Some(prost_types::Timestamp {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1_000).unwrap_or_default(),
-    })
+    Some(gateway_proto::timestamp_from_micros(micros))
 }
 
 fn optional_timestamp(micros: Option<i64>) -> Option<prost_types::Timestamp> {
-    micros.and_then(timestamp)
-}
-
-fn micros_of(timestamp: &prost_types::Timestamp) -> i64 {
-    timestamp
-        .seconds
-        .saturating_mul(1_000_000)
-        .saturating_add(i64::from(timestamp.nanos) / 1_000)
+    micros.map(gateway_proto::timestamp_from_micros)
 }
 
 fn role_to_proto(role: Role) -> pb::Role {
@@ -188,7 +170,10 @@ fn key_request(key: pb::ApiKey) -> KeyRequest {
         group_id: key.group_id.filter(|group| !group.is_empty()),
         spend_limit_micros: key.spend_limit_micros,
         plan_id: key.plan_id,
-        expire_at: key.expire_time.as_ref().map(micros_of),
+        expire_at: key
+            .expire_time
+            .as_ref()
+            .map(gateway_proto::micros_from_timestamp),
         allowed_models: key.allowed_models,
         allowed_ips: key.allowed_ips,
     }
@@ -317,7 +302,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::GetTenantRequest>,
     ) -> GrpcResult<pb::GetTenantResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let tenant = self
             .directory
             .get_tenant(&caller, &request.into_inner().id)
@@ -331,7 +316,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::GetTenantBySlugRequest>,
     ) -> GrpcResult<pb::GetTenantBySlugResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let tenant = self
             .directory
             .get_tenant_by_slug(&caller, &request.into_inner().slug)
@@ -345,7 +330,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::ListTenantsRequest>,
     ) -> GrpcResult<pb::ListTenantsResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let page = page(request.page_size, &request.page_token)?;
         let mut tenants = self.directory.list_tenants(&caller, &page).await?;
@@ -360,7 +345,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::UpdateTenantRequest>,
     ) -> GrpcResult<pb::UpdateTenantResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let tenant = required(request.tenant, "tenant")?;
         let tenant = self
@@ -414,7 +399,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> GrpcResult<pb::CreateUserResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let user = required(request.user, "user")?;
         let role = if user.role == 0 {
@@ -445,7 +430,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::GetUserRequest>,
     ) -> GrpcResult<pb::GetUserResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let user = self
             .directory
             .get_user(&caller, &request.into_inner().id)
@@ -459,7 +444,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::ListUsersRequest>,
     ) -> GrpcResult<pb::ListUsersResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let page = page(request.page_size, &request.page_token)?;
         let mut users = self
@@ -477,7 +462,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::UpdateUserRequest>,
     ) -> GrpcResult<pb::UpdateUserResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let user = required(request.user, "user")?;
         let changes = UserUpdate {
@@ -499,7 +484,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::DeleteUserRequest>,
     ) -> GrpcResult<pb::DeleteUserResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         self.directory
             .delete_user(&caller, &request.into_inner().id)
             .await?;
@@ -510,7 +495,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::ChangePasswordRequest>,
     ) -> GrpcResult<pb::ChangePasswordResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         self.directory
             .change_password(
@@ -569,7 +554,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::CreateGroupRequest>,
     ) -> GrpcResult<pb::CreateGroupResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let group = required(request.into_inner().group, "group")?;
         let group = self
             .directory
@@ -590,7 +575,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::GetGroupRequest>,
     ) -> GrpcResult<pb::GetGroupResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let group = self
             .directory
             .get_group(&caller, &request.into_inner().id)
@@ -604,7 +589,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::ListGroupsRequest>,
     ) -> GrpcResult<pb::ListGroupsResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let page = page(request.page_size, &request.page_token)?;
         let mut groups = self
@@ -622,7 +607,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::UpdateGroupRequest>,
     ) -> GrpcResult<pb::UpdateGroupResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let group = required(request.group, "group")?;
         let changes = GroupUpdate {
@@ -643,7 +628,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::DeleteGroupRequest>,
     ) -> GrpcResult<pb::DeleteGroupResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         self.directory
             .delete_group(&caller, &request.into_inner().id)
             .await?;
@@ -654,7 +639,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::AddGroupMemberRequest>,
     ) -> GrpcResult<pb::AddGroupMemberResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let member = self
             .directory
@@ -669,7 +654,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::RemoveGroupMemberRequest>,
     ) -> GrpcResult<pb::RemoveGroupMemberResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         self.directory
             .remove_group_member(&caller, &request.group_id, &request.user_id)
@@ -681,7 +666,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::ListGroupMembersRequest>,
     ) -> GrpcResult<pb::ListGroupMembersResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let page = page(request.page_size, &request.page_token)?;
         let mut members = self
@@ -699,7 +684,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::CreateApiKeyRequest>,
     ) -> GrpcResult<pb::CreateApiKeyResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let key = required(request.into_inner().api_key, "api_key")?;
         let (key, plaintext) = self
             .directory
@@ -715,7 +700,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::GetApiKeyRequest>,
     ) -> GrpcResult<pb::GetApiKeyResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let key = self
             .directory
             .get_api_key(&caller, &request.into_inner().id)
@@ -729,7 +714,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::ListApiKeysRequest>,
     ) -> GrpcResult<pb::ListApiKeysResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let page = page(request.page_size, &request.page_token)?;
         let mut keys = self
@@ -753,7 +738,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::UpdateApiKeyRequest>,
     ) -> GrpcResult<pb::UpdateApiKeyResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let key = required(request.api_key, "api_key")?;
         let id = key.id.clone();
@@ -770,7 +755,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::DeleteApiKeyRequest>,
     ) -> GrpcResult<pb::DeleteApiKeyResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         self.directory
             .delete_api_key(&caller, &request.into_inner().id)
             .await?;
@@ -781,7 +766,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::FreezeApiKeyRequest>,
     ) -> GrpcResult<pb::FreezeApiKeyResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let key = self
             .directory
             .set_api_key_frozen(&caller, &request.into_inner().id, true)
@@ -795,7 +780,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::UnfreezeApiKeyRequest>,
     ) -> GrpcResult<pb::UnfreezeApiKeyResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let key = self
             .directory
             .set_api_key_frozen(&caller, &request.into_inner().id, false)
@@ -809,7 +794,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::CreateClientRequest>,
     ) -> GrpcResult<pb::CreateClientResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let client = required(request.into_inner().client, "client")?;
         let client = self
             .directory
@@ -830,7 +815,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::GetClientRequest>,
     ) -> GrpcResult<pb::GetClientResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let client = self
             .directory
             .get_client(&caller, &request.into_inner().id)
@@ -844,7 +829,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::ListClientsRequest>,
     ) -> GrpcResult<pb::ListClientsResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let page = page(request.page_size, &request.page_token)?;
         let mut clients = self
@@ -862,7 +847,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::UpdateClientRequest>,
     ) -> GrpcResult<pb::UpdateClientResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let client = required(request.client, "client")?;
         let changes = ClientUpdate {
@@ -883,7 +868,7 @@ impl IdentityService for IdentityGrpc {
         &self,
         request: Request<pb::DeleteClientRequest>,
     ) -> GrpcResult<pb::DeleteClientResponse> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         self.directory
             .delete_client(&caller, &request.into_inner().id)
             .await?;
