@@ -2,6 +2,7 @@
 
 pub mod config;
 mod grpc;
+pub mod limiter;
 pub mod store;
 
 pub use config::Config;

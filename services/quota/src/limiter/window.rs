@@ -1,0 +1,147 @@
+//! Limit windows. Minute and hour windows are fixed lengths aligned to the
+//! Unix epoch (so every replica and Redis agree on their edges); day and
+//! month windows follow the UTC calendar.
+
+const MICROS_PER_SECOND: i64 = 1_000_000;
+const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Window {
+    Minute,
+    Hour,
+    Day,
+    Month,
+}
+
+impl Window {
+    /// `[start, end)` of the window containing `now` (microseconds).
+    pub fn bounds(self, now: i64) -> (i64, i64) {
+        match self {
+            Self::Minute => aligned(now, 60 * MICROS_PER_SECOND),
+            Self::Hour => aligned(now, 3_600 * MICROS_PER_SECOND),
+            Self::Day => aligned(now, MICROS_PER_DAY),
+            Self::Month => {
+                let day = now.div_euclid(MICROS_PER_DAY);
+                let (year, month, _) = civil_from_days(day);
+                let start = days_from_civil(year, month, 1);
+                let (next_year, next_month) = if month == 12 {
+                    (year + 1, 1)
+                } else {
+                    (year, month + 1)
+                };
+                let end = days_from_civil(next_year, next_month, 1);
+                (start * MICROS_PER_DAY, end * MICROS_PER_DAY)
+            }
+        }
+    }
+
+    /// The length of the window containing `now`.
+    pub fn length(self, now: i64) -> i64 {
+        let (start, end) = self.bounds(now);
+        end - start
+    }
+
+    /// Calendar windows are fixed windows whatever algorithm a rule names:
+    /// "per day" means the UTC day, not the last 24 hours.
+    pub fn is_calendar(self) -> bool {
+        matches!(self, Self::Day | Self::Month)
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Minute => "per minute",
+            Self::Hour => "per hour",
+            Self::Day => "per day (UTC)",
+            Self::Month => "per month (UTC)",
+        }
+    }
+}
+
+fn aligned(now: i64, length: i64) -> (i64, i64) {
+    let start = now.div_euclid(length) * length;
+    (start, start + length)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_index = (month + 9) % 12;
+    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// The date of a day number (inverse of [`days_from_civil`]).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let days = days + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(year: i64, month: i64, day: i64, seconds: i64) -> i64 {
+        (days_from_civil(year, month, day) * 86_400 + seconds) * MICROS_PER_SECOND
+    }
+
+    #[test]
+    fn civil_dates_round_trip() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        for days in (-800_000..800_000).step_by(997) {
+            let (year, month, day) = civil_from_days(days);
+            assert_eq!(days_from_civil(year, month, day), days);
+        }
+    }
+
+    #[test]
+    fn month_windows_follow_the_utc_calendar() {
+        // 2024 is a leap year: February has 29 days.
+        let (start, end) = Window::Month.bounds(at(2024, 2, 15, 12 * 3600));
+        assert_eq!((start, end), (at(2024, 2, 1, 0), at(2024, 3, 1, 0)));
+        assert_eq!(Window::Month.length(at(2024, 2, 1, 0)), 29 * MICROS_PER_DAY);
+        // December rolls over into the next year.
+        let (start, end) = Window::Month.bounds(at(2026, 12, 31, 86_399));
+        assert_eq!((start, end), (at(2026, 12, 1, 0), at(2027, 1, 1, 0)));
+        // The last microsecond of a month is still in it.
+        assert_eq!(
+            Window::Month.bounds(at(2026, 12, 1, 0) - 1).1,
+            at(2026, 12, 1, 0)
+        );
+    }
+
+    #[test]
+    fn day_minute_and_hour_windows_align_to_utc() {
+        let now = at(2026, 11, 22, 6 * 3600 + 25 * 60 + 7);
+        assert_eq!(
+            Window::Day.bounds(now),
+            (at(2026, 11, 22, 0), at(2026, 11, 23, 0))
+        );
+        assert_eq!(
+            Window::Hour.bounds(now),
+            (at(2026, 11, 22, 6 * 3600), at(2026, 11, 22, 7 * 3600))
+        );
+        assert_eq!(
+            Window::Minute.bounds(now).0,
+            at(2026, 11, 22, 6 * 3600 + 25 * 60)
+        );
+        assert!(Window::Day.is_calendar() && !Window::Minute.is_calendar());
+    }
+}
