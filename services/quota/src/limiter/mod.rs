@@ -6,9 +6,12 @@
 //! atomic Lua scripts so that replicas agree.
 
 mod algorithm;
+mod fallback;
+pub mod redis;
 mod window;
 
 pub use algorithm::{Algorithm, Limit, Outcome, State};
+pub use fallback::{Backend, Limiter};
 pub use window::Window;
 
 use std::collections::HashMap;

@@ -1,0 +1,300 @@
+//! The limiter on both backends: one suite for memory and Redis, exact
+//! counting across two instances sharing Redis, and the fallback when
+//! Redis goes away and comes back.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_quota::limiter::redis::RedisLimiter;
+use gateway_quota::limiter::{Algorithm, Backend, Check, Limit, Limiter, Window};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+const SECOND: i64 = 1_000_000;
+const T0: i64 = 1_795_327_200 * SECOND;
+
+fn limit(limit: i64, window: Window, algorithm: Algorithm, burst: i64) -> Limit {
+    Limit {
+        limit,
+        window,
+        algorithm,
+        burst,
+    }
+}
+
+fn check(key: &str, limit: &Limit, cost: i64) -> Check {
+    Check {
+        key: key.to_owned(),
+        limit: limit.clone(),
+        cost,
+    }
+}
+
+fn redis_url() -> Option<String> {
+    gateway_testkit::server_url(gateway_testkit::REDIS_URL_ENV)
+}
+
+/// A fresh key space per test, so tests never see each other's counters.
+fn prefix() -> String {
+    format!("gwtest-{}", uuid::Uuid::now_v7().simple())
+}
+
+fn redis_limiter(url: &str, prefix: &str) -> Limiter {
+    Limiter::with_redis(
+        RedisLimiter::new(url, prefix, Duration::from_millis(20)).unwrap(),
+        Duration::from_millis(200),
+    )
+}
+
+/// Behaviour every backend must share.
+async fn the_algorithms_count_exactly(limiter: &Limiter, tenant: &str) {
+    let fixed = limit(5, Window::Minute, Algorithm::FixedWindow, 0);
+    for second in 0..5 {
+        assert!(
+            limiter
+                .check(tenant, &[check("fixed", &fixed, 1)], T0 + second * SECOND)
+                .await
+                .0
+                .allowed
+        );
+    }
+    let (refused, _) = limiter
+        .check(tenant, &[check("fixed", &fixed, 1)], T0 + 10 * SECOND)
+        .await;
+    assert!(!refused.allowed);
+    assert_eq!(
+        (
+            refused.outcomes[0].remaining,
+            refused.outcomes[0].retry_after
+        ),
+        (0, 50 * SECOND)
+    );
+    assert!(
+        limiter
+            .check(tenant, &[check("fixed", &fixed, 1)], T0 + 60 * SECOND)
+            .await
+            .0
+            .allowed
+    );
+
+    // A refused multi-limit check consumes nothing.
+    let generous = limit(100, Window::Minute, Algorithm::SlidingWindow, 0);
+    let strict = limit(1, Window::Hour, Algorithm::FixedWindow, 0);
+    let both = [check("generous", &generous, 1), check("strict", &strict, 1)];
+    assert!(limiter.check(tenant, &both, T0).await.0.allowed);
+    assert!(!limiter.check(tenant, &both, T0).await.0.allowed);
+    let (alone, _) = limiter
+        .check(tenant, &[check("generous", &generous, 1)], T0)
+        .await;
+    assert_eq!(alone.outcomes[0].remaining, 98);
+
+    let log = limit(3, Window::Minute, Algorithm::SlidingLog, 0);
+    for second in [0, 20, 40] {
+        assert!(
+            limiter
+                .check(tenant, &[check("log", &log, 1)], T0 + second * SECOND)
+                .await
+                .0
+                .allowed
+        );
+    }
+    let (refused, _) = limiter
+        .check(tenant, &[check("log", &log, 1)], T0 + 59 * SECOND)
+        .await;
+    assert_eq!(
+        (refused.allowed, refused.outcomes[0].retry_after),
+        (false, SECOND)
+    );
+    assert!(
+        limiter
+            .check(tenant, &[check("log", &log, 1)], T0 + 60 * SECOND + 1)
+            .await
+            .0
+            .allowed
+    );
+
+    let gcra = limit(60, Window::Minute, Algorithm::Gcra, 3);
+    for _ in 0..3 {
+        assert!(
+            limiter
+                .check(tenant, &[check("gcra", &gcra, 1)], T0)
+                .await
+                .0
+                .allowed
+        );
+    }
+    let (refused, _) = limiter.check(tenant, &[check("gcra", &gcra, 1)], T0).await;
+    assert_eq!(
+        (refused.allowed, refused.outcomes[0].retry_after),
+        (false, SECOND)
+    );
+    assert!(
+        limiter
+            .check(tenant, &[check("gcra", &gcra, 1)], T0 + SECOND)
+            .await
+            .0
+            .allowed
+    );
+
+    let month = limit(1_000_000, Window::Month, Algorithm::Gcra, 0);
+    assert!(
+        limiter
+            .check(tenant, &[check("spend", &month, 999_999)], T0)
+            .await
+            .0
+            .allowed
+    );
+    assert!(
+        !limiter
+            .check(tenant, &[check("spend", &month, 2)], T0)
+            .await
+            .0
+            .allowed
+    );
+}
+
+#[tokio::test]
+async fn the_memory_backend_counts_exactly() {
+    let limiter = Limiter::memory();
+    the_algorithms_count_exactly(&limiter, "tenant-a").await;
+    assert_eq!(limiter.backend(), Backend::Memory);
+}
+
+#[tokio::test]
+async fn the_redis_backend_counts_exactly() {
+    let Some(url) = redis_url() else { return };
+    let limiter = redis_limiter(&url, &prefix());
+    the_algorithms_count_exactly(&limiter, "tenant-a").await;
+    assert_eq!(limiter.backend(), Backend::Redis);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_sharing_redis_admit_exactly_fifty_of_two_hundred() {
+    let Some(url) = redis_url() else { return };
+    let prefix = prefix();
+    let instances = [
+        Arc::new(redis_limiter(&url, &prefix)),
+        Arc::new(redis_limiter(&url, &prefix)),
+    ];
+    let per_minute = limit(50, Window::Minute, Algorithm::SlidingWindow, 0);
+    let mut checks = JoinSet::new();
+    for index in 0..200 {
+        let limiter = Arc::clone(&instances[index % 2]);
+        let per_minute = per_minute.clone();
+        checks.spawn(async move {
+            let (decision, backend) = limiter
+                .check("tenant-a", &[check("key:k1", &per_minute, 1)], T0)
+                .await;
+            assert_eq!(
+                backend,
+                Backend::Redis,
+                "the test needs every check to reach redis"
+            );
+            decision.allowed
+        });
+    }
+    let mut admitted = 0;
+    while let Some(allowed) = checks.join_next().await {
+        admitted += usize::from(allowed.unwrap());
+    }
+    assert_eq!(admitted, 50);
+}
+
+/// A TCP proxy in front of Redis that the test can cut and restore, as if
+/// Redis stopped and started.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    tasks: JoinSet<()>,
+}
+
+impl Proxy {
+    async fn start(addr: std::net::SocketAddr, upstream: std::net::SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(async move {
+            let mut connections = JoinSet::new();
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                connections.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        Self { addr, tasks }
+    }
+
+    async fn stop(mut self) -> std::net::SocketAddr {
+        self.tasks.shutdown().await;
+        self.addr
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_redis_stops_answers_come_from_memory_within_fifty_ms_and_redis_resumes() {
+    let Some(url) = redis_url() else { return };
+    let upstream: std::net::SocketAddr =
+        tokio::net::lookup_host(url.trim_start_matches("redis://").trim_end_matches('/'))
+            .await
+            .unwrap()
+            .next()
+            .unwrap();
+    let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), upstream).await;
+    let prefix = prefix();
+    let through_proxy = format!("redis://{}", proxy.addr);
+    let limiter = redis_limiter(&through_proxy, &prefix);
+    let per_hour = limit(1_000, Window::Hour, Algorithm::FixedWindow, 0);
+    let (decision, backend) = limiter.check("t", &[check("k", &per_hour, 10)], T0).await;
+    assert!(decision.allowed);
+    assert_eq!(backend, Backend::Redis);
+
+    let addr = proxy.stop().await;
+    for attempt in 0..20 {
+        let started = tokio::time::Instant::now();
+        let (decision, backend) = limiter
+            .check("t", &[check("k", &per_hour, 1)], T0 + SECOND)
+            .await;
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed < Duration::from_millis(50),
+            "attempt {attempt} took {elapsed:?}"
+        );
+        assert!(decision.allowed);
+        assert_eq!(backend, Backend::MemoryFallback, "attempt {attempt}");
+    }
+    assert_eq!(limiter.backend(), Backend::MemoryFallback);
+
+    // Redis is back: after the breaker's pause, counting is shared again,
+    // and what was counted in Redis before the outage is still there.
+    let _proxy = Proxy::start(addr, upstream).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let decision = loop {
+        let (decision, backend) = limiter
+            .check("t", &[check("k", &per_hour, 1)], T0 + 2 * SECOND)
+            .await;
+        if backend == Backend::Redis {
+            break decision;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "redis never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(decision.outcomes[0].remaining, 1_000 - 10 - 1);
+    let other_instance = redis_limiter(&url, &prefix);
+    let (shared, _) = other_instance
+        .check("t", &[check("k", &per_hour, 0)], T0 + 3 * SECOND)
+        .await;
+    assert_eq!(
+        shared.outcomes[0].remaining,
+        1_000 - 11,
+        "another replica sees the same count"
+    );
+}
