@@ -5,7 +5,12 @@ use sqlx::Row as _;
 
 pub static MIGRATIONS: Migrations = gateway_storage::migrations!(
     1 "balances and ledger" => "0001_balances.sql",
+    2 "vouchers" => "0002_vouchers.sql",
 );
+
+mod vouchers;
+
+pub use vouchers::{NewVoucher, Redeemed, Voucher, VoucherError};
 
 /// Whose balance an entry moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,64 +120,14 @@ impl QuotaStore {
         {
             return Ok(Appended::AlreadyApplied(existing));
         }
-        let now = now_micros();
         let mut transaction = self.db.begin_write().await?;
-        let balance_after: i64 = sqlx::query_scalar(
-            "INSERT INTO balances (owner_kind, owner_id, tenant_id, balance_micros, updated_at) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (owner_kind, owner_id) DO UPDATE \
-             SET balance_micros = balances.balance_micros + excluded.balance_micros, \
-                 updated_at = excluded.updated_at \
-             RETURNING balance_micros",
-        )
-        .bind(owner.kind.as_str())
-        .bind(&owner.id)
-        .bind(&owner.tenant_id)
-        .bind(entry.amount_micros)
-        .bind(now)
-        .fetch_one(&mut *transaction)
-        .await
-        .map_err(StorageError::from)?;
-        if entry.forbid_negative && entry.amount_micros < 0 && balance_after < 0 {
-            transaction.rollback().await.map_err(StorageError::from)?;
-            return Err(LedgerError::InsufficientBalance {
-                balance_micros: balance_after - entry.amount_micros,
-                debit_micros: -entry.amount_micros,
-            });
-        }
-        let created = LedgerEntry {
-            id: uuid::Uuid::now_v7().to_string(),
-            kind: entry.kind.to_owned(),
-            amount_micros: entry.amount_micros,
-            balance_after_micros: balance_after,
-            reference_id: entry.reference_id.to_owned(),
-        };
-        let inserted = sqlx::query(
-            "INSERT INTO ledger_entries (id, tenant_id, owner_kind, owner_id, kind, amount_micros, \
-             balance_after_micros, reason, reference_id, actor_user_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&created.id)
-        .bind(&owner.tenant_id)
-        .bind(owner.kind.as_str())
-        .bind(&owner.id)
-        .bind(entry.kind)
-        .bind(entry.amount_micros)
-        .bind(balance_after)
-        .bind(entry.reason)
-        .bind(entry.reference_id)
-        .bind(entry.actor_user_id)
-        .bind(now)
-        .execute(&mut *transaction)
-        .await
-        .map_err(StorageError::from);
-        match inserted {
-            Ok(_) => {
+        match append_in(&mut transaction, owner, entry).await {
+            Ok(created) => {
                 transaction.commit().await.map_err(StorageError::from)?;
                 Ok(Appended::Applied(created))
             }
             // A concurrent request with the same reference won the race.
-            Err(error) if error.is_already_exists() => {
+            Err(LedgerError::Storage(error)) if error.is_already_exists() => {
                 transaction.rollback().await.map_err(StorageError::from)?;
                 let existing = self
                     .entry_by_reference(owner, entry.reference_id)
@@ -180,7 +135,10 @@ impl QuotaStore {
                     .ok_or(StorageError::NotFound)?;
                 Ok(Appended::AlreadyApplied(existing))
             }
-            Err(error) => Err(error.into()),
+            Err(error) => {
+                transaction.rollback().await.map_err(StorageError::from)?;
+                Err(error)
+            }
         }
     }
 
@@ -222,6 +180,66 @@ impl QuotaStore {
         })
         .transpose()
     }
+}
+
+/// Appends one entry inside the caller's transaction (a voucher redemption
+/// credits in the same transaction that counts the use). The balance row's
+/// update lock serialises concurrent entries for an owner.
+pub(crate) async fn append_in(
+    transaction: &mut sqlx::Transaction<'static, sqlx::Any>,
+    owner: &Owner,
+    entry: &NewEntry<'_>,
+) -> Result<LedgerEntry, LedgerError> {
+    let now = now_micros();
+    let balance_after: i64 = sqlx::query_scalar(
+        "INSERT INTO balances (owner_kind, owner_id, tenant_id, balance_micros, updated_at) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (owner_kind, owner_id) DO UPDATE \
+         SET balance_micros = balances.balance_micros + excluded.balance_micros, \
+             updated_at = excluded.updated_at \
+         RETURNING balance_micros",
+    )
+    .bind(owner.kind.as_str())
+    .bind(&owner.id)
+    .bind(&owner.tenant_id)
+    .bind(entry.amount_micros)
+    .bind(now)
+    .fetch_one(&mut **transaction)
+    .await
+    .map_err(StorageError::from)?;
+    if entry.forbid_negative && entry.amount_micros < 0 && balance_after < 0 {
+        return Err(LedgerError::InsufficientBalance {
+            balance_micros: balance_after - entry.amount_micros,
+            debit_micros: -entry.amount_micros,
+        });
+    }
+    let created = LedgerEntry {
+        id: uuid::Uuid::now_v7().to_string(),
+        kind: entry.kind.to_owned(),
+        amount_micros: entry.amount_micros,
+        balance_after_micros: balance_after,
+        reference_id: entry.reference_id.to_owned(),
+    };
+    sqlx::query(
+        "INSERT INTO ledger_entries (id, tenant_id, owner_kind, owner_id, kind, amount_micros, \
+         balance_after_micros, reason, reference_id, actor_user_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&created.id)
+    .bind(&owner.tenant_id)
+    .bind(owner.kind.as_str())
+    .bind(&owner.id)
+    .bind(entry.kind)
+    .bind(entry.amount_micros)
+    .bind(balance_after)
+    .bind(entry.reason)
+    .bind(entry.reference_id)
+    .bind(entry.actor_user_id)
+    .bind(now)
+    .execute(&mut **transaction)
+    .await
+    .map_err(StorageError::from)?;
+    Ok(created)
 }
 
 #[cfg(test)]
