@@ -10,6 +10,7 @@
 mod caller;
 mod claims;
 mod config;
+pub mod directory;
 mod layer;
 pub mod remote;
 mod verifier;
