@@ -26,6 +26,8 @@ pub struct TestSuite {
 }
 
 pub const BOOTSTRAP_PASSWORD: &str = "e2e-bootstrap-password";
+/// The suite's emergency admin key (`x-admin-key`).
+pub const ADMIN_KEY: &str = "e2e-admin-key-0123456789";
 
 impl TestSuite {
     /// Starts the suite and waits until every gRPC service reports SERVING.
@@ -41,6 +43,7 @@ impl TestSuite {
         let mut config = SuiteConfig::default();
         config.bootstrap.password = BOOTSTRAP_PASSWORD.into();
         config.runtime.shutdown_grace_secs = 5;
+        config.auth.admin_key = ADMIN_KEY.into();
         config.secrets.master_key = "11".repeat(32).as_str().into();
         config.identity.database_url = databases[0].url().to_owned();
         config.catalog.database_url = databases[1].url().to_owned();
@@ -109,4 +112,144 @@ impl Drop for TestSuite {
 
 pub fn url(addr: std::net::SocketAddr) -> String {
     format!("http://{addr}")
+}
+
+/// Adds a caller's credentials to every request of a client.
+#[derive(Clone)]
+pub struct Credentials(pub &'static str, pub String);
+
+impl Credentials {
+    pub fn admin_key() -> Self {
+        Self("x-admin-key", ADMIN_KEY.to_owned())
+    }
+
+    pub fn bearer(token: &str) -> Self {
+        Self("authorization", format!("Bearer {token}"))
+    }
+}
+
+impl tonic::service::Interceptor for Credentials {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        let value = tonic::metadata::MetadataValue::try_from(self.1.as_str())
+            .map_err(|_| tonic::Status::internal("bad test credential"))?;
+        request.metadata_mut().insert(self.0, value);
+        Ok(request)
+    }
+}
+
+pub type Authed =
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Credentials>;
+
+impl TestSuite {
+    pub async fn identity_as(
+        &self,
+        credentials: Credentials,
+    ) -> gateway_proto::identity::v1::identity_service_client::IdentityServiceClient<Authed> {
+        gateway_proto::identity::v1::identity_service_client::IdentityServiceClient::with_interceptor(
+            self.channel(self.addresses.identity).await,
+            credentials,
+        )
+    }
+
+    pub async fn quota_as(
+        &self,
+        credentials: Credentials,
+    ) -> gateway_proto::quota::v1::quota_service_client::QuotaServiceClient<Authed> {
+        gateway_proto::quota::v1::quota_service_client::QuotaServiceClient::with_interceptor(
+            self.channel(self.addresses.quota).await,
+            credentials,
+        )
+    }
+
+    /// A tenant with an admin and a user; returns (tenant id, admin user
+    /// id and token, user id and token).
+    pub async fn tenant(&self, slug: &str) -> TenantFixture {
+        use gateway_proto::identity::v1 as id;
+        let mut root = self.identity_as(Credentials::admin_key()).await;
+        let tenant = root
+            .create_tenant(id::CreateTenantRequest {
+                tenant: Some(id::Tenant {
+                    slug: slug.to_owned(),
+                    name: slug.to_owned(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .tenant
+            .unwrap();
+        let mut people = Vec::new();
+        for (name, role) in [("admin", id::Role::Admin), ("user", id::Role::User)] {
+            let username = format!("{slug}-{name}");
+            let user = root
+                .create_user(id::CreateUserRequest {
+                    user: Some(id::User {
+                        tenant_id: tenant.id.clone(),
+                        username: username.clone(),
+                        role: role.into(),
+                        ..Default::default()
+                    }),
+                    password: "a-long-enough-password".to_owned(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .user
+                .unwrap();
+            let token = root
+                .login(id::LoginRequest {
+                    tenant_slug: slug.to_owned(),
+                    username,
+                    password: "a-long-enough-password".to_owned(),
+                    method: 0,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .access_token;
+            people.push((user.id, token));
+        }
+        let (user_id, user_token) = people.pop().unwrap();
+        let (admin_id, admin_token) = people.pop().unwrap();
+        TenantFixture {
+            id: tenant.id,
+            admin_id,
+            admin_token,
+            user_id,
+            user_token,
+        }
+    }
+}
+
+pub struct TenantFixture {
+    pub id: String,
+    pub admin_id: String,
+    pub admin_token: String,
+    pub user_id: String,
+    pub user_token: String,
+}
+
+/// Retries a call while the service has not loaded identity's keys yet
+/// (services fetch them in the background at start).
+pub async fn eventually<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match call().await {
+            Err(status)
+                if status.code() == tonic::Code::Unauthenticated
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
 }

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use gateway_e2e::{Backend, TestSuite};
 use gateway_proto::identity::v1::ListTenantsRequest;
 use gateway_proto::identity::v1::identity_service_client::IdentityServiceClient;
-use gateway_proto::quota::v1::ListPlansRequest;
-use gateway_proto::quota::v1::quota_service_client::QuotaServiceClient;
+use gateway_proto::usage::v1::ListLogsRequest;
+use gateway_proto::usage::v1::usage_service_client::UsageServiceClient;
 use http_body_util::{BodyExt as _, Empty};
 use tokio_stream::StreamExt as _;
 use tonic_health::pb::HealthCheckRequest;
@@ -102,9 +102,9 @@ async fn every_service_serves_health_and_reflection_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpc_not_built_yet_answers_unimplemented() {
     let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
-    let mut quota = QuotaServiceClient::new(suite.channel(suite.addresses.quota).await);
-    let status = quota
-        .list_plans(ListPlansRequest::default())
+    let mut usage = UsageServiceClient::new(suite.channel(suite.addresses.usage).await);
+    let status = usage
+        .list_logs(ListLogsRequest::default())
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unimplemented);

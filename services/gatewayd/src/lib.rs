@@ -144,7 +144,7 @@ impl Suite {
             catalog: Catalog::open(&config.catalog, &auth, &secrets)
                 .await
                 .context("failed to open catalog")?,
-            quota: Quota::open(&config.quota)
+            quota: Quota::open(&config.quota, &auth)
                 .await
                 .context("failed to open quota")?,
             usage: Usage::open(&config.usage)

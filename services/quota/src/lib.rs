@@ -1,12 +1,20 @@
 //! The quota service: plans, rate limits, balances and vouchers.
 
+pub mod accounts;
 pub mod config;
+pub mod error;
 mod grpc;
 pub mod limiter;
 pub mod store;
 
+pub use grpc::access_policy;
+
 pub use config::Config;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_auth::{AuthConfig, AuthLayer};
 use gateway_proto::quota::v1::quota_service_server::{QuotaServiceServer, SERVICE_NAME};
 use gateway_runtime::CancellationToken;
 use gateway_runtime::grpc::{GrpcServeError, GrpcServer};
@@ -15,6 +23,7 @@ use gateway_storage::{ConnectOptions, Database, StorageError};
 use gateway_telemetry::TelemetryConfig;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tower_layer::Layer as _;
 
 use crate::store::QuotaStore;
 
@@ -27,6 +36,7 @@ pub const GRPC_SERVICE_NAME: &str = SERVICE_NAME;
 pub struct BinaryConfig {
     pub telemetry: TelemetryConfig,
     pub runtime: RuntimeConfig,
+    pub auth: AuthConfig,
     pub quota: Config,
 }
 
@@ -46,6 +56,7 @@ impl gateway_runtime::config::Validate for BinaryConfig {
             problems.push(format!("telemetry.{problem}"));
         }
         self.runtime.validate(problems);
+        self.auth.validate(problems);
         self.quota.validate(problems);
     }
 }
@@ -56,23 +67,47 @@ pub enum Error {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Serve(#[from] GrpcServeError),
+    #[error("quota setup: {0}")]
+    Setup(String),
 }
 
 /// An opened quota service: its database connected and migrated.
 pub struct Quota {
     store: QuotaStore,
+    accounts: Arc<accounts::Accounts>,
+    limiter: Arc<limiter::Limiter>,
+    auth: AuthConfig,
 }
 
 impl Quota {
-    pub async fn open(config: &Config) -> Result<Self, Error> {
+    /// `auth.identity_url` must reach identity: balance owners are
+    /// resolved there, and its public keys verify callers' tokens.
+    pub async fn open(config: &Config, auth: &AuthConfig) -> Result<Self, Error> {
         let options = ConnectOptions {
             max_connections: config.max_connections,
             ..ConnectOptions::default()
         };
         let db = Database::connect(&config.database_url, &options).await?;
         db.migrate(&store::MIGRATIONS).await?;
+        let store = QuotaStore::new(db);
+        let limiter = if config.redis_url.is_empty() {
+            limiter::Limiter::memory()
+        } else {
+            let redis = limiter::redis::RedisLimiter::new(
+                &config.redis_url,
+                &config.redis_prefix,
+                Duration::from_millis(config.redis_timeout_ms),
+            )
+            .map_err(|error| Error::Setup(error.to_string()))?;
+            limiter::Limiter::with_redis(redis, Duration::from_millis(config.redis_retry_after_ms))
+        };
+        let directory = gateway_auth::directory::IdentityDirectory::new(&auth.identity_url)
+            .map_err(Error::Setup)?;
         Ok(Self {
-            store: QuotaStore::new(db),
+            accounts: Arc::new(accounts::Accounts::new(store.clone(), directory)),
+            store,
+            limiter: Arc::new(limiter),
+            auth: auth.clone(),
         })
     }
 
@@ -83,13 +118,29 @@ impl Quota {
         shutdown: CancellationToken,
         runtime: &RuntimeConfig,
     ) -> Result<(), Error> {
-        let routes = tonic::service::Routes::new(QuotaServiceServer::new(grpc::QuotaGrpc::new(
-            self.store.clone(),
-        )));
+        let verifier = self.auth.verifier();
+        let keys = (!self.auth.uses_shared_secret()).then(|| {
+            tokio::spawn(gateway_auth::remote::follow_identity_keys(
+                self.auth.identity_url.clone(),
+                verifier.clone(),
+                shutdown.clone(),
+            ))
+        });
+        let service = QuotaServiceServer::new(grpc::QuotaGrpc::new(
+            Arc::clone(&self.accounts),
+            Arc::clone(&self.limiter),
+        ));
+        // RBAC wraps only the quota service; health and reflection stay open.
+        let service = AuthLayer::new(verifier, grpc::access_policy).layer(service);
+        let routes = tonic::service::Routes::new(service);
         let result = GrpcServer::new("quota", routes, &[SERVICE_NAME])
             .drain_grace(runtime.shutdown_grace())
-            .serve(listener, shutdown)
+            .serve(listener, shutdown.clone())
             .await;
+        shutdown.cancel();
+        if let Some(keys) = keys {
+            let _ = keys.await;
+        }
         self.store.database().close().await;
         Ok(result?)
     }

@@ -21,7 +21,7 @@ async fn main() -> ExitCode {
 
 async fn run(config: BinaryConfig, process: Process) -> anyhow::Result<()> {
     let listener = gateway_runtime::bind("quota grpc", config.quota.listen_addr).await?;
-    let service = Quota::open(&config.quota)
+    let service = Quota::open(&config.quota, &config.auth)
         .await
         .context("failed to open the quota store")?;
     process.mark_ready();

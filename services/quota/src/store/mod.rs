@@ -61,6 +61,16 @@ pub struct LedgerEntry {
     pub reference_id: String,
 }
 
+/// A ledger entry as listed, with its context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRecord {
+    pub entry: LedgerEntry,
+    pub tenant_id: String,
+    pub reason: String,
+    pub actor_user_id: String,
+    pub created_at: i64,
+}
+
 /// What appending did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Appended {
@@ -140,6 +150,42 @@ impl QuotaStore {
                 Err(error)
             }
         }
+    }
+
+    /// The owner's ledger, newest first; `page.after` is the last id seen.
+    pub async fn ledger_entries(
+        &self,
+        owner: &Owner,
+        page: &gateway_storage::page::Page,
+    ) -> Result<Vec<LedgerRecord>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, kind, amount_micros, balance_after_micros, reason, reference_id, actor_user_id, \
+             created_at FROM ledger_entries WHERE owner_kind = $1 AND owner_id = $2 AND ($3 = '' OR id < $3) \
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind(owner.kind.as_str())
+        .bind(&owner.id)
+        .bind(&page.after)
+        .bind(page.fetch_limit())
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(LedgerRecord {
+                    entry: LedgerEntry {
+                        id: row.try_get("id")?,
+                        kind: row.try_get("kind")?,
+                        amount_micros: row.try_get("amount_micros")?,
+                        balance_after_micros: row.try_get("balance_after_micros")?,
+                        reference_id: row.try_get("reference_id")?,
+                    },
+                    tenant_id: row.try_get("tenant_id")?,
+                    reason: row.try_get("reason")?,
+                    actor_user_id: row.try_get("actor_user_id")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
     }
 
     /// The sum of the owner's ledger; equals [`Self::balance`] by construction.

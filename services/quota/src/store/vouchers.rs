@@ -166,6 +166,22 @@ impl QuotaStore {
         Ok(result.rows_affected() > 0)
     }
 
+    /// Stops further redemptions: an unused voucher is deleted, a used one
+    /// is capped at its uses (its credits and history stay).
+    pub async fn retire_voucher(&self, id: &str) -> Result<(), StorageError> {
+        if self.delete_unused_voucher(id).await? {
+            return Ok(());
+        }
+        let result = sqlx::query("UPDATE vouchers SET max_uses = uses WHERE id = $1")
+            .bind(id)
+            .execute(self.db.pool())
+            .await?;
+        if result.rows_affected() == 0 {
+            return Err(StorageError::NotFound);
+        }
+        Ok(())
+    }
+
     /// Redeems `code` for `user_id` of `tenant_id`, crediting their balance,
     /// all in one transaction.
     pub async fn redeem_voucher(

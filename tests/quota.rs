@@ -1,0 +1,328 @@
+//! Quota's balances and vouchers through the whole suite: owners are
+//! resolved with identity, tenants are isolated both ways, and a voucher
+//! redeemed concurrently credits once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use gateway_e2e::{Backend, Credentials, TestSuite, eventually};
+use gateway_proto::quota::v1 as pb;
+use tonic::Code;
+
+fn user(id: &str) -> Option<pb::BalanceOwner> {
+    Some(pb::BalanceOwner {
+        kind: pb::BalanceOwnerKind::User.into(),
+        id: id.to_owned(),
+    })
+}
+
+fn adjust(id: &str, amount_micros: i64, key: &str) -> pb::AdjustBalanceRequest {
+    pb::AdjustBalanceRequest {
+        owner: user(id),
+        amount_micros,
+        reason: "top-up".to_owned(),
+        idempotency_key: key.to_owned(),
+    }
+}
+
+async fn balances_are_adjusted_once_per_key_and_isolated_by_tenant(backend: Backend) {
+    let Some(suite) = TestSuite::start(backend).await else {
+        return;
+    };
+    let acme = suite.tenant("acme").await;
+    let globex = suite.tenant("globex").await;
+    let mut admin = suite.quota_as(Credentials::bearer(&acme.admin_token)).await;
+    let mut user_client = suite.quota_as(Credentials::bearer(&acme.user_token)).await;
+
+    let first = eventually(|| {
+        let mut admin = admin.clone();
+        let request = adjust(&acme.user_id, 5_000_000, "invoice-1");
+        async move { admin.adjust_balance(request).await }
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(first.balance_micros, 5_000_000);
+    let replay = admin
+        .adjust_balance(adjust(&acme.user_id, 5_000_000, "invoice-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        replay.balance_micros, 5_000_000,
+        "the same idempotency key applies once"
+    );
+    let overdraw = admin
+        .adjust_balance(adjust(&acme.user_id, -6_000_000, ""))
+        .await
+        .unwrap_err();
+    assert_eq!(overdraw.code(), Code::FailedPrecondition);
+    admin
+        .adjust_balance(adjust(&acme.user_id, -1_000_000, ""))
+        .await
+        .unwrap();
+
+    let own = user_client
+        .get_balance(pb::GetBalanceRequest {
+            owner: user(&acme.user_id),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(own.balance_micros, 4_000_000);
+    let ledger = user_client
+        .list_ledger_entries(pb::ListLedgerEntriesRequest {
+            owner: user(&acme.user_id),
+            page_size: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let amounts: Vec<i64> = ledger.iter().map(|entry| entry.amount_micros).collect();
+    assert_eq!(amounts, [-1_000_000, 5_000_000], "newest first");
+
+    // A user sees only their own balance; an admin nothing of another tenant.
+    let peer = user_client
+        .get_balance(pb::GetBalanceRequest {
+            owner: user(&acme.admin_id),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(peer.code(), Code::NotFound);
+    assert_eq!(
+        user_client
+            .adjust_balance(adjust(&acme.user_id, 1, ""))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::PermissionDenied
+    );
+    let mut other_admin = suite
+        .quota_as(Credentials::bearer(&globex.admin_token))
+        .await;
+    for (client, target) in [
+        (&mut admin, &globex.user_id),
+        (&mut other_admin, &acme.user_id),
+    ] {
+        assert_eq!(
+            client
+                .get_balance(pb::GetBalanceRequest {
+                    owner: user(target)
+                })
+                .await
+                .unwrap_err()
+                .code(),
+            Code::NotFound
+        );
+        assert_eq!(
+            client
+                .adjust_balance(adjust(target, 1, ""))
+                .await
+                .unwrap_err()
+                .code(),
+            Code::NotFound
+        );
+        let ledger = client
+            .list_ledger_entries(pb::ListLedgerEntriesRequest {
+                owner: user(target),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(ledger.code(), Code::NotFound);
+    }
+    let status = user_client
+        .get_backend_status(pb::GetBackendStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.active_backend, i32::from(pb::LimiterBackend::Memory));
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balances_are_adjusted_once_per_key_and_isolated_by_tenant_on_sqlite() {
+    balances_are_adjusted_once_per_key_and_isolated_by_tenant(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balances_are_adjusted_once_per_key_and_isolated_by_tenant_on_postgres() {
+    balances_are_adjusted_once_per_key_and_isolated_by_tenant(Backend::Postgres).await;
+}
+
+async fn vouchers_credit_once_and_stay_in_their_tenant(backend: Backend) {
+    let Some(suite) = TestSuite::start(backend).await else {
+        return;
+    };
+    let acme = suite.tenant("acme").await;
+    let globex = suite.tenant("globex").await;
+    let admin = suite.quota_as(Credentials::bearer(&acme.admin_token)).await;
+    let create = pb::CreateVoucherRequest {
+        voucher: Some(pb::Voucher {
+            amount_micros: 2_000_000,
+            max_uses: 5,
+            ..Default::default()
+        }),
+    };
+    let created = eventually(|| {
+        let mut admin = admin.clone();
+        let create = create.clone();
+        async move { admin.create_voucher(create).await }
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .voucher
+    .unwrap();
+    let code = created.code.clone();
+    assert_eq!(code.len(), 24);
+    let mut admin = admin;
+    let listed = admin
+        .list_vouchers(pb::ListVouchersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .vouchers;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].code,
+        code[20..],
+        "reads show only the last four characters"
+    );
+
+    // Ten concurrent redemptions by one user credit once.
+    let mut attempts = Vec::new();
+    for _ in 0..10 {
+        let mut client = suite.quota_as(Credentials::bearer(&acme.user_token)).await;
+        let code = code.clone();
+        attempts.push(tokio::spawn(async move {
+            client
+                .redeem_voucher(pb::RedeemVoucherRequest {
+                    code,
+                    user_id: String::new(),
+                })
+                .await
+        }));
+    }
+    let mut credited = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(response) => {
+                credited += 1;
+                assert_eq!(response.into_inner().balance_micros, 2_000_000);
+            }
+            Err(status) => assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}"),
+        }
+    }
+    assert_eq!(credited, 1);
+
+    // Another tenant's user cannot redeem it, nor its admin see it.
+    let mut outsider = suite
+        .quota_as(Credentials::bearer(&globex.user_token))
+        .await;
+    let refused = eventually(|| {
+        let mut outsider = outsider.clone();
+        let code = code.clone();
+        async move {
+            outsider
+                .redeem_voucher(pb::RedeemVoucherRequest {
+                    code,
+                    user_id: String::new(),
+                })
+                .await
+        }
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound);
+    let mut other_admin = suite
+        .quota_as(Credentials::bearer(&globex.admin_token))
+        .await;
+    assert_eq!(
+        other_admin
+            .get_voucher(pb::GetVoucherRequest {
+                id: created.id.clone()
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        other_admin
+            .delete_voucher(pb::DeleteVoucherRequest {
+                id: created.id.clone()
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    assert!(
+        other_admin
+            .list_vouchers(pb::ListVouchersRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .vouchers
+            .is_empty()
+    );
+    let _ = &mut outsider;
+
+    // Retired: nobody else can redeem it; what was credited stays.
+    admin
+        .delete_voucher(pb::DeleteVoucherRequest {
+            id: created.id.clone(),
+        })
+        .await
+        .unwrap();
+    let mut admin_as_redeemer = suite.quota_as(Credentials::bearer(&acme.admin_token)).await;
+    let late = admin_as_redeemer
+        .redeem_voucher(pb::RedeemVoucherRequest {
+            code: code.clone(),
+            user_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition);
+    let balance = admin
+        .get_balance(pb::GetBalanceRequest {
+            owner: user(&acme.user_id),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(balance.balance_micros, 2_000_000);
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vouchers_credit_once_and_stay_in_their_tenant_on_sqlite() {
+    vouchers_credit_once_and_stay_in_their_tenant(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vouchers_credit_once_and_stay_in_their_tenant_on_postgres() {
+    vouchers_credit_once_and_stay_in_their_tenant(Backend::Postgres).await;
+}
+
+#[test]
+fn every_quota_rpc_has_an_access_rule() {
+    use prost::Message as _;
+    let descriptors =
+        prost_types::FileDescriptorSet::decode(gateway_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let service = descriptors
+        .file
+        .iter()
+        .flat_map(|file| &file.service)
+        .find(|service| service.name() == "QuotaService")
+        .unwrap();
+    for method in &service.method {
+        assert!(
+            gateway_quota::access_policy(method.name()).is_some(),
+            "{} has no access rule",
+            method.name()
+        );
+    }
+}
