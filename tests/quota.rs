@@ -326,3 +326,317 @@ fn every_quota_rpc_has_an_access_rule() {
         );
     }
 }
+
+async fn group(suite: &TestSuite, tenant_id: &str, name: &str) -> String {
+    use gateway_proto::identity::v1 as id;
+    suite
+        .identity_as(Credentials::admin_key())
+        .await
+        .create_group(id::CreateGroupRequest {
+            group: Some(id::Group {
+                tenant_id: tenant_id.to_owned(),
+                name: name.to_owned(),
+                priority: 1,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .group
+        .unwrap()
+        .id
+}
+
+fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+    })
+}
+
+async fn plans_and_rules_are_validated_managed_by_admins_and_isolated(backend: Backend) {
+    let Some(suite) = TestSuite::start(backend).await else {
+        return;
+    };
+    let acme = suite.tenant("acme").await;
+    let globex = suite.tenant("globex").await;
+    let acme_group = group(&suite, &acme.id, "vip").await;
+    let globex_group = group(&suite, &globex.id, "vip").await;
+    let admin = suite.quota_as(Credentials::bearer(&acme.admin_token)).await;
+    let starter = pb::Plan {
+        name: "starter".to_owned(),
+        requests_per_minute: Some(5),
+        requests_per_month: Some(100),
+        ..Default::default()
+    };
+    let plan = eventually(|| {
+        let mut admin = admin.clone();
+        let plan = starter.clone();
+        async move {
+            admin
+                .create_plan(pb::CreatePlanRequest { plan: Some(plan) })
+                .await
+        }
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .plan
+    .unwrap();
+    let mut admin = admin;
+    assert_eq!(
+        (plan.tenant_id.as_str(), plan.requests_per_minute),
+        (acme.id.as_str(), Some(5))
+    );
+    assert_eq!(
+        admin
+            .create_plan(pb::CreatePlanRequest {
+                plan: Some(starter.clone())
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::FailedPrecondition
+    );
+    let zero = pb::Plan {
+        name: "zero".to_owned(),
+        tokens_per_day: Some(0),
+        ..Default::default()
+    };
+    let status = admin
+        .create_plan(pb::CreatePlanRequest { plan: Some(zero) })
+        .await
+        .unwrap_err();
+    assert!(
+        status.message().starts_with("plan.tokens_per_day:"),
+        "{}",
+        status.message()
+    );
+    let raised = admin
+        .update_plan(pb::UpdatePlanRequest {
+            plan: Some(pb::Plan {
+                id: plan.id.clone(),
+                requests_per_minute: Some(50),
+                requests_per_month: None,
+                ..Default::default()
+            }),
+            update_mask: mask(&["requests_per_minute", "requests_per_month"]),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .plan
+        .unwrap();
+    assert_eq!(
+        (
+            raised.requests_per_minute,
+            raised.requests_per_month,
+            raised.name.as_str()
+        ),
+        (Some(50), None, "starter")
+    );
+
+    let rule = |group_id: &str| pb::RateLimitRule {
+        group_id: group_id.to_owned(),
+        name: "team tokens".to_owned(),
+        dimension: pb::LimitDimension::Tokens.into(),
+        window: pb::LimitWindow::Day.into(),
+        limit: 1_000_000,
+        enabled: true,
+        ..Default::default()
+    };
+    let created = admin
+        .create_rate_limit_rule(pb::CreateRateLimitRuleRequest {
+            rate_limit_rule: Some(rule(&acme_group)),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .rate_limit_rule
+        .unwrap();
+    let foreign = admin
+        .create_rate_limit_rule(pb::CreateRateLimitRuleRequest {
+            rate_limit_rule: Some(rule(&globex_group)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        foreign.code(),
+        Code::InvalidArgument,
+        "another tenant's group is unknown here"
+    );
+    let lifetime = pb::RateLimitRule {
+        window: pb::LimitWindow::Lifetime.into(),
+        ..rule(&acme_group)
+    };
+    let status = admin
+        .create_rate_limit_rule(pb::CreateRateLimitRuleRequest {
+            rate_limit_rule: Some(lifetime),
+        })
+        .await
+        .unwrap_err();
+    assert!(status.message().starts_with("rate_limit_rule.window:"));
+    let listed = admin
+        .list_rate_limit_rules(pb::ListRateLimitRulesRequest {
+            group_id: acme_group.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .rate_limit_rules;
+    assert_eq!(listed.len(), 1);
+
+    // Users read their tenant's plans and rules; they cannot change them.
+    let mut user = suite.quota_as(Credentials::bearer(&acme.user_token)).await;
+    assert_eq!(
+        user.list_plans(pb::ListPlansRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .plans
+            .len(),
+        1
+    );
+    assert_eq!(
+        user.delete_plan(pb::DeletePlanRequest {
+            id: plan.id.clone()
+        })
+        .await
+        .unwrap_err()
+        .code(),
+        Code::PermissionDenied
+    );
+
+    // The other tenant sees and changes nothing of this one, and back.
+    let mut other = suite
+        .quota_as(Credentials::bearer(&globex.admin_token))
+        .await;
+    assert_eq!(
+        other
+            .get_plan(pb::GetPlanRequest {
+                id: plan.id.clone()
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        other
+            .delete_plan(pb::DeletePlanRequest {
+                id: plan.id.clone()
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        other
+            .get_rate_limit_rule(pb::GetRateLimitRuleRequest {
+                id: created.id.clone()
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        other
+            .update_rate_limit_rule(pb::UpdateRateLimitRuleRequest {
+                rate_limit_rule: Some(pb::RateLimitRule {
+                    id: created.id.clone(),
+                    limit: 1,
+                    ..Default::default()
+                }),
+                update_mask: mask(&["limit"]),
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    assert!(
+        other
+            .list_plans(pb::ListPlansRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .plans
+            .is_empty()
+    );
+    assert_eq!(
+        other
+            .list_plans(pb::ListPlansRequest {
+                tenant_id: acme.id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    let theirs = other
+        .create_plan(pb::CreatePlanRequest {
+            plan: Some(pb::Plan {
+                name: "theirs".to_owned(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .plan
+        .unwrap();
+    assert_eq!(
+        admin
+            .get_plan(pb::GetPlanRequest {
+                id: theirs.id.clone()
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        admin
+            .delete_plan(pb::DeletePlanRequest { id: theirs.id })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+
+    admin
+        .delete_rate_limit_rule(pb::DeleteRateLimitRuleRequest {
+            id: created.id.clone(),
+        })
+        .await
+        .unwrap();
+    admin
+        .delete_plan(pb::DeletePlanRequest {
+            id: plan.id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        admin
+            .get_plan(pb::GetPlanRequest { id: plan.id })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_and_rules_are_validated_managed_by_admins_and_isolated_on_sqlite() {
+    plans_and_rules_are_validated_managed_by_admins_and_isolated(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_and_rules_are_validated_managed_by_admins_and_isolated_on_postgres() {
+    plans_and_rules_are_validated_managed_by_admins_and_isolated(Backend::Postgres).await;
+}

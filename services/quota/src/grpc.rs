@@ -1,6 +1,6 @@
-//! The tonic adapter for `gateway.quota.v1.QuotaService`. Balances,
-//! vouchers and the backend status are served; RPCs whose issue work has not
-//! landed (plans, rules, Check, Commit, Lease) answer UNIMPLEMENTED.
+//! The tonic adapter for `gateway.quota.v1.QuotaService`. Plans, rules,
+//! balances, vouchers and the backend status are served; Check, Commit and
+//! Lease answer UNIMPLEMENTED until their work lands.
 
 use std::sync::Arc;
 
@@ -14,16 +14,22 @@ use tonic::{Request, Response, Status};
 
 use crate::accounts::Accounts;
 use crate::limiter::{Backend, Limiter};
+use crate::plans::Plans;
 use crate::store::{LedgerEntry, OwnerKind, Voucher};
 
 pub struct QuotaGrpc {
     accounts: Arc<Accounts>,
+    plans: Arc<Plans>,
     limiter: Arc<Limiter>,
 }
 
 impl QuotaGrpc {
-    pub fn new(accounts: Arc<Accounts>, limiter: Arc<Limiter>) -> Self {
-        Self { accounts, limiter }
+    pub fn new(accounts: Arc<Accounts>, plans: Arc<Plans>, limiter: Arc<Limiter>) -> Self {
+        Self {
+            accounts,
+            plans,
+            limiter,
+        }
     }
 }
 
@@ -125,6 +131,150 @@ fn page(page_size: i32, page_token: &str) -> Result<Page, Status> {
 
 #[tonic::async_trait]
 impl QuotaService for QuotaGrpc {
+    async fn create_plan(
+        &self,
+        request: Request<pb::CreatePlanRequest>,
+    ) -> GrpcResult<pb::CreatePlanResponse> {
+        let caller = Caller::of(&request);
+        let plan = request
+            .into_inner()
+            .plan
+            .ok_or_else(|| Status::invalid_argument("plan: is required"))?;
+        let plan = self.plans.create_plan(&caller, plan).await?;
+        Ok(Response::new(pb::CreatePlanResponse { plan: Some(plan) }))
+    }
+
+    async fn get_plan(
+        &self,
+        request: Request<pb::GetPlanRequest>,
+    ) -> GrpcResult<pb::GetPlanResponse> {
+        let caller = Caller::of(&request);
+        let plan = self.plans.plan(&caller, &request.into_inner().id).await?;
+        Ok(Response::new(pb::GetPlanResponse { plan: Some(plan) }))
+    }
+
+    async fn list_plans(
+        &self,
+        request: Request<pb::ListPlansRequest>,
+    ) -> GrpcResult<pb::ListPlansResponse> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let page = page(request.page_size, &request.page_token)?;
+        let mut plans = self.plans.plans(&caller, &request.tenant_id, &page).await?;
+        let next_page_token = page.finish(&mut plans, |plan| plan.id.as_str());
+        Ok(Response::new(pb::ListPlansResponse {
+            plans,
+            next_page_token,
+        }))
+    }
+
+    async fn update_plan(
+        &self,
+        request: Request<pb::UpdatePlanRequest>,
+    ) -> GrpcResult<pb::UpdatePlanResponse> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let plan = request
+            .plan
+            .ok_or_else(|| Status::invalid_argument("plan: is required"))?;
+        let mask = request
+            .update_mask
+            .map(|mask| mask.paths)
+            .unwrap_or_default();
+        let plan = self.plans.update_plan(&caller, plan, &mask).await?;
+        Ok(Response::new(pb::UpdatePlanResponse { plan: Some(plan) }))
+    }
+
+    async fn delete_plan(
+        &self,
+        request: Request<pb::DeletePlanRequest>,
+    ) -> GrpcResult<pb::DeletePlanResponse> {
+        let caller = Caller::of(&request);
+        self.plans
+            .delete_plan(&caller, &request.into_inner().id)
+            .await?;
+        Ok(Response::new(pb::DeletePlanResponse {}))
+    }
+
+    async fn create_rate_limit_rule(
+        &self,
+        request: Request<pb::CreateRateLimitRuleRequest>,
+    ) -> GrpcResult<pb::CreateRateLimitRuleResponse> {
+        let caller = Caller::of(&request);
+        let credentials = ForwardedCredentials::from_metadata(request.metadata());
+        let rule = request
+            .into_inner()
+            .rate_limit_rule
+            .ok_or_else(|| Status::invalid_argument("rate_limit_rule: is required"))?;
+        let rule = self.plans.create_rule(&caller, rule, &credentials).await?;
+        Ok(Response::new(pb::CreateRateLimitRuleResponse {
+            rate_limit_rule: Some(rule),
+        }))
+    }
+
+    async fn get_rate_limit_rule(
+        &self,
+        request: Request<pb::GetRateLimitRuleRequest>,
+    ) -> GrpcResult<pb::GetRateLimitRuleResponse> {
+        let caller = Caller::of(&request);
+        let rule = self.plans.rule(&caller, &request.into_inner().id).await?;
+        Ok(Response::new(pb::GetRateLimitRuleResponse {
+            rate_limit_rule: Some(rule),
+        }))
+    }
+
+    async fn list_rate_limit_rules(
+        &self,
+        request: Request<pb::ListRateLimitRulesRequest>,
+    ) -> GrpcResult<pb::ListRateLimitRulesResponse> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let page = page(request.page_size, &request.page_token)?;
+        let mut rules = self
+            .plans
+            .rules(&caller, &request.tenant_id, &request.group_id, &page)
+            .await?;
+        let next_page_token = page.finish(&mut rules, |rule| rule.id.as_str());
+        Ok(Response::new(pb::ListRateLimitRulesResponse {
+            rate_limit_rules: rules,
+            next_page_token,
+        }))
+    }
+
+    async fn update_rate_limit_rule(
+        &self,
+        request: Request<pb::UpdateRateLimitRuleRequest>,
+    ) -> GrpcResult<pb::UpdateRateLimitRuleResponse> {
+        let caller = Caller::of(&request);
+        let credentials = ForwardedCredentials::from_metadata(request.metadata());
+        let request = request.into_inner();
+        let rule = request
+            .rate_limit_rule
+            .ok_or_else(|| Status::invalid_argument("rate_limit_rule: is required"))?;
+        let mask = request
+            .update_mask
+            .map(|mask| mask.paths)
+            .unwrap_or_default();
+        let rule = self
+            .plans
+            .update_rule(&caller, rule, &mask, &credentials)
+            .await?;
+        Ok(Response::new(pb::UpdateRateLimitRuleResponse {
+            rate_limit_rule: Some(rule),
+        }))
+    }
+
+    async fn delete_rate_limit_rule(
+        &self,
+        request: Request<pb::DeleteRateLimitRuleRequest>,
+    ) -> GrpcResult<pb::DeleteRateLimitRuleResponse> {
+        let caller = Caller::of(&request);
+        self.plans
+            .delete_rule(&caller, &request.into_inner().id)
+            .await?;
+        Ok(Response::new(pb::DeleteRateLimitRuleResponse {}))
+    }
+
     async fn get_balance(
         &self,
         request: Request<pb::GetBalanceRequest>,

@@ -5,6 +5,7 @@ pub mod config;
 pub mod error;
 mod grpc;
 pub mod limiter;
+pub mod plans;
 pub mod store;
 
 pub use grpc::access_policy;
@@ -75,6 +76,7 @@ pub enum Error {
 pub struct Quota {
     store: QuotaStore,
     accounts: Arc<accounts::Accounts>,
+    plans: Arc<plans::Plans>,
     limiter: Arc<limiter::Limiter>,
     auth: AuthConfig,
 }
@@ -104,6 +106,7 @@ impl Quota {
         let directory = gateway_auth::directory::IdentityDirectory::new(&auth.identity_url)
             .map_err(Error::Setup)?;
         Ok(Self {
+            plans: Arc::new(plans::Plans::new(store.clone(), directory.clone())),
             accounts: Arc::new(accounts::Accounts::new(store.clone(), directory)),
             store,
             limiter: Arc::new(limiter),
@@ -128,6 +131,7 @@ impl Quota {
         });
         let service = QuotaServiceServer::new(grpc::QuotaGrpc::new(
             Arc::clone(&self.accounts),
+            Arc::clone(&self.plans),
             Arc::clone(&self.limiter),
         ));
         // RBAC wraps only the quota service; health and reflection stay open.

@@ -6,8 +6,10 @@ use sqlx::Row as _;
 pub static MIGRATIONS: Migrations = gateway_storage::migrations!(
     1 "balances and ledger" => "0001_balances.sql",
     2 "vouchers" => "0002_vouchers.sql",
+    3 "plans and rules" => "0003_limits.sql",
 );
 
+pub mod limits;
 mod vouchers;
 
 pub use vouchers::{NewVoucher, Redeemed, Voucher, VoucherError};
