@@ -52,9 +52,38 @@ pub fn micros_from_timestamp(timestamp: &prost_types::Timestamp) -> i64 {
         .saturating_add(i64::from(timestamp.nanos) / 1_000)
 }
 
+/// The RPC names of `service` (e.g. `"CatalogService"`) in the contracts,
+/// so tests can hold every RPC to a rule (access policy, coverage).
+pub fn rpc_names(service: &str) -> Vec<String> {
+    use prost::Message as _;
+    prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET)
+        .map(|descriptors| {
+            descriptors
+                .file
+                .iter()
+                .flat_map(|file| &file.service)
+                .filter(|candidate| candidate.name() == service)
+                .flat_map(|candidate| {
+                    candidate
+                        .method
+                        .iter()
+                        .map(|method| method.name().to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rpc_names_come_from_the_contracts() {
+        let names = rpc_names("IdentityService");
+        assert!(names.iter().any(|name| name == "AuthenticateKey"));
+        assert!(rpc_names("NoSuchService").is_empty());
+    }
 
     #[test]
     fn timestamps_round_trip_through_micros() {
