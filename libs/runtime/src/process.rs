@@ -282,3 +282,49 @@ where
     ops.await.context("ops server task failed")?;
     result
 }
+
+pub use gateway_telemetry::TelemetryConfig;
+
+/// Declares a binary's configuration: the shared `[telemetry]` and
+/// `[runtime]` sections plus the binary's own, every section validated.
+/// Each listed section type has `fn validate(&self, &mut Vec<String>)`.
+///
+/// ```ignore
+/// gateway_runtime::process_config! {
+///     /// The configuration of the standalone `gateway-quota` binary.
+///     pub struct BinaryConfig { auth: AuthConfig, quota: Config }
+/// }
+/// ```
+#[macro_export]
+macro_rules! process_config {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($field:ident: $type:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        $vis struct $name {
+            pub telemetry: $crate::process::TelemetryConfig,
+            pub runtime: $crate::process::RuntimeConfig,
+            $(pub $field: $type,)*
+        }
+
+        impl $crate::process::ProcessConfig for $name {
+            fn telemetry(&self) -> &$crate::process::TelemetryConfig {
+                &self.telemetry
+            }
+
+            fn runtime(&self) -> &$crate::process::RuntimeConfig {
+                &self.runtime
+            }
+        }
+
+        impl $crate::config::Validate for $name {
+            fn validate(&self, problems: &mut Vec<String>) {
+                if let Err(problem) = self.telemetry.validate() {
+                    problems.push(format!("telemetry.{problem}"));
+                }
+                self.runtime.validate(problems);
+                $(self.$field.validate(problems);)*
+            }
+        }
+    };
+}

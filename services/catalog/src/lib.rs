@@ -22,8 +22,6 @@ use gateway_runtime::grpc::{GrpcServeError, GrpcServer};
 use gateway_runtime::process::RuntimeConfig;
 use gateway_secrets::SecretBox;
 use gateway_storage::{ConnectOptions, Database, StorageError};
-use gateway_telemetry::TelemetryConfig;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tower_layer::Layer as _;
 
@@ -32,36 +30,12 @@ use crate::store::CatalogStore;
 /// Fully qualified gRPC service name, as health and reflection report it.
 pub const GRPC_SERVICE_NAME: &str = SERVICE_NAME;
 
-/// The configuration of the standalone `gateway-catalog` binary.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BinaryConfig {
-    pub telemetry: TelemetryConfig,
-    pub runtime: RuntimeConfig,
-    pub auth: AuthConfig,
-    pub secrets: gateway_secrets::SecretsConfig,
-    pub catalog: Config,
-}
-
-impl gateway_runtime::process::ProcessConfig for BinaryConfig {
-    fn telemetry(&self) -> &TelemetryConfig {
-        &self.telemetry
-    }
-
-    fn runtime(&self) -> &RuntimeConfig {
-        &self.runtime
-    }
-}
-
-impl gateway_runtime::config::Validate for BinaryConfig {
-    fn validate(&self, problems: &mut Vec<String>) {
-        if let Err(problem) = self.telemetry.validate() {
-            problems.push(format!("telemetry.{problem}"));
-        }
-        self.runtime.validate(problems);
-        self.auth.validate(problems);
-        self.secrets.validate(problems);
-        self.catalog.validate(problems);
+gateway_runtime::process_config! {
+    /// The configuration of the standalone `gateway-catalog` binary.
+    pub struct BinaryConfig {
+        auth: AuthConfig,
+        secrets: gateway_secrets::SecretsConfig,
+        catalog: Config,
     }
 }
 

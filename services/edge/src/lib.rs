@@ -21,42 +21,16 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use gateway_runtime::process::RuntimeConfig;
-use gateway_telemetry::TelemetryConfig;
-
 use crate::problem::Problem;
 
-/// The configuration of the standalone `gateway-edge` binary.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BinaryConfig {
-    pub telemetry: TelemetryConfig,
-    pub runtime: RuntimeConfig,
-    pub edge: Config,
-}
-
-impl gateway_runtime::process::ProcessConfig for BinaryConfig {
-    fn telemetry(&self) -> &TelemetryConfig {
-        &self.telemetry
-    }
-
-    fn runtime(&self) -> &RuntimeConfig {
-        &self.runtime
-    }
-}
-
-impl gateway_runtime::config::Validate for BinaryConfig {
-    fn validate(&self, problems: &mut Vec<String>) {
-        if let Err(problem) = self.telemetry.validate() {
-            problems.push(format!("telemetry.{problem}"));
-        }
-        self.runtime.validate(problems);
-        self.edge.validate(problems);
+gateway_runtime::process_config! {
+    /// The configuration of the standalone `gateway-edge` binary.
+    pub struct BinaryConfig {
+        edge: Config,
     }
 }
 

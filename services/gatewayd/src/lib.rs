@@ -11,52 +11,21 @@ use gateway_identity::{BootstrapConfig, BootstrapOutcome, Identity};
 use gateway_quota::Quota;
 use gateway_runtime::CancellationToken;
 use gateway_runtime::process::RuntimeConfig;
-use gateway_telemetry::TelemetryConfig;
 use gateway_usage::Usage;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-/// `gatewayd`'s configuration: every service's section in one file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SuiteConfig {
-    pub telemetry: TelemetryConfig,
-    pub runtime: RuntimeConfig,
-    pub auth: gateway_auth::AuthConfig,
-    pub secrets: gateway_secrets::SecretsConfig,
-    pub bootstrap: BootstrapConfig,
-    pub identity: gateway_identity::Config,
-    pub catalog: gateway_catalog::Config,
-    pub quota: gateway_quota::Config,
-    pub usage: gateway_usage::Config,
-    pub edge: gateway_edge::Config,
-}
-
-impl gateway_runtime::process::ProcessConfig for SuiteConfig {
-    fn telemetry(&self) -> &TelemetryConfig {
-        &self.telemetry
-    }
-
-    fn runtime(&self) -> &RuntimeConfig {
-        &self.runtime
-    }
-}
-
-impl gateway_runtime::config::Validate for SuiteConfig {
-    fn validate(&self, problems: &mut Vec<String>) {
-        if let Err(problem) = self.telemetry.validate() {
-            problems.push(format!("telemetry.{problem}"));
-        }
-        self.runtime.validate(problems);
-        self.auth.validate(problems);
-        self.secrets.validate(problems);
-        self.bootstrap.validate(problems);
-        self.identity.validate(problems);
-        self.catalog.validate(problems);
-        self.quota.validate(problems);
-        self.usage.validate(problems);
-        self.edge.validate(problems);
+gateway_runtime::process_config! {
+    /// `gatewayd`'s configuration: every service's section in one file.
+    pub struct SuiteConfig {
+        auth: gateway_auth::AuthConfig,
+        secrets: gateway_secrets::SecretsConfig,
+        bootstrap: BootstrapConfig,
+        identity: gateway_identity::Config,
+        catalog: gateway_catalog::Config,
+        quota: gateway_quota::Config,
+        usage: gateway_usage::Config,
+        edge: gateway_edge::Config,
     }
 }
 

@@ -170,27 +170,29 @@ async fn the_redis_backend_counts_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_sharing_redis_admit_exactly_fifty_of_two_hundred() {
+    use gateway_quota::limiter::redis::RedisLimiterError;
     let Some(url) = redis_url() else { return };
     let prefix = prefix();
-    let instances = [
-        Arc::new(redis_limiter(&url, &prefix)),
-        Arc::new(redis_limiter(&url, &prefix)),
-    ];
+    // Accuracy, not latency, is under test: the Redis limiters are called
+    // directly (no fallback), with a generous timeout.
+    let instance = || Arc::new(RedisLimiter::new(&url, &prefix, Duration::from_secs(5)).unwrap());
+    let instances = [instance(), instance()];
     let per_minute = limit(50, Window::Minute, Algorithm::SlidingWindow, 0);
     let mut checks = JoinSet::new();
     for index in 0..200 {
         let limiter = Arc::clone(&instances[index % 2]);
         let per_minute = per_minute.clone();
         checks.spawn(async move {
-            let (decision, backend) = limiter
-                .check("tenant-a", &[check("key:k1", &per_minute, 1)], T0)
-                .await;
-            assert_eq!(
-                backend,
-                Backend::Redis,
-                "the test needs every check to reach redis"
-            );
-            decision.allowed
+            let checks = [check("key:k1", &per_minute, 1)];
+            loop {
+                match limiter.check("tenant-a", &checks, T0).await {
+                    Ok(decision) => return decision.allowed,
+                    // Failing to get a connection means the script never
+                    // ran: retrying cannot count twice.
+                    Err(RedisLimiterError::Pool(_)) => tokio::task::yield_now().await,
+                    Err(error) => panic!("redis check failed: {error}"),
+                }
+            }
         });
     }
     let mut admitted = 0;
