@@ -39,9 +39,11 @@ fn prefix() -> String {
     format!("gwtest-{}", uuid::Uuid::now_v7().simple())
 }
 
+/// Semantics, not latency, are under test here (the fallback's timing has
+/// its own test binary): a generous timeout keeps every check on Redis.
 fn redis_limiter(url: &str, prefix: &str) -> Limiter {
     Limiter::with_redis(
-        RedisLimiter::new(url, prefix, Duration::from_millis(20)).unwrap(),
+        RedisLimiter::new(url, prefix, Duration::from_secs(2)).unwrap(),
         Duration::from_millis(200),
     )
 }
