@@ -812,7 +812,7 @@ impl Registry {
         if !caller.can_see_tenant(&tenant_id) {
             return Err(CatalogError::NotFound("tenant"));
         }
-        let (version, entries) = self.store.everything().await?;
+        let (version, entries) = self.store.prices().await?;
         let table = price_table(&entries)?;
         let usage = Usage {
             prompt_tokens: request.prompt_tokens,

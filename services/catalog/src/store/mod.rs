@@ -236,12 +236,28 @@ impl CatalogStore {
 
     /// Every entry with the version they were read at, in one transaction.
     pub async fn everything(&self) -> Result<(i64, Vec<Entry>), StorageError> {
+        self.read_at_version("").await
+    }
+
+    /// The price entries only (model prices, group prices, multipliers),
+    /// with the version they were read at: what a quote needs.
+    pub async fn prices(&self) -> Result<(i64, Vec<Entry>), StorageError> {
+        self.read_at_version("WHERE kind IN ('model_price', 'group_price', 'group_multiplier')")
+            .await
+    }
+
+    /// Entries matching `filter` (a constant WHERE clause) and the version
+    /// they were read at, in one transaction.
+    async fn read_at_version(
+        &self,
+        filter: &'static str,
+    ) -> Result<(i64, Vec<Entry>), StorageError> {
         let mut transaction = self.db.pool().begin().await?;
         let version: i64 = sqlx::query_scalar("SELECT version FROM catalog_version WHERE id = 1")
             .fetch_one(&mut *transaction)
             .await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM entries ORDER BY kind, id"
+            "SELECT {COLUMNS} FROM entries {filter} ORDER BY kind, id"
         )))
         .fetch_all(&mut *transaction)
         .await?;
