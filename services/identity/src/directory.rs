@@ -619,11 +619,7 @@ impl Directory {
         user_id: &str,
     ) -> Result<Vec<Group>, IdentityError> {
         let tenant = self.listing_tenant(caller, tenant_id)?;
-        let user_filter = if caller.role() == Some(Role::User) {
-            caller.user_id().map(str::to_owned)
-        } else {
-            non_empty(user_id).map(str::to_owned)
-        };
+        let user_filter = listing_user(caller, user_id);
         Ok(self
             .store
             .list_groups(page, tenant.as_deref(), user_filter.as_deref())
@@ -807,11 +803,7 @@ impl Directory {
         group_id: &str,
     ) -> Result<Vec<ApiKey>, IdentityError> {
         let tenant = self.listing_tenant(caller, tenant_id)?;
-        let user_filter = if caller.role() == Some(Role::User) {
-            caller.user_id().map(str::to_owned)
-        } else {
-            non_empty(user_id).map(str::to_owned)
-        };
+        let user_filter = listing_user(caller, user_id);
         Ok(self
             .store
             .list_keys(
@@ -1201,6 +1193,16 @@ impl Directory {
             return Err(IdentityError::NotFound("group"));
         }
         Ok(group)
+    }
+}
+
+/// The user a list is limited to: a USER sees only their own; others
+/// filter by the requested user, if any.
+fn listing_user(caller: &Caller, requested: &str) -> Option<String> {
+    if caller.role() == Some(Role::User) {
+        caller.user_id().map(str::to_owned)
+    } else {
+        non_empty(requested).map(str::to_owned)
     }
 }
 
