@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_quota::limiter::redis::RedisLimiter;
-use gateway_quota::limiter::{Algorithm, Backend, Check, Limit, Limiter, Window};
+use gateway_quota::limiter::{
+    Adjustment, Admission, Algorithm, Backend, Check, ClaimMode, Claimed, Limit, Limiter,
+    NewRecord, Slot, Window,
+};
 use tokio::task::JoinSet;
 
 const SECOND: i64 = 1_000_000;
@@ -153,6 +156,125 @@ async fn the_algorithms_count_exactly(limiter: &Limiter, tenant: &str) {
             .0
             .allowed
     );
+}
+
+/// Reservations: limits, slots and the record admitted together; a claim
+/// settles once; adjustments give back and count more; the same on every
+/// backend.
+async fn reservations_settle_exactly_once(limiter: &Limiter, tenant: &str) {
+    for algorithm in [
+        Algorithm::Gcra,
+        Algorithm::FixedWindow,
+        Algorithm::SlidingWindow,
+        Algorithm::SlidingLog,
+    ] {
+        let tokens = limit(1_000, Window::Minute, algorithm, 0);
+        let key = format!("tokens-{algorithm:?}");
+        let slot_key = format!("slot-{algorithm:?}");
+        let slots = [Slot {
+            key: slot_key.clone(),
+            max: 1,
+        }];
+        let checks = [check(&key, &tokens, 800)];
+        let id = format!("res-{algorithm:?}");
+        let stored = limiter.backend().stored();
+        let admission = Admission {
+            checks: &checks,
+            slots: &slots,
+            holder: &id,
+            hold_until: T0 + 60 * SECOND,
+            record: Some(NewRecord {
+                id: &id,
+                payload: "estimate=800",
+                keep_until: T0 + 120 * SECOND,
+                lease_expire_at: None,
+            }),
+        };
+        let (admitted, _) = limiter.admit(tenant, &admission, T0).await;
+        assert!(admitted.allowed, "{algorithm:?}");
+        assert_eq!(admitted.outcomes.len(), 2);
+        // The slot is taken and the tokens are reserved.
+        let second_id = format!("{id}-2");
+        let (refused, _) = limiter
+            .admit(
+                tenant,
+                &Admission {
+                    holder: &second_id,
+                    record: None,
+                    ..admission
+                },
+                T0 + 1,
+            )
+            .await;
+        assert!(!refused.allowed);
+        assert!(!refused.outcomes[0].allowed && !refused.outcomes[1].allowed);
+
+        let claimed = limiter
+            .claim(stored, tenant, &id, ClaimMode::Settle, T0 + 2)
+            .await
+            .unwrap();
+        assert_eq!(claimed, Claimed::Open("estimate=800".to_owned()));
+        assert_eq!(
+            limiter
+                .claim(stored, tenant, &id, ClaimMode::Settle, T0 + 3)
+                .await
+                .unwrap(),
+            Claimed::Settled
+        );
+        // Actual use was 300: 500 goes back, and the slot frees.
+        let settle = [Adjustment {
+            key: key.clone(),
+            limit: tokens.clone(),
+            delta: -500,
+            admitted_at: T0,
+        }];
+        limiter
+            .adjust(stored, tenant, &settle, &[slot_key.clone()], &id, T0 + 4)
+            .await;
+        let (after, _) = limiter
+            .admit(
+                tenant,
+                &Admission {
+                    checks: &[check(&key, &tokens, 700)],
+                    holder: &second_id,
+                    record: None,
+                    ..admission
+                },
+                T0 + 5,
+            )
+            .await;
+        assert!(
+            after.allowed,
+            "{algorithm:?}: 300 used, 700 free, slot free"
+        );
+        assert_eq!(after.outcomes[0].remaining, 0, "{algorithm:?}");
+    }
+    assert_eq!(
+        limiter
+            .claim(
+                limiter.backend().stored(),
+                tenant,
+                "never",
+                ClaimMode::Settle,
+                T0
+            )
+            .await
+            .unwrap(),
+        Claimed::Unknown
+    );
+}
+
+#[tokio::test]
+async fn the_memory_backend_settles_reservations() {
+    reservations_settle_exactly_once(&Limiter::memory(), "tenant-a").await;
+}
+
+#[tokio::test]
+async fn the_redis_backend_settles_reservations() {
+    let Some(url) = redis_url() else { return };
+    let limiter = redis_limiter(&url, &prefix());
+    reservations_settle_exactly_once(&limiter, "tenant-a").await;
+    assert_eq!(limiter.backend(), Backend::Redis);
 }
 
 #[tokio::test]

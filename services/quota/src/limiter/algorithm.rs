@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use super::window::Window;
 
 /// Which algorithm a limit counts with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Algorithm {
     /// Generic cell rate algorithm: a token bucket of `burst` that refills
     /// at `limit` per window, kept as one timestamp (the theoretical
@@ -53,7 +53,7 @@ pub enum State {
 }
 
 /// One limit to evaluate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limit {
     pub limit: i64,
     pub window: Window,
@@ -96,15 +96,33 @@ impl Limit {
         }
     }
 
-    /// Gives back `cost` admitted at `admitted_at` (a released
-    /// reservation). What has already expired is not touched.
-    pub fn refund(&self, state: &mut State, cost: i64, admitted_at: i64, now: i64) {
-        let length = self.window.length(now);
-        match state {
+    /// Moves the count of a request admitted at `admitted_at` by `delta`
+    /// (settling a reservation or a lease). A negative delta gives back, but
+    /// only what still counts (an expired window is left alone); a positive
+    /// one is recorded at `now` even past the limit, since that usage has
+    /// already happened. Returns the state to store, if any changed.
+    pub fn adjust(
+        &self,
+        state: Option<&State>,
+        delta: i64,
+        admitted_at: i64,
+        now: i64,
+    ) -> Option<State> {
+        if delta > 0 {
+            return Some(self.force(state, delta, now));
+        }
+        let refund = delta.checked_neg()?;
+        if refund == 0 {
+            return None;
+        }
+        let length = self.window.length(admitted_at);
+        let mut state = state?.clone();
+        match &mut state {
             State::Fixed { window_start, used } => {
-                if *window_start == self.window.bounds(admitted_at).0 {
-                    *used = (*used - cost).max(0);
+                if *window_start != self.window.bounds(admitted_at).0 {
+                    return None;
                 }
+                *used = (*used - refund).max(0);
             }
             State::Sliding {
                 window_start,
@@ -113,25 +131,90 @@ impl Limit {
             } => {
                 let admitted_window = self.window.bounds(admitted_at).0;
                 if admitted_window == *window_start {
-                    *current = (*current - cost).max(0);
+                    *current = (*current - refund).max(0);
                 } else if admitted_window == *window_start - length {
-                    *previous = (*previous - cost).max(0);
+                    *previous = (*previous - refund).max(0);
+                } else {
+                    return None;
                 }
             }
             State::Log { entries, total } => {
-                if let Some(index) = entries
-                    .iter()
-                    .position(|entry| *entry == (admitted_at, cost))
-                {
-                    entries.remove(index);
-                    *total -= cost;
+                if admitted_at <= now - length {
+                    return None;
                 }
+                // A negative entry at the admission time: it leaves the log
+                // exactly when the amount it cancels does.
+                let at = entries.partition_point(|(time, _)| *time <= admitted_at);
+                entries.insert(at, (admitted_at, -refund));
+                *total -= refund;
             }
             State::Gcra { tat_scaled } => {
                 let now_scaled = i128::from(now) * i128::from(self.limit.max(1));
-                *tat_scaled = (*tat_scaled - i128::from(cost) * i128::from(length)).max(now_scaled);
+                *tat_scaled =
+                    (*tat_scaled - i128::from(refund) * i128::from(length)).max(now_scaled);
             }
         }
+        Some(state)
+    }
+
+    /// Counts `amount` at `now` without checking the limit.
+    fn force(&self, state: Option<&State>, amount: i64, now: i64) -> State {
+        match self.effective_algorithm() {
+            Algorithm::FixedWindow => {
+                let (start, _) = self.window.bounds(now);
+                let used = match state {
+                    Some(State::Fixed { window_start, used }) if *window_start == start => *used,
+                    _ => 0,
+                };
+                State::Fixed {
+                    window_start: start,
+                    used: used.saturating_add(amount),
+                }
+            }
+            Algorithm::SlidingWindow => {
+                let (start, end) = self.window.bounds(now);
+                let (current, previous) = rolled(state, start, end - start);
+                State::Sliding {
+                    window_start: start,
+                    current: current.saturating_add(amount),
+                    previous,
+                }
+            }
+            Algorithm::SlidingLog => {
+                let (mut entries, mut total) = self.pruned(state, now);
+                entries.push_back((now, amount));
+                total = total.saturating_add(amount);
+                State::Log { entries, total }
+            }
+            Algorithm::Gcra => {
+                let length = i128::from(self.window.length(now));
+                let now_scaled = i128::from(now) * i128::from(self.limit.max(1));
+                let tat = match state {
+                    Some(State::Gcra { tat_scaled }) => (*tat_scaled).max(now_scaled),
+                    _ => now_scaled,
+                };
+                State::Gcra {
+                    tat_scaled: tat + i128::from(amount) * length,
+                }
+            }
+        }
+    }
+
+    /// The log's entries still inside the window at `now`, and their sum.
+    fn pruned(&self, state: Option<&State>, now: i64) -> (VecDeque<(i64, i64)>, i64) {
+        let length = self.window.length(now);
+        let (mut entries, mut total) = match state {
+            Some(State::Log { entries, total }) => (entries.clone(), *total),
+            _ => (VecDeque::new(), 0),
+        };
+        while let Some(&(at, entry_cost)) = entries.front() {
+            if at > now - length {
+                break;
+            }
+            entries.pop_front();
+            total -= entry_cost;
+        }
+        (entries, total)
     }
 
     /// True once `state` no longer limits anything at `now`, so it can be
@@ -175,19 +258,7 @@ impl Limit {
     fn sliding(&self, state: Option<&State>, cost: i64, now: i64) -> (Outcome, State) {
         let (start, end) = self.window.bounds(now);
         let length = end - start;
-        let (current, previous) = match state {
-            Some(State::Sliding {
-                window_start,
-                current,
-                previous,
-            }) if *window_start == start => (*current, *previous),
-            Some(State::Sliding {
-                window_start,
-                current,
-                ..
-            }) if *window_start == start - length => (0, *current),
-            _ => (0, 0),
-        };
+        let (current, previous) = rolled(state, start, length);
         // The share of the previous window the sliding window still covers,
         // rounded up so the estimate never undercounts.
         let overlap = end - now;
@@ -229,17 +300,7 @@ impl Limit {
 
     fn log(&self, state: Option<&State>, cost: i64, now: i64) -> (Outcome, State) {
         let length = self.window.length(now);
-        let (mut entries, mut total) = match state {
-            Some(State::Log { entries, total }) => (entries.clone(), *total),
-            _ => (VecDeque::new(), 0),
-        };
-        while let Some(&(at, entry_cost)) = entries.front() {
-            if at > now - length {
-                break;
-            }
-            entries.pop_front();
-            total -= entry_cost;
-        }
+        let (mut entries, mut total) = self.pruned(state, now);
         let allowed = total.saturating_add(cost) <= self.limit;
         if allowed && cost > 0 {
             entries.push_back((now, cost));
@@ -305,6 +366,24 @@ impl Limit {
             },
         };
         (outcome, State::Gcra { tat_scaled: stored })
+    }
+}
+
+/// The sliding window's (current, previous) counts as seen from the window
+/// starting at `start`.
+fn rolled(state: Option<&State>, start: i64, length: i64) -> (i64, i64) {
+    match state {
+        Some(State::Sliding {
+            window_start,
+            current,
+            previous,
+        }) if *window_start == start => (*current, *previous),
+        Some(State::Sliding {
+            window_start,
+            current,
+            ..
+        }) if *window_start == start - length => (0, *current),
+        _ => (0, 0),
     }
 }
 

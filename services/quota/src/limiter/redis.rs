@@ -1,5 +1,7 @@
-//! The Redis backend: every check is one atomic Lua script
-//! (`check_v1.lua`), so any number of quota replicas count together.
+//! The Redis backend: every admission is one atomic Lua script
+//! (`reserve_v1.lua`), so any number of quota replicas count together;
+//! settling is a claim (`claim_v1.lua`, exactly once) then an adjustment
+//! (`adjust_v1.lua`).
 //!
 //! Keys are `{prefix}:v1:{tenant}:{limit key}`: the version lets old and
 //! new replicas run side by side during a rollout, and the `{tenant}` hash
@@ -9,9 +11,13 @@ use std::time::Duration;
 
 use deadpool_redis::redis;
 
-use super::{Algorithm, Check, Decision, Outcome};
+use super::{
+    Adjustment, Admission, Algorithm, Check, ClaimMode, Claimed, Decision, Limit, Outcome,
+};
 
-const SCRIPT: &str = include_str!("check_v1.lua");
+const RESERVE: &str = include_str!("reserve_v1.lua");
+const CLAIM: &str = include_str!("claim_v1.lua");
+const ADJUST: &str = include_str!("adjust_v1.lua");
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisLimiterError {
@@ -23,12 +29,16 @@ pub enum RedisLimiterError {
     Timeout(Duration),
     #[error("redis answered {0} values, expected {1}")]
     Shape(usize, usize),
+    #[error("redis answered an unknown record state {0:?}")]
+    State(String),
 }
 
 pub struct RedisLimiter {
     pool: deadpool_redis::Pool,
     prefix: String,
-    script: redis::Script,
+    reserve: redis::Script,
+    claim: redis::Script,
+    adjust: redis::Script,
     timeout: Duration,
 }
 
@@ -62,7 +72,9 @@ impl RedisLimiter {
         Ok(Self {
             pool,
             prefix: prefix.to_owned(),
-            script: redis::Script::new(SCRIPT),
+            reserve: redis::Script::new(RESERVE),
+            claim: redis::Script::new(CLAIM),
+            adjust: redis::Script::new(ADJUST),
             timeout,
         })
     }
@@ -74,47 +86,184 @@ impl RedisLimiter {
         checks: &[Check],
         now: i64,
     ) -> Result<Decision, RedisLimiterError> {
-        match tokio::time::timeout(self.timeout, self.check_inner(tenant_id, checks, now)).await {
-            Ok(result) => result,
-            Err(_) => Err(RedisLimiterError::Timeout(self.timeout)),
-        }
+        self.admit(tenant_id, &Admission::checks(checks), now).await
     }
 
-    async fn check_inner(
+    /// Admits (or refuses) every limit and slot at `now`, all-or-nothing,
+    /// keeping the record when admitted.
+    pub async fn admit(
         &self,
         tenant_id: &str,
-        checks: &[Check],
+        admission: &Admission<'_>,
         now: i64,
     ) -> Result<Decision, RedisLimiterError> {
-        let mut connection = self
-            .pool
-            .get()
+        self.bounded(self.admit_inner(tenant_id, admission, now))
             .await
-            .map_err(|error| RedisLimiterError::Pool(error.to_string()))?;
-        let mut invocation = self.script.prepare_invoke();
+    }
+
+    /// Takes ownership of settling (or expiring) record `id`, once across
+    /// replicas; `tombstone` is how long a settled record is remembered.
+    pub async fn claim(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        mode: ClaimMode,
+        tombstone: Duration,
+    ) -> Result<Claimed, RedisLimiterError> {
+        let call = async {
+            let mut connection = self.connection().await?;
+            let mode = match mode {
+                ClaimMode::Settle => "settle",
+                ClaimMode::Expire => "expire",
+            };
+            let (state, payload): (String, String) = self
+                .claim
+                .key(self.record_key(tenant_id, id))
+                .arg(mode)
+                .arg(u64::try_from(tombstone.as_millis()).unwrap_or(u64::MAX))
+                .invoke_async(&mut *connection)
+                .await?;
+            Ok(match state.as_str() {
+                "o" => Claimed::Open(payload),
+                "x" => Claimed::Expired(payload),
+                "d" => Claimed::Settled,
+                "n" => Claimed::Unknown,
+                _ => return Err(RedisLimiterError::State(state)),
+            })
+        };
+        self.bounded(call).await
+    }
+
+    /// Applies settlement changes and frees `holder`'s slots, in one script.
+    pub async fn adjust(
+        &self,
+        tenant_id: &str,
+        adjustments: &[Adjustment],
+        slots: &[String],
+        holder: &str,
+        now: i64,
+    ) -> Result<(), RedisLimiterError> {
+        let call = async {
+            let mut connection = self.connection().await?;
+            let mut invocation = self.adjust.prepare_invoke();
+            invocation.arg(now).arg(holder).arg(adjustments.len());
+            for adjustment in adjustments {
+                let limit = &adjustment.limit;
+                let (window_start, window_end) = limit.window.bounds(now);
+                invocation
+                    .key(self.counter_key(tenant_id, &adjustment.key))
+                    .arg(algorithm_code(limit))
+                    .arg(limit.limit)
+                    .arg(limit.burst)
+                    .arg(adjustment.delta)
+                    .arg(limit.window.bounds(adjustment.admitted_at).0)
+                    .arg(window_start)
+                    .arg(window_end)
+                    .arg(adjustment.admitted_at);
+            }
+            for slot in slots {
+                invocation.key(self.counter_key(tenant_id, slot));
+            }
+            let _: i64 = invocation.invoke_async(&mut *connection).await?;
+            Ok(())
+        };
+        self.bounded(call).await
+    }
+
+    /// Remembers that lease `member` is due for expiry at `expire_at`, so
+    /// any replica's sweeper can return it.
+    pub async fn index_lease(&self, member: &str, expire_at: i64) -> Result<(), RedisLimiterError> {
+        let call = async {
+            let mut connection = self.connection().await?;
+            redis::cmd("ZADD")
+                .arg(self.lease_index())
+                .arg(expire_at)
+                .arg(member)
+                .query_async::<i64>(&mut *connection)
+                .await?;
+            Ok(())
+        };
+        self.bounded(call).await
+    }
+
+    /// Up to `max` leases due for expiry at `now`.
+    pub async fn due_leases(&self, now: i64, max: usize) -> Result<Vec<String>, RedisLimiterError> {
+        let call = async {
+            let mut connection = self.connection().await?;
+            Ok(redis::cmd("ZRANGEBYSCORE")
+                .arg(self.lease_index())
+                .arg("-inf")
+                .arg(now)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(max)
+                .query_async::<Vec<String>>(&mut *connection)
+                .await?)
+        };
+        self.bounded(call).await
+    }
+
+    pub async fn unindex_lease(&self, member: &str) -> Result<(), RedisLimiterError> {
+        let call = async {
+            let mut connection = self.connection().await?;
+            redis::cmd("ZREM")
+                .arg(self.lease_index())
+                .arg(member)
+                .query_async::<i64>(&mut *connection)
+                .await?;
+            Ok(())
+        };
+        self.bounded(call).await
+    }
+
+    async fn admit_inner(
+        &self,
+        tenant_id: &str,
+        admission: &Admission<'_>,
+        now: i64,
+    ) -> Result<Decision, RedisLimiterError> {
+        let mut connection = self.connection().await?;
+        let mut invocation = self.reserve.prepare_invoke();
+        let nonce = if admission.holder.is_empty() {
+            uuid::Uuid::now_v7().simple().to_string()
+        } else {
+            admission.holder.to_owned()
+        };
+        let (payload, record_ttl_ms) = admission.record.map_or((String::new(), 0), |record| {
+            (
+                record.payload.to_owned(),
+                ((record.keep_until - now) / 1000).max(1),
+            )
+        });
         invocation
             .arg(now)
-            .arg(uuid::Uuid::now_v7().simple().to_string());
-        for check in checks {
+            .arg(nonce)
+            .arg(admission.checks.len())
+            .arg(admission.slots.len())
+            .arg(admission.hold_until)
+            .arg(payload)
+            .arg(record_ttl_ms);
+        for check in admission.checks {
             let (start, end) = check.limit.window.bounds(now);
-            let algorithm = match check.limit.algorithm {
-                _ if check.limit.window.is_calendar() => 1,
-                Algorithm::FixedWindow => 1,
-                Algorithm::SlidingWindow => 2,
-                Algorithm::SlidingLog => 3,
-                Algorithm::Gcra => 4,
-            };
             invocation
-                .key(format!("{}:v1:{{{tenant_id}}}:{}", self.prefix, check.key))
-                .arg(algorithm)
+                .key(self.counter_key(tenant_id, &check.key))
+                .arg(algorithm_code(&check.limit))
                 .arg(check.limit.limit)
                 .arg(start)
                 .arg(end)
                 .arg(check.limit.burst)
                 .arg(check.cost.max(0));
         }
+        for slot in admission.slots {
+            invocation
+                .key(self.counter_key(tenant_id, &slot.key))
+                .arg(slot.max);
+        }
+        if let Some(record) = admission.record {
+            invocation.key(self.record_key(tenant_id, record.id));
+        }
         let values: Vec<i64> = invocation.invoke_async(&mut *connection).await?;
-        let expected = 1 + 4 * checks.len();
+        let expected = 1 + 4 * (admission.checks.len() + admission.slots.len());
         if values.len() != expected {
             return Err(RedisLimiterError::Shape(values.len(), expected));
         }
@@ -133,21 +282,55 @@ impl RedisLimiter {
         })
     }
 
+    async fn connection(&self) -> Result<deadpool_redis::Connection, RedisLimiterError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|error| RedisLimiterError::Pool(error.to_string()))
+    }
+
+    /// Bounds a call by the timeout: a slow Redis must never make a request
+    /// wait long.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, RedisLimiterError>>,
+    ) -> Result<T, RedisLimiterError> {
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .unwrap_or(Err(RedisLimiterError::Timeout(self.timeout)))
+    }
+
+    fn counter_key(&self, tenant_id: &str, key: &str) -> String {
+        format!("{}:v1:{{{tenant_id}}}:{key}", self.prefix)
+    }
+
+    fn record_key(&self, tenant_id: &str, id: &str) -> String {
+        format!("{}:v1:{{{tenant_id}}}:record:{id}", self.prefix)
+    }
+
+    fn lease_index(&self) -> String {
+        format!("{}:v1:leases", self.prefix)
+    }
+
     /// One round trip, for health checks and the breaker's probe.
     pub async fn ping(&self) -> Result<(), RedisLimiterError> {
         let ping = async {
-            let mut connection = self
-                .pool
-                .get()
-                .await
-                .map_err(|error| RedisLimiterError::Pool(error.to_string()))?;
+            let mut connection = self.connection().await?;
             redis::cmd("PING")
                 .query_async::<String>(&mut *connection)
                 .await?;
             Ok(())
         };
-        tokio::time::timeout(self.timeout, ping)
-            .await
-            .unwrap_or(Err(RedisLimiterError::Timeout(self.timeout)))
+        self.bounded(ping).await
+    }
+}
+
+fn algorithm_code(limit: &Limit) -> i64 {
+    match limit.algorithm {
+        _ if limit.window.is_calendar() => 1,
+        Algorithm::FixedWindow => 1,
+        Algorithm::SlidingWindow => 2,
+        Algorithm::SlidingLog => 3,
+        Algorithm::Gcra => 4,
     }
 }

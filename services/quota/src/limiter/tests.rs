@@ -228,9 +228,16 @@ fn tokens_and_spend_count_by_cost_and_refunds_give_back() {
         T0 + SECOND
     ));
     // The request failed: its reservation is released.
-    for reserved in &reserve {
-        limiter.refund(reserved, T0, T0 + 2 * SECOND);
-    }
+    let release: Vec<Adjustment> = reserve
+        .iter()
+        .map(|reserved| Adjustment {
+            key: reserved.key.clone(),
+            limit: reserved.limit.clone(),
+            delta: -reserved.cost,
+            admitted_at: T0,
+        })
+        .collect();
+    limiter.adjust(&release, &[], "", T0 + 2 * SECOND);
     assert!(admitted(
         &limiter,
         &[
@@ -278,7 +285,178 @@ fn expired_state_is_swept() {
         ],
         T0,
     );
-    assert_eq!(limiter.sweep(T0 + SECOND, |_| Some(per_minute.clone())), 0);
-    assert_eq!(limiter.sweep(T0 + MINUTE, |_| Some(per_minute.clone())), 2);
+    assert_eq!(limiter.sweep(T0 + SECOND), 0);
+    assert_eq!(limiter.sweep(T0 + MINUTE), 2);
     assert!(limiter.is_empty());
+}
+
+const ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::Gcra,
+    Algorithm::FixedWindow,
+    Algorithm::SlidingWindow,
+    Algorithm::SlidingLog,
+];
+
+fn adjustment(key: &str, limit: &Limit, delta: i64, admitted_at: i64) -> Adjustment {
+    Adjustment {
+        key: key.to_owned(),
+        limit: limit.clone(),
+        delta,
+        admitted_at,
+    }
+}
+
+#[test]
+fn every_algorithm_gives_back_a_released_reservation() {
+    for algorithm in ALGORITHMS {
+        let limiter = MemoryLimiter::new();
+        let tokens = limit(1_000, Window::Minute, algorithm);
+        assert!(admitted(&limiter, &[check("t", tokens.clone(), 800)], T0));
+        assert!(
+            !admitted(&limiter, &[check("t", tokens.clone(), 800)], T0 + 1),
+            "{algorithm:?}"
+        );
+        limiter.adjust(&[adjustment("t", &tokens, -800, T0)], &[], "", T0 + 2);
+        assert!(
+            admitted(&limiter, &[check("t", tokens, 1_000)], T0 + 3),
+            "{algorithm:?}: the whole limit is free again"
+        );
+    }
+}
+
+#[test]
+fn every_algorithm_counts_usage_beyond_the_estimate_even_past_the_limit() {
+    for algorithm in ALGORITHMS {
+        let limiter = MemoryLimiter::new();
+        let tokens = limit(1_000, Window::Minute, algorithm);
+        assert!(admitted(&limiter, &[check("t", tokens.clone(), 100)], T0));
+        // The response used 1,100 tokens, not 100.
+        limiter.adjust(&[adjustment("t", &tokens, 1_000, T0)], &[], "", T0 + 1);
+        let refused = limiter.check(&[check("t", tokens, 1)], T0 + 2);
+        assert!(!refused.allowed, "{algorithm:?}");
+        assert_eq!(refused.outcomes[0].remaining, 0, "{algorithm:?}");
+    }
+}
+
+#[test]
+fn a_give_back_after_the_window_ended_changes_nothing() {
+    let limiter = MemoryLimiter::new();
+    let per_minute = limit(10, Window::Minute, Algorithm::FixedWindow);
+    assert!(admitted(
+        &limiter,
+        &[check("t", per_minute.clone(), 10)],
+        T0
+    ));
+    // The next window has its own count: a late refund must not free it.
+    assert!(admitted(
+        &limiter,
+        &[check("t", per_minute.clone(), 10)],
+        T0 + MINUTE
+    ));
+    limiter.adjust(
+        &[adjustment("t", &per_minute, -10, T0)],
+        &[],
+        "",
+        T0 + MINUTE + 1,
+    );
+    assert!(!admitted(
+        &limiter,
+        &[check("t", per_minute, 1)],
+        T0 + MINUTE + 2
+    ));
+}
+
+fn held(holder: &str, slots: &[Slot], until: i64) -> Admission<'static> {
+    // Leaked for the test's lifetime: admissions borrow their parts.
+    let slots: &'static [Slot] = Box::leak(slots.to_vec().into_boxed_slice());
+    let holder: &'static str = Box::leak(holder.to_owned().into_boxed_str());
+    Admission {
+        checks: &[],
+        slots,
+        holder,
+        hold_until: until,
+        record: None,
+    }
+}
+
+#[test]
+fn concurrency_slots_hold_until_released_or_expired() {
+    let limiter = MemoryLimiter::new();
+    let slot = [Slot {
+        key: "c".to_owned(),
+        max: 2,
+    }];
+    assert!(limiter.admit(&held("r1", &slot, T0 + MINUTE), T0).allowed);
+    let second = limiter.admit(&held("r2", &slot, T0 + SECOND), T0);
+    assert!(second.allowed);
+    assert_eq!(second.outcomes[0].remaining, 0);
+    let third = limiter.admit(&held("r3", &slot, T0 + MINUTE), T0);
+    assert!(!third.allowed);
+    assert_eq!(third.outcomes[0].retry_after, SLOT_RETRY_MICROS);
+    // r1 settles: its slot frees at once.
+    limiter.adjust(&[], &["c".to_owned()], "r1", T0 + 1);
+    assert!(
+        limiter
+            .admit(&held("r3", &slot, T0 + MINUTE), T0 + 2)
+            .allowed
+    );
+    // r2 is never settled: its hold lapses.
+    assert!(
+        !limiter
+            .admit(&held("r4", &slot, T0 + MINUTE), T0 + 3)
+            .allowed
+    );
+    assert!(
+        limiter
+            .admit(&held("r4", &slot, T0 + MINUTE), T0 + SECOND)
+            .allowed
+    );
+}
+
+#[test]
+fn a_record_is_claimed_once_and_a_lease_expires_once() {
+    let limiter = MemoryLimiter::new();
+    let record = |id: &'static str, lease_expire_at| Admission {
+        checks: &[],
+        slots: &[],
+        holder: id,
+        hold_until: 0,
+        record: Some(NewRecord {
+            id,
+            payload: "payload",
+            keep_until: T0 + MINUTE,
+            lease_expire_at,
+        }),
+    };
+    assert!(limiter.admit(&record("r", None), T0).allowed);
+    assert_eq!(
+        limiter.claim("r", ClaimMode::Settle, T0),
+        Claimed::Open("payload".to_owned())
+    );
+    assert_eq!(limiter.claim("r", ClaimMode::Settle, T0), Claimed::Settled);
+    assert_eq!(
+        limiter.claim("other", ClaimMode::Settle, T0),
+        Claimed::Unknown
+    );
+
+    assert!(limiter.admit(&record("l", Some(T0 + SECOND)), T0).allowed);
+    assert!(limiter.due_leases(T0).is_empty());
+    assert_eq!(limiter.due_leases(T0 + SECOND), vec!["l".to_owned()]);
+    assert_eq!(
+        limiter.claim("l", ClaimMode::Expire, T0 + SECOND),
+        Claimed::Open("payload".to_owned())
+    );
+    assert!(limiter.due_leases(T0 + SECOND).is_empty());
+    // A late release still sees what the lease covered.
+    assert_eq!(
+        limiter.claim("l", ClaimMode::Settle, T0 + 2 * SECOND),
+        Claimed::Expired("payload".to_owned())
+    );
+    assert_eq!(
+        limiter.claim("l", ClaimMode::Settle, T0 + 2 * SECOND),
+        Claimed::Settled
+    );
+    // Tombstones go after a while.
+    limiter.sweep(T0 + 2 * SECOND + TOMBSTONE_MICROS + 1);
+    assert_eq!(limiter.claim("l", ClaimMode::Settle, T0), Claimed::Unknown);
 }

@@ -5,13 +5,19 @@
 const MICROS_PER_SECOND: i64 = 1_000_000;
 const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Window {
     Minute,
     Hour,
     Day,
     Month,
+    /// Never resets (a key's lifetime spend limit).
+    Lifetime,
 }
+
+/// The end of the lifetime window: far in the future, yet exact as an f64
+/// (Redis scripts compute in doubles) and a power of two below `i64::MAX`.
+pub const LIFETIME_END: i64 = 1 << 62;
 
 impl Window {
     /// `[start, end)` of the window containing `now` (microseconds).
@@ -20,6 +26,7 @@ impl Window {
             Self::Minute => aligned(now, 60 * MICROS_PER_SECOND),
             Self::Hour => aligned(now, 3_600 * MICROS_PER_SECOND),
             Self::Day => aligned(now, MICROS_PER_DAY),
+            Self::Lifetime => (0, LIFETIME_END),
             Self::Month => {
                 let day = now.div_euclid(MICROS_PER_DAY);
                 let (year, month, _) = civil_from_days(day);
@@ -44,7 +51,7 @@ impl Window {
     /// Calendar windows are fixed windows whatever algorithm a rule names:
     /// "per day" means the UTC day, not the last 24 hours.
     pub fn is_calendar(self) -> bool {
-        matches!(self, Self::Day | Self::Month)
+        matches!(self, Self::Day | Self::Month | Self::Lifetime)
     }
 
     pub fn describe(self) -> &'static str {
@@ -53,6 +60,7 @@ impl Window {
             Self::Hour => "per hour",
             Self::Day => "per day (UTC)",
             Self::Month => "per month (UTC)",
+            Self::Lifetime => "lifetime",
         }
     }
 }

@@ -1,18 +1,36 @@
--- gateway_quota_check_v1: evaluates every limit of one request and consumes
--- from all of them only if all admit, atomically (one script, one call).
--- KEYS[i]: the counter of limit i (all hash-tagged by tenant, so a cluster
--- keeps them in one slot). ARGV: now, nonce, then six values per limit:
--- algorithm (1 fixed, 2 sliding window, 3 sliding log, 4 GCRA), limit,
--- window start, window end, burst, cost. Times are microseconds.
--- Returns: all_allowed, then allowed, remaining, reset_at, retry_after per limit.
+-- gateway_quota_reserve_v1: evaluates every limit and concurrency slot of
+-- one request and, only if all admit, consumes from every limit, takes every
+-- slot and keeps the reservation's record, atomically (one script, one call).
+-- KEYS: one counter per limit, then one sorted set per slot, then the record
+-- (when kept). All are hash-tagged by tenant, so a cluster keeps them in one
+-- slot. ARGV: now, nonce (the holder name), limit count, slot count, hold
+-- until, record payload ('' = none), record ttl ms, then six values per
+-- limit: algorithm (1 fixed, 2 sliding window, 3 sliding log, 4 GCRA),
+-- limit, window start, window end, burst, cost; then one per slot: max.
+-- Times are microseconds. Counters of the lifetime window (end >= 2^62)
+-- never expire.
+-- Returns: all_allowed, then allowed, remaining, reset_at, retry_after per
+-- limit and per slot.
 local now = tonumber(ARGV[1])
 local nonce = ARGV[2]
+local n_limits = tonumber(ARGV[3])
+local n_slots = tonumber(ARGV[4])
+local hold_until = tonumber(ARGV[5])
+local payload = ARGV[6]
+local record_ttl = tonumber(ARGV[7])
+local LIFETIME = 4611686018427387904
 local out = {0}
 local writes = {}
 local all_allowed = 1
 
-for i = 1, #KEYS do
-  local base = 2 + (i - 1) * 6
+local function expire(key, micros, window_end)
+  if window_end < LIFETIME then
+    redis.call('PEXPIRE', key, math.ceil(micros / 1000) + 1000)
+  end
+end
+
+for i = 1, n_limits do
+  local base = 7 + (i - 1) * 6
   local algorithm = tonumber(ARGV[base + 1])
   local limit = tonumber(ARGV[base + 2])
   local window_start = tonumber(ARGV[base + 3])
@@ -30,7 +48,7 @@ for i = 1, #KEYS do
     if used + cost <= limit then
       allowed = 1
       used = used + cost
-      writes[#writes + 1] = {1, key, window_start, used, window_end - now}
+      writes[#writes + 1] = {1, key, window_start, used, window_end - now, window_end}
     else
       retry_after = window_end - now
     end
@@ -65,7 +83,7 @@ for i = 1, #KEYS do
     local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
     local total = 0
     for j = 1, #entries, 2 do
-      total = total + tonumber(string.match(entries[j], '^[^:]*:(%d+)'))
+      total = total + tonumber(string.match(entries[j], '^[^:]*:(-?%d+)'))
     end
     if total + cost <= limit then
       allowed = 1
@@ -78,7 +96,7 @@ for i = 1, #KEYS do
       local freed = 0
       retry_after = length
       for j = 1, #entries, 2 do
-        freed = freed + tonumber(string.match(entries[j], '^[^:]*:(%d+)'))
+        freed = freed + tonumber(string.match(entries[j], '^[^:]*:(-?%d+)'))
         if total - freed + cost <= limit then
           retry_after = math.max(1, tonumber(entries[j + 1]) + length - now)
           break
@@ -114,21 +132,50 @@ for i = 1, #KEYS do
   out[#out + 1] = math.floor(retry_after)
 end
 
+for i = 1, n_slots do
+  local key = KEYS[n_limits + i]
+  local max = tonumber(ARGV[7 + n_limits * 6 + i])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  local held = redis.call('ZCARD', key)
+  if held < max then
+    out[#out + 1] = 1
+    out[#out + 1] = max - held - 1
+    out[#out + 1] = 0
+    out[#out + 1] = 0
+  else
+    all_allowed = 0
+    out[#out + 1] = 0
+    out[#out + 1] = 0
+    out[#out + 1] = 0
+    out[#out + 1] = 1000000
+  end
+end
+
 if all_allowed == 1 then
   for _, write in ipairs(writes) do
     local kind, key = write[1], write[2]
     if kind == 1 then
       redis.call('HSET', key, 's', write[3], 'u', write[4])
-      redis.call('PEXPIRE', key, math.ceil(write[5] / 1000) + 1000)
+      expire(key, write[5], write[6])
     elseif kind == 2 then
       redis.call('HSET', key, 's', write[3], 'c', write[4], 'p', write[5])
-      redis.call('PEXPIRE', key, math.ceil(write[6] / 1000) + 1000)
+      expire(key, write[6], 0)
     elseif kind == 3 then
       redis.call('ZADD', key, write[3], write[4])
-      redis.call('PEXPIRE', key, math.ceil(write[5] / 1000) + 1000)
+      expire(key, write[5], 0)
     else
       redis.call('SET', key, string.format('%.6f', write[3]), 'PX', math.ceil(write[4] / 1000) + 1000)
     end
+  end
+  for i = 1, n_slots do
+    local key = KEYS[n_limits + i]
+    redis.call('ZADD', key, hold_until, nonce)
+    redis.call('PEXPIRE', key, math.max(math.ceil((hold_until - now) / 1000), 0) + 1000)
+  end
+  if payload ~= '' then
+    local record = KEYS[n_limits + n_slots + 1]
+    redis.call('HSET', record, 's', 'o', 'b', payload)
+    redis.call('PEXPIRE', record, record_ttl)
   end
 end
 out[1] = all_allowed
