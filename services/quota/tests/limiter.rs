@@ -229,7 +229,14 @@ async fn reservations_settle_exactly_once(limiter: &Limiter, tenant: &str) {
             admitted_at: T0,
         }];
         limiter
-            .adjust(stored, tenant, &settle, &[slot_key.clone()], &id, T0 + 4)
+            .adjust(
+                stored,
+                tenant,
+                &settle,
+                std::slice::from_ref(&slot_key),
+                &id,
+                T0 + 4,
+            )
             .await;
         let (after, _) = limiter
             .admit(
