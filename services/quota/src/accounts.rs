@@ -24,6 +24,17 @@ pub struct Adjustment<'a> {
     pub idempotency_key: &'a str,
 }
 
+/// A balance as GetBalance shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceView {
+    pub owner: Owner,
+    pub balance_micros: i64,
+    /// Held by open reservations.
+    pub reserved_micros: i64,
+    /// When the latest ledger entry moved it.
+    pub updated_at: Option<i64>,
+}
+
 pub struct Accounts {
     store: QuotaStore,
     directory: IdentityDirectory,
@@ -64,10 +75,25 @@ impl Accounts {
         kind: OwnerKind,
         id: &str,
         credentials: &ForwardedCredentials,
-    ) -> Result<(Owner, i64), QuotaError> {
+    ) -> Result<BalanceView, QuotaError> {
         let owner = self.owner(kind, id, credentials).await?;
-        let balance = self.store.balance(&owner).await?;
-        Ok((owner, balance))
+        let (balance_micros, updated_at) = self
+            .store
+            .balance_row(&owner)
+            .await?
+            .map_or((0, None), |(balance, updated_at)| {
+                (balance, Some(updated_at))
+            });
+        let reserved_micros = self
+            .store
+            .reserved(&owner, gateway_storage::now_micros())
+            .await?;
+        Ok(BalanceView {
+            owner,
+            balance_micros,
+            reserved_micros,
+            updated_at,
+        })
     }
 
     pub async fn adjust(

@@ -1,6 +1,7 @@
 //! Quota's configuration section.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,16 @@ pub struct Config {
     /// After a Redis failure, how long to answer from memory before trying
     /// Redis again.
     pub redis_retry_after_ms: u64,
+    /// How long a Check's reservation holds when the request names no TTL.
+    pub reservation_ttl_secs: u64,
+    /// The longest reservation TTL a Check may ask for.
+    pub max_reservation_ttl_secs: u64,
+    /// A lease's lifetime when the request names none, and the longest one.
+    pub lease_ttl_secs: u64,
+    pub max_lease_ttl_secs: u64,
+    /// The largest share (percent) of the tightest limit's remaining budget
+    /// one lease may take: it bounds how far a lost lease can overrun.
+    pub lease_percent: u8,
 }
 
 impl Default for Config {
@@ -35,11 +46,26 @@ impl Default for Config {
             redis_prefix: "gw:quota".to_owned(),
             redis_timeout_ms: 25,
             redis_retry_after_ms: 1000,
+            reservation_ttl_secs: 300,
+            max_reservation_ttl_secs: 3600,
+            lease_ttl_secs: 10,
+            max_lease_ttl_secs: 60,
+            lease_percent: 10,
         }
     }
 }
 
 impl Config {
+    pub fn admission_settings(&self) -> crate::admission::Settings {
+        crate::admission::Settings {
+            reservation_ttl: Duration::from_secs(self.reservation_ttl_secs),
+            max_reservation_ttl: Duration::from_secs(self.max_reservation_ttl_secs),
+            lease_ttl: Duration::from_secs(self.lease_ttl_secs),
+            max_lease_ttl: Duration::from_secs(self.max_lease_ttl_secs),
+            lease_percent: i64::from(self.lease_percent),
+        }
+    }
+
     pub fn validate(&self, problems: &mut Vec<String>) {
         if self.database_url.trim().is_empty() {
             problems.push("quota.database_url: must not be empty".to_owned());
@@ -55,6 +81,19 @@ impl Config {
                 "quota.redis_url: expected redis:// or rediss://, got {:?}",
                 self.redis_url
             ));
+        }
+        if !(1..=self.max_reservation_ttl_secs).contains(&self.reservation_ttl_secs) {
+            problems.push(
+                "quota.reservation_ttl_secs: must be between 1 and max_reservation_ttl_secs"
+                    .to_owned(),
+            );
+        }
+        if !(1..=self.max_lease_ttl_secs).contains(&self.lease_ttl_secs) {
+            problems
+                .push("quota.lease_ttl_secs: must be between 1 and max_lease_ttl_secs".to_owned());
+        }
+        if !(1..=50).contains(&self.lease_percent) {
+            problems.push("quota.lease_percent: must be between 1 and 50".to_owned());
         }
         if !(1..=1000).contains(&self.redis_timeout_ms) {
             problems.push("quota.redis_timeout_ms: must be between 1 and 1000".to_owned());

@@ -1,6 +1,4 @@
-//! The tonic adapter for `gateway.quota.v1.QuotaService`. Plans, rules,
-//! balances, vouchers and the backend status are served; Check, Commit and
-//! Lease answer UNIMPLEMENTED until their work lands.
+//! The tonic adapter for `gateway.quota.v1.QuotaService`.
 
 use std::sync::Arc;
 
@@ -13,6 +11,7 @@ use gateway_storage::page::Page;
 use tonic::{Request, Response, Status};
 
 use crate::accounts::Accounts;
+use crate::admission::Admissions;
 use crate::limiter::{Backend, Limiter};
 use crate::plans::Plans;
 use crate::store::{LedgerEntry, OwnerKind, Voucher};
@@ -21,14 +20,21 @@ pub struct QuotaGrpc {
     accounts: Arc<Accounts>,
     plans: Arc<Plans>,
     limiter: Arc<Limiter>,
+    admissions: Arc<Admissions>,
 }
 
 impl QuotaGrpc {
-    pub fn new(accounts: Arc<Accounts>, plans: Arc<Plans>, limiter: Arc<Limiter>) -> Self {
+    pub fn new(
+        accounts: Arc<Accounts>,
+        plans: Arc<Plans>,
+        limiter: Arc<Limiter>,
+        admissions: Arc<Admissions>,
+    ) -> Self {
         Self {
             accounts,
             plans,
             limiter,
+            admissions,
         }
     }
 }
@@ -281,12 +287,12 @@ impl QuotaService for QuotaGrpc {
     ) -> GrpcResult<pb::GetBalanceResponse> {
         let credentials = ForwardedCredentials::from_metadata(request.metadata());
         let (kind, id) = owner_of(request.get_ref().owner.as_ref())?;
-        let (owner, balance) = self.accounts.balance(kind, &id, &credentials).await?;
+        let view = self.accounts.balance(kind, &id, &credentials).await?;
         Ok(Response::new(pb::GetBalanceResponse {
-            owner: Some(owner_to_proto(owner.kind, &owner.id)),
-            balance_micros: balance,
-            reserved_micros: 0,
-            update_time: None,
+            owner: Some(owner_to_proto(view.owner.kind, &view.owner.id)),
+            balance_micros: view.balance_micros,
+            reserved_micros: view.reserved_micros,
+            update_time: view.updated_at.map(timestamp_from_micros),
         }))
     }
 
@@ -459,6 +465,33 @@ impl QuotaService for QuotaGrpc {
                 None,
             )),
         }))
+    }
+
+    async fn check(&self, request: Request<pb::CheckRequest>) -> GrpcResult<pb::CheckResponse> {
+        Ok(Response::new(
+            self.admissions.check(request.get_ref()).await?,
+        ))
+    }
+
+    async fn commit(&self, request: Request<pb::CommitRequest>) -> GrpcResult<pb::CommitResponse> {
+        Ok(Response::new(
+            self.admissions.commit(request.get_ref()).await?,
+        ))
+    }
+
+    async fn lease(&self, request: Request<pb::LeaseRequest>) -> GrpcResult<pb::LeaseResponse> {
+        Ok(Response::new(
+            self.admissions.lease(request.get_ref()).await?,
+        ))
+    }
+
+    async fn release_lease(
+        &self,
+        request: Request<pb::ReleaseLeaseRequest>,
+    ) -> GrpcResult<pb::ReleaseLeaseResponse> {
+        Ok(Response::new(
+            self.admissions.release_lease(request.get_ref()).await?,
+        ))
     }
 
     async fn get_backend_status(

@@ -1,11 +1,13 @@
 //! The quota service: plans, rate limits, balances and vouchers.
 
 pub mod accounts;
+pub mod admission;
 pub mod config;
 pub mod error;
 mod grpc;
 pub mod limiter;
 pub mod plans;
+pub mod resolve;
 pub mod store;
 
 pub use grpc::access_policy;
@@ -53,6 +55,8 @@ pub struct Quota {
     accounts: Arc<accounts::Accounts>,
     plans: Arc<plans::Plans>,
     limiter: Arc<limiter::Limiter>,
+    limits: Arc<resolve::LimitsCache>,
+    admissions: Arc<admission::Admissions>,
     auth: AuthConfig,
 }
 
@@ -80,11 +84,25 @@ impl Quota {
         };
         let directory = gateway_auth::directory::IdentityDirectory::new(&auth.identity_url)
             .map_err(Error::Setup)?;
+        let limiter = Arc::new(limiter);
+        let limits = resolve::LimitsCache::load(store.clone()).await?;
+        let admissions = Arc::new(admission::Admissions::new(
+            Arc::clone(&limits),
+            Arc::clone(&limiter),
+            store.clone(),
+            config.admission_settings(),
+        ));
         Ok(Self {
-            plans: Arc::new(plans::Plans::new(store.clone(), directory.clone())),
+            plans: Arc::new(plans::Plans::new(
+                store.clone(),
+                directory.clone(),
+                Arc::clone(&limits),
+            )),
             accounts: Arc::new(accounts::Accounts::new(store.clone(), directory)),
             store,
-            limiter: Arc::new(limiter),
+            limiter,
+            limits,
+            admissions,
             auth: auth.clone(),
         })
     }
@@ -104,10 +122,14 @@ impl Quota {
                 shutdown.clone(),
             ))
         });
+        let follower =
+            tokio::spawn(Arc::clone(&self.limits).follow(Duration::from_secs(1), shutdown.clone()));
+        let sweeper = tokio::spawn(Arc::clone(&self.admissions).sweep(shutdown.clone()));
         let service = QuotaServiceServer::new(grpc::QuotaGrpc::new(
             Arc::clone(&self.accounts),
             Arc::clone(&self.plans),
             Arc::clone(&self.limiter),
+            Arc::clone(&self.admissions),
         ));
         // RBAC wraps only the quota service; health and reflection stay open.
         let service = AuthLayer::new(verifier, grpc::access_policy).layer(service);
@@ -117,6 +139,8 @@ impl Quota {
             .serve(listener, shutdown.clone())
             .await;
         shutdown.cancel();
+        let _ = follower.await;
+        let _ = sweeper.await;
         if let Some(keys) = keys {
             let _ = keys.await;
         }

@@ -1,5 +1,7 @@
 //! Plans and group rate-limit rules: validation and who may manage them.
 
+use std::sync::Arc;
+
 use gateway_auth::Caller;
 use gateway_auth::directory::{DirectoryError, ForwardedCredentials, IdentityDirectory};
 use gateway_proto::quota::v1 as pb;
@@ -9,12 +11,14 @@ use gateway_storage::page::Page;
 use prost::Message as _;
 
 use crate::error::QuotaError;
+use crate::resolve::LimitsCache;
 use crate::store::QuotaStore;
 use crate::store::limits::{LimitConfig, PLAN, RULE};
 
 pub struct Plans {
     store: QuotaStore,
     directory: IdentityDirectory,
+    limits: Arc<LimitsCache>,
 }
 
 fn not_found(what: &'static str) -> impl Fn(StorageError) -> QuotaError {
@@ -157,7 +161,7 @@ fn validate_rule(rule: &pb::RateLimitRule) -> Result<(), QuotaError> {
     Ok(())
 }
 
-fn decode_plan(config: &LimitConfig) -> Result<pb::Plan, QuotaError> {
+pub(crate) fn decode_plan(config: &LimitConfig) -> Result<pb::Plan, QuotaError> {
     let mut plan = pb::Plan::decode(config.spec.as_slice()).map_err(|error| {
         QuotaError::Storage(StorageError::Config(format!("plan {}: {error}", config.id)))
     })?;
@@ -168,7 +172,7 @@ fn decode_plan(config: &LimitConfig) -> Result<pb::Plan, QuotaError> {
     Ok(plan)
 }
 
-fn decode_rule(config: &LimitConfig) -> Result<pb::RateLimitRule, QuotaError> {
+pub(crate) fn decode_rule(config: &LimitConfig) -> Result<pb::RateLimitRule, QuotaError> {
     let mut rule = pb::RateLimitRule::decode(config.spec.as_slice()).map_err(|error| {
         QuotaError::Storage(StorageError::Config(format!("rule {}: {error}", config.id)))
     })?;
@@ -243,8 +247,19 @@ fn listing_tenant<'a>(
 }
 
 impl Plans {
-    pub fn new(store: QuotaStore, directory: IdentityDirectory) -> Self {
-        Self { store, directory }
+    pub fn new(store: QuotaStore, directory: IdentityDirectory, limits: Arc<LimitsCache>) -> Self {
+        Self {
+            store,
+            directory,
+            limits,
+        }
+    }
+
+    /// Check sees a write at once on this replica (others poll).
+    async fn changed(&self) {
+        if let Err(error) = self.limits.refresh().await {
+            tracing::warn!(%error, "could not reload plans and rules after a change");
+        }
     }
 
     pub async fn create_plan(
@@ -260,6 +275,7 @@ impl Plans {
             .insert_limit_config(&plan_config(&plan))
             .await
             .map_err(not_found("plan"))?;
+        self.changed().await;
         self.plan(caller, &plan.id).await
     }
 
@@ -334,6 +350,7 @@ impl Plans {
             .update_limit_config(&plan_config(&plan))
             .await
             .map_err(not_found("plan"))?;
+        self.changed().await;
         self.plan(caller, &plan.id).await
     }
 
@@ -343,7 +360,9 @@ impl Plans {
         self.store
             .delete_limit_config(PLAN, id)
             .await
-            .map_err(not_found("plan"))
+            .map_err(not_found("plan"))?;
+        self.changed().await;
+        Ok(())
     }
 
     async fn check_group(
@@ -378,6 +397,7 @@ impl Plans {
             .insert_limit_config(&rule_config(&rule))
             .await
             .map_err(not_found("rule"))?;
+        self.changed().await;
         self.rule(caller, &rule.id).await
     }
 
@@ -451,6 +471,7 @@ impl Plans {
             .update_limit_config(&rule_config(&rule))
             .await
             .map_err(not_found("rule"))?;
+        self.changed().await;
         self.rule(caller, &rule.id).await
     }
 
@@ -460,6 +481,8 @@ impl Plans {
         self.store
             .delete_limit_config(RULE, id)
             .await
-            .map_err(not_found("rule"))
+            .map_err(not_found("rule"))?;
+        self.changed().await;
+        Ok(())
     }
 }

@@ -129,3 +129,33 @@ impl QuotaStore {
         rows.iter().map(|row| config(kind, row)).collect()
     }
 }
+
+impl QuotaStore {
+    /// Every plan and rule of every tenant: the limits snapshot Check
+    /// evaluates from (a few rows per tenant).
+    pub async fn all_limit_configs(&self) -> Result<Vec<LimitConfig>, StorageError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT kind, {COLUMNS} FROM limit_configs ORDER BY kind, id"
+        )))
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                config(if kind == PLAN { PLAN } else { RULE }, row)
+            })
+            .collect()
+    }
+
+    /// Changes whenever a plan or rule is created, updated or deleted: a
+    /// cheap poll tells a replica when to reload its snapshot.
+    pub async fn limit_configs_stamp(&self) -> Result<(i64, i64), StorageError> {
+        let row = sqlx::query(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(COALESCE(MAX(updated_at), 0) AS BIGINT) AS latest \
+             FROM limit_configs",
+        )
+        .fetch_one(self.db.pool())
+        .await?;
+        Ok((row.try_get("n")?, row.try_get("latest")?))
+    }
+}

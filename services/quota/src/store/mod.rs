@@ -7,8 +7,10 @@ pub static MIGRATIONS: Migrations = gateway_storage::migrations!(
     1 "balances and ledger" => "0001_balances.sql",
     2 "vouchers" => "0002_vouchers.sql",
     3 "plans and rules" => "0003_limits.sql",
+    4 "balance holds" => "0004_balance_holds.sql",
 );
 
+pub mod holds;
 pub mod limits;
 mod vouchers;
 
@@ -22,7 +24,7 @@ pub enum OwnerKind {
 }
 
 impl OwnerKind {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::User => "USER",
             Self::Key => "KEY",
@@ -116,6 +118,20 @@ impl QuotaStore {
         .fetch_optional(self.db.pool())
         .await?;
         Ok(balance.unwrap_or(0))
+    }
+
+    /// The owner's balance and when an entry last moved it; None if it
+    /// never had an entry.
+    pub async fn balance_row(&self, owner: &Owner) -> Result<Option<(i64, i64)>, StorageError> {
+        let row = sqlx::query(
+            "SELECT balance_micros, updated_at FROM balances WHERE owner_kind = $1 AND owner_id = $2",
+        )
+        .bind(owner.kind.as_str())
+        .bind(&owner.id)
+        .fetch_optional(self.db.pool())
+        .await?;
+        row.map(|row| Ok((row.try_get("balance_micros")?, row.try_get("updated_at")?)))
+            .transpose()
     }
 
     /// Appends one entry and moves the running balance in one transaction.
