@@ -428,3 +428,366 @@ async fn concurrent_spend(
     );
     spent
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_and_commits_on_the_redis_limiter() {
+    let Some(url) = redis_url() else { return };
+    let db = TestDatabase::sqlite().await;
+    let store = store(&db).await;
+    let clock = Clock::paused(T0);
+    let service = service(&store, redis_limiter(&url, &prefix()), &clock).await;
+    checks_and_commits_count_exactly(&service, &store, &clock).await;
+}
+
+/// Two quota replicas (separate limiters and caches, one SQL store, one
+/// Redis): 200 concurrent Checks against 50 per minute admit exactly 50.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_sharing_redis_admit_exactly_fifty_of_two_hundred() {
+    let Some(url) = redis_url() else { return };
+    let db = TestDatabase::sqlite().await;
+    let store = store(&db).await;
+    let plan = insert_plan(
+        &store,
+        pb::Plan {
+            name: "fifty".to_owned(),
+            requests_per_minute: Some(50),
+            ..pb::Plan::default()
+        },
+    )
+    .await;
+    let prefix = prefix();
+    let clock = Clock::paused(T0);
+    let replicas = [
+        service(&store, redis_limiter(&url, &prefix), &clock)
+            .await
+            .admissions,
+        service(&store, redis_limiter(&url, &prefix), &clock)
+            .await
+            .admissions,
+    ];
+    let mut tasks = JoinSet::new();
+    for index in 0..200 {
+        let admissions = Arc::clone(&replicas[index % 2]);
+        let plan = plan.clone();
+        tasks.spawn(async move {
+            let answer = admissions
+                .check(&check(vec![key_scope("k1", &plan)], 0, 0))
+                .await
+                .unwrap();
+            assert_eq!(answer.backend(), pb::LimiterBackend::Redis);
+            answer.allowed
+        });
+    }
+    let mut admitted = 0;
+    while let Some(allowed) = tasks.join_next().await {
+        admitted += usize::from(allowed.unwrap());
+    }
+    assert_eq!(admitted, 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_limits_never_go_over_across_redis_replicas() {
+    let Some(url) = redis_url() else { return };
+    let db = TestDatabase::sqlite().await;
+    let store = store(&db).await;
+    let plan = insert_plan(
+        &store,
+        pb::Plan {
+            name: "spend".to_owned(),
+            spend_per_day_micros: Some(1_000_000),
+            ..pb::Plan::default()
+        },
+    )
+    .await;
+    let prefix = prefix();
+    let clock = Clock::paused(T0);
+    let first = service(&store, redis_limiter(&url, &prefix), &clock).await;
+    let second = service(&store, redis_limiter(&url, &prefix), &clock).await;
+    let (a, b) = tokio::join!(
+        concurrent_spend(&first.admissions, &plan, 50, 30_000),
+        concurrent_spend(&second.admissions, &plan, 50, 30_000),
+    );
+    assert_eq!(a + b, 33 * 30_000, "the two replicas share one budget");
+}
+
+/// The weighted sliding window, with time paused and moved by hand.
+async fn sliding_window_weighs_the_previous_minute(limiter: Limiter) {
+    let db = TestDatabase::sqlite().await;
+    let store = store(&db).await;
+    let plan = insert_plan(
+        &store,
+        pb::Plan {
+            name: "sliding".to_owned(),
+            requests_per_minute: Some(10),
+            algorithm: pb::LimitAlgorithm::SlidingWindow.into(),
+            ..pb::Plan::default()
+        },
+    )
+    .await;
+    let clock = Clock::paused(T0 + 50 * SECOND);
+    let admissions = service(&store, limiter, &clock).await.admissions;
+    let scopes = vec![key_scope("k1", &plan)];
+    let admitted = |count: usize| {
+        let admissions = Arc::clone(&admissions);
+        let scopes = scopes.clone();
+        async move {
+            let mut admitted = 0;
+            for _ in 0..count {
+                admitted += usize::from(
+                    admissions
+                        .check(&check(scopes.clone(), 0, 0))
+                        .await
+                        .unwrap()
+                        .allowed,
+                );
+            }
+            admitted
+        }
+    };
+    // Ten late in the first minute.
+    assert_eq!(admitted(12).await, 10);
+    // 15 s into the next minute, 45/60 of them still count: ceil(7.5) = 8.
+    clock.advance(Duration::from_secs(25));
+    assert_eq!(admitted(5).await, 2);
+    let refused = admissions
+        .check(&check(scopes.clone(), 0, 0))
+        .await
+        .unwrap();
+    assert!(!refused.allowed);
+    let wait = refused.retry_after.unwrap();
+    assert!(wait.seconds > 0 && wait.seconds <= 45, "{wait:?}");
+    // 45 s in, a quarter still counts: ceil(2.5) + 2 = 5, so five more.
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(admitted(8).await, 5);
+    // Two minutes on, nothing of it counts.
+    clock.advance(Duration::from_secs(120));
+    assert_eq!(admitted(12).await, 10);
+}
+
+#[tokio::test]
+async fn sliding_window_with_paused_time_on_memory() {
+    sliding_window_weighs_the_previous_minute(Limiter::memory()).await;
+}
+
+#[tokio::test]
+async fn sliding_window_with_paused_time_on_redis() {
+    let Some(url) = redis_url() else { return };
+    sliding_window_weighs_the_previous_minute(redis_limiter(&url, &prefix())).await;
+}
+
+/// Leases take a slice up front, give back what was not used, and come
+/// back whole when never released.
+async fn leases_take_and_return(limiter: Limiter) {
+    let db = TestDatabase::sqlite().await;
+    let store = store(&db).await;
+    let plan = insert_plan(
+        &store,
+        pb::Plan {
+            name: "lease".to_owned(),
+            requests_per_minute: Some(1_000),
+            ..pb::Plan::default()
+        },
+    )
+    .await;
+    let small = insert_plan(
+        &store,
+        pb::Plan {
+            name: "small".to_owned(),
+            requests_per_minute: Some(5),
+            ..pb::Plan::default()
+        },
+    )
+    .await;
+    let clock = Clock::paused(T0);
+    let admissions = service(&store, limiter, &clock).await.admissions;
+    let lease = |amount: i64| pb::LeaseRequest {
+        edge_id: "edge-1".to_owned(),
+        tenant_id: TENANT.to_owned(),
+        scopes: vec![key_scope("k1", &plan)],
+        dimension: pb::LimitDimension::Requests.into(),
+        requested_amount: amount,
+        ttl: Some(prost_types::Duration {
+            seconds: 5,
+            nanos: 0,
+        }),
+    };
+    let granted = admissions.lease(&lease(500)).await.unwrap();
+    assert_eq!(granted.granted_amount, 100, "10% of the 1,000 remaining");
+    assert_eq!(granted.limits[0].remaining, 900);
+    let expire = granted.expire_time.unwrap();
+    assert_eq!(expire.seconds, (T0 / SECOND) + 5);
+    let released = admissions
+        .release_lease(&pb::ReleaseLeaseRequest {
+            lease_id: granted.lease_id.clone(),
+            used_amount: 30,
+        })
+        .await
+        .unwrap();
+    assert_eq!(released.returned_amount, 70);
+    let replay = admissions
+        .release_lease(&pb::ReleaseLeaseRequest {
+            lease_id: granted.lease_id,
+            used_amount: 30,
+        })
+        .await
+        .unwrap();
+    assert_eq!(replay.returned_amount, 0, "a release applies once");
+    // 30 were used: 970 remain, so the next lease is 97.
+    let second = admissions.lease(&lease(500)).await.unwrap();
+    assert_eq!(second.granted_amount, 97);
+    assert_eq!(second.limits[0].remaining, 873);
+    // Never released: the sweeper returns it after expiry, not before.
+    assert_eq!(admissions.expire_leases(clock.now()).await, 0);
+    clock.advance(Duration::from_secs(6));
+    assert_eq!(admissions.expire_leases(clock.now()).await, 1);
+    assert_eq!(admissions.expire_leases(clock.now()).await, 0);
+    let third = admissions.lease(&lease(1)).await.unwrap();
+    assert_eq!(third.limits[0].remaining, 969);
+    // A release after the sweeper still counts what the edge used.
+    let late = admissions
+        .release_lease(&pb::ReleaseLeaseRequest {
+            lease_id: second.lease_id,
+            used_amount: 9,
+        })
+        .await
+        .unwrap();
+    assert_eq!(late.returned_amount, 0);
+    let fourth = admissions.lease(&lease(1)).await.unwrap();
+    assert_eq!(fourth.limits[0].remaining, 969 - 1 - 9);
+    // Small limits are never leased: the edge checks each request.
+    let mut tiny = lease(1);
+    tiny.scopes = vec![key_scope("k9", &small)];
+    let none = admissions.lease(&tiny).await.unwrap();
+    assert!(none.lease_id.is_empty());
+    assert_eq!((none.granted_amount, none.limits[0].remaining), (0, 5));
+}
+
+#[tokio::test]
+async fn leases_on_memory() {
+    leases_take_and_return(Limiter::memory()).await;
+}
+
+#[tokio::test]
+async fn leases_on_redis() {
+    let Some(url) = redis_url() else { return };
+    leases_take_and_return(redis_limiter(&url, &prefix())).await;
+}
+
+#[tokio::test]
+async fn group_rules_apply_and_other_tenants_plans_do_not_and_refusals_cost_nothing() {
+    let db = TestDatabase::sqlite().await;
+    let store = store(&db).await;
+    let roomy = insert_plan(
+        &store,
+        pb::Plan {
+            name: "roomy".to_owned(),
+            requests_per_minute: Some(100),
+            ..pb::Plan::default()
+        },
+    )
+    .await;
+    insert_rule(
+        &store,
+        TENANT,
+        pb::RateLimitRule {
+            group_id: "g1".to_owned(),
+            name: "team".to_owned(),
+            dimension: pb::LimitDimension::Requests.into(),
+            window: pb::LimitWindow::Minute.into(),
+            limit: 2,
+            algorithm: pb::LimitAlgorithm::Gcra.into(),
+            enabled: true,
+            ..pb::RateLimitRule::default()
+        },
+    )
+    .await;
+    // Another tenant's rule on a group id this tenant also names.
+    insert_rule(
+        &store,
+        "tenant-b",
+        pb::RateLimitRule {
+            group_id: "g1".to_owned(),
+            name: "theirs".to_owned(),
+            dimension: pb::LimitDimension::Requests.into(),
+            window: pb::LimitWindow::Minute.into(),
+            limit: 1,
+            enabled: true,
+            ..pb::RateLimitRule::default()
+        },
+    )
+    .await;
+    let clock = Clock::paused(T0);
+    let admissions = service(&store, Limiter::memory(), &clock).await.admissions;
+    let scopes = vec![
+        key_scope("k1", &roomy),
+        pb::Scope {
+            kind: pb::ScopeKind::Group.into(),
+            id: "g1".to_owned(),
+            plan_id: String::new(),
+            spend_limit_micros: None,
+        },
+    ];
+    for _ in 0..2 {
+        let answer = admissions
+            .check(&check(scopes.clone(), 0, 0))
+            .await
+            .unwrap();
+        assert!(answer.allowed);
+        assert_eq!(answer.limits.len(), 2, "the plan and this tenant's rule");
+    }
+    let refused = admissions
+        .check(&check(scopes.clone(), 0, 0))
+        .await
+        .unwrap();
+    assert!(!refused.allowed);
+    assert_eq!(refused.limits[0].name, "rule 'team'");
+    assert_eq!(refused.limits[0].source(), pb::LimitSource::Rule);
+    // The refused request did not count against the key's plan.
+    let key_only = admissions
+        .check(&check(vec![key_scope("k1", &roomy)], 0, 0))
+        .await
+        .unwrap();
+    assert_eq!(key_only.limits[0].remaining, 97);
+    // A plan id of another tenant applies nothing.
+    let mut foreign = check(vec![key_scope("k2", &roomy)], 0, 0);
+    foreign.tenant_id = "tenant-b".to_owned();
+    assert!(admissions.check(&foreign).await.unwrap().limits.is_empty());
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors() {
+    let db = TestDatabase::sqlite().await;
+    let store = store(&db).await;
+    let clock = Clock::paused(T0);
+    let admissions = service(&store, Limiter::memory(), &clock).await.admissions;
+    let error = admissions
+        .check(&check(Vec::new(), -1, 0))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("estimated_tokens"), "{error}");
+    let mut no_tenant = check(Vec::new(), 0, 0);
+    no_tenant.tenant_id.clear();
+    assert!(admissions.check(&no_tenant).await.is_err());
+    let unscoped = check(vec![pb::Scope::default()], 0, 0);
+    assert!(
+        admissions
+            .check(&unscoped)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("scopes[0].kind")
+    );
+    let error = admissions
+        .commit(&commit("not-an-id", Vec::new(), true, 0, 0))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("reservation_id"), "{error}");
+    let error = admissions
+        .release_lease(&pb::ReleaseLeaseRequest {
+            lease_id: "x".to_owned(),
+            used_amount: 0,
+        })
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("lease_id"), "{error}");
+}
