@@ -31,6 +31,11 @@ use crate::store::QuotaStore;
 /// Fully qualified gRPC service name, as health and reflection report it.
 pub const GRPC_SERVICE_NAME: &str = SERVICE_NAME;
 
+/// The gRPC health name that is SERVING while Redis answers and
+/// NOT_SERVING while the memory fallback limits (the service itself stays
+/// SERVING: it still answers every Check).
+pub const REDIS_HEALTH_NAME: &str = "quota.redis";
+
 gateway_runtime::process_config! {
     /// The configuration of the standalone `gateway-quota` binary.
     pub struct BinaryConfig {
@@ -134,10 +139,12 @@ impl Quota {
         // RBAC wraps only the quota service; health and reflection stay open.
         let service = AuthLayer::new(verifier, grpc::access_policy).layer(service);
         let routes = tonic::service::Routes::new(service);
-        let result = GrpcServer::new("quota", routes, &[SERVICE_NAME])
-            .drain_grace(runtime.shutdown_grace())
-            .serve(listener, shutdown.clone())
-            .await;
+        let mut server =
+            GrpcServer::new("quota", routes, &[SERVICE_NAME]).drain_grace(runtime.shutdown_grace());
+        if let Some(redis) = self.limiter.redis_health() {
+            server = server.component(REDIS_HEALTH_NAME, redis);
+        }
+        let result = server.serve(listener, shutdown.clone()).await;
         shutdown.cancel();
         let _ = follower.await;
         let _ = sweeper.await;

@@ -86,6 +86,7 @@ async fn when_redis_stops_answers_come_from_memory_within_fifty_ms_and_redis_res
     let prefix = format!("gwtest-{}", uuid::Uuid::now_v7().simple());
     let through_proxy = format!("redis://{}", proxy.addr);
     let limiter = redis_limiter(&through_proxy, &prefix);
+    let health = limiter.redis_health().expect("redis is configured");
     let per_hour = limit(1_000, Window::Hour, Algorithm::FixedWindow, 0);
     // The first call also connects and loads the script, which can take
     // longer than the 20 ms budget on a busy machine: wait for Redis to
@@ -122,6 +123,7 @@ async fn when_redis_stops_answers_come_from_memory_within_fifty_ms_and_redis_res
         assert_eq!(backend, Backend::MemoryFallback, "attempt {attempt}");
     }
     assert_eq!(limiter.backend(), Backend::MemoryFallback);
+    assert!(!*health.borrow(), "health reports the fallback");
 
     // Redis is back: after the breaker's pause, counting is shared again,
     // and what was counted in Redis before the outage is still there.
@@ -141,6 +143,7 @@ async fn when_redis_stops_answers_come_from_memory_within_fifty_ms_and_redis_res
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(decision.outcomes[0].remaining, 1_000 - 10 - 1);
+    assert!(*health.borrow(), "health reports redis again");
     let other_instance = redis_limiter(&url, &prefix);
     let (shared, _) = other_instance
         .check("t", &[check("k", &per_hour, 0)], T0 + 3 * SECOND)

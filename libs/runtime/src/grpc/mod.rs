@@ -35,6 +35,7 @@ pub struct GrpcServer {
     routes: Routes,
     service_names: Vec<&'static str>,
     drain_grace: Duration,
+    components: Vec<(&'static str, tokio::sync::watch::Receiver<bool>)>,
 }
 
 impl GrpcServer {
@@ -46,12 +47,25 @@ impl GrpcServer {
             routes,
             service_names: service_names.to_vec(),
             drain_grace: Duration::from_secs(10),
+            components: Vec::new(),
         }
     }
 
     /// How long in-flight calls may take to finish once shutdown begins.
     pub fn drain_grace(mut self, grace: Duration) -> Self {
         self.drain_grace = grace;
+        self
+    }
+
+    /// Reports a component's health under its own name (SERVING while
+    /// `healthy` holds true), e.g. a dependency the service can run without
+    /// but wants operators to see, like quota's Redis.
+    pub fn component(
+        mut self,
+        name: &'static str,
+        healthy: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        self.components.push((name, healthy));
         self
     }
 
@@ -72,7 +86,7 @@ impl GrpcServer {
 
     /// Serves on `listener` until `shutdown` fires, then drains.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), GrpcServeError> {
@@ -81,6 +95,24 @@ impl GrpcServer {
             health
                 .set_service_status(*service_name, ServingStatus::Serving)
                 .await;
+        }
+        for (name, mut healthy) in std::mem::take(&mut self.components) {
+            let health = health.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    let status = if *healthy.borrow_and_update() {
+                        ServingStatus::Serving
+                    } else {
+                        ServingStatus::NotServing
+                    };
+                    health.set_service_status(name, status).await;
+                    tokio::select! {
+                        changed = healthy.changed() => if changed.is_err() { return },
+                        () = shutdown.cancelled() => return,
+                    }
+                }
+            });
         }
         let reflection_v1 = self.reflection_builder().build_v1()?;
         // grpcurl and older tools still speak v1alpha.

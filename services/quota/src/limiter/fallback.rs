@@ -88,6 +88,8 @@ pub struct Limiter {
     memory: MemoryLimiter,
     breaker: Mutex<Breaker>,
     open_for: Duration,
+    /// True while Redis answers; gRPC health reports it as `quota.redis`.
+    redis_healthy: tokio::sync::watch::Sender<bool>,
 }
 
 impl Limiter {
@@ -97,6 +99,7 @@ impl Limiter {
             memory: MemoryLimiter::new(),
             breaker: Mutex::new(Breaker::Closed),
             open_for: Duration::from_secs(1),
+            redis_healthy: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -106,7 +109,13 @@ impl Limiter {
             memory: MemoryLimiter::new(),
             breaker: Mutex::new(Breaker::Closed),
             open_for,
+            redis_healthy: tokio::sync::watch::Sender::new(true),
         }
+    }
+
+    /// Follows Redis health (true while it answers); None without Redis.
+    pub fn redis_health(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.redis.as_ref().map(|_| self.redis_healthy.subscribe())
     }
 
     pub fn memory_limiter(&self) -> &MemoryLimiter {
@@ -249,6 +258,8 @@ impl Limiter {
                         .set(0.0);
                 }
                 *breaker = Breaker::Closed;
+                self.redis_healthy
+                    .send_if_modified(|healthy| !std::mem::replace(healthy, true));
                 metrics::gauge!("quota_limiter_backend", "backend" => "redis").set(1.0);
                 Some(value)
             }
@@ -262,6 +273,8 @@ impl Limiter {
                         until: Instant::now() + self.open_for,
                     };
                 }
+                self.redis_healthy
+                    .send_if_modified(|healthy| std::mem::replace(healthy, false));
                 metrics::gauge!("quota_limiter_backend", "backend" => "redis").set(0.0);
                 metrics::gauge!("quota_limiter_backend", "backend" => "memory_fallback").set(1.0);
                 metrics::counter!("quota_limiter_redis_failures_total").increment(1);
