@@ -49,6 +49,16 @@ impl TestSuite {
         config.catalog.database_url = databases[1].url().to_owned();
         config.quota.database_url = databases[2].url().to_owned();
         config.usage.database_url = databases[3].url().to_owned();
+        // The production pairing: PostgreSQL with Redis for shared limits.
+        if matches!(backend, Backend::Postgres)
+            && let Some(redis_url) = gateway_testkit::server_url(gateway_testkit::REDIS_URL_ENV)
+        {
+            config.quota.redis_url = redis_url;
+            config.quota.redis_prefix = format!("gwe2e-{}", uuid::Uuid::now_v7().simple());
+            // Counting, not latency, is under test: keep a loaded CI
+            // machine from diverting checks to the fallback.
+            config.quota.redis_timeout_ms = 1000;
+        }
 
         let listeners = Listeners::ephemeral().await.unwrap();
         let addresses = listeners.addresses().unwrap();

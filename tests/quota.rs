@@ -137,7 +137,12 @@ async fn balances_are_adjusted_once_per_key_and_isolated_by_tenant(backend: Back
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(status.active_backend, i32::from(pb::LimiterBackend::Memory));
+    let expected = if suite.config.quota.redis_url.is_empty() {
+        pb::LimiterBackend::Memory
+    } else {
+        pb::LimiterBackend::Redis
+    };
+    assert_eq!(status.active_backend(), expected);
     suite.stop().await.unwrap();
 }
 
@@ -631,4 +636,197 @@ async fn plans_and_rules_are_validated_managed_by_admins_and_isolated_on_sqlite(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plans_and_rules_are_validated_managed_by_admins_and_isolated_on_postgres() {
     plans_and_rules_are_validated_managed_by_admins_and_isolated(Backend::Postgres).await;
+}
+
+fn key_scope(key_id: &str, plan_id: &str) -> pb::Scope {
+    pb::Scope {
+        kind: pb::ScopeKind::Key.into(),
+        id: key_id.to_owned(),
+        plan_id: plan_id.to_owned(),
+        spend_limit_micros: None,
+    }
+}
+
+/// What the edge does per request: Check, then Commit, with the admin key;
+/// tenant admins cannot; plan changes apply at once; balances hold and
+/// debit once.
+async fn the_edge_checks_and_commits_over_grpc(backend: Backend) {
+    let Some(suite) = TestSuite::start(backend).await else {
+        return;
+    };
+    let redis_configured = !suite.config.quota.redis_url.is_empty();
+    let acme = suite.tenant("acme").await;
+    let admin = suite.quota_as(Credentials::bearer(&acme.admin_token)).await;
+    let plan = eventually(|| {
+        let mut admin = admin.clone();
+        async move {
+            admin
+                .create_plan(pb::CreatePlanRequest {
+                    plan: Some(pb::Plan {
+                        name: "three".to_owned(),
+                        requests_per_minute: Some(3),
+                        ..Default::default()
+                    }),
+                })
+                .await
+        }
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .plan
+    .unwrap();
+    let mut admin = admin;
+    let mut edge = suite.quota_as(Credentials::admin_key()).await;
+    let request = |cost: i64| pb::CheckRequest {
+        request_id: "e2e".to_owned(),
+        tenant_id: acme.id.clone(),
+        scopes: vec![key_scope("key-1", &plan.id)],
+        estimated_cost_micros: cost,
+        ..Default::default()
+    };
+    assert_eq!(
+        admin.check(request(0)).await.unwrap_err().code(),
+        Code::PermissionDenied,
+        "only the edge (superadmin) checks"
+    );
+    let expected_backend = if redis_configured {
+        pb::LimiterBackend::Redis
+    } else {
+        pb::LimiterBackend::Memory
+    };
+    for _ in 0..3 {
+        let answer = edge.check(request(0)).await.unwrap().into_inner();
+        assert!(answer.allowed);
+        assert_eq!(answer.backend(), expected_backend);
+    }
+    let refused = edge.check(request(0)).await.unwrap().into_inner();
+    assert!(!refused.allowed);
+    assert_eq!(refused.refusal_reason(), pb::RefusalReason::RateLimited);
+    assert_eq!(refused.limits[0].name, "requests per minute");
+    assert!(refused.retry_after.is_some());
+
+    // Raising the plan applies to the very next Check.
+    admin
+        .update_plan(pb::UpdatePlanRequest {
+            plan: Some(pb::Plan {
+                id: plan.id.clone(),
+                requests_per_minute: Some(10),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["requests_per_minute".to_owned()],
+            }),
+        })
+        .await
+        .unwrap();
+    assert!(edge.check(request(0)).await.unwrap().into_inner().allowed);
+
+    // A balance pays: the estimate is held, Commit debits the actual cost.
+    admin
+        .adjust_balance(adjust(&acme.user_id, 1_000_000, "top-up-1"))
+        .await
+        .unwrap();
+    let mut paid = request(400_000);
+    paid.balance_owner = user(&acme.user_id);
+    let held = edge.check(paid.clone()).await.unwrap().into_inner();
+    assert!(held.allowed);
+    assert_eq!(held.balance_micros, Some(600_000));
+    let mut user_client = suite.quota_as(Credentials::bearer(&acme.user_token)).await;
+    let balance = user_client
+        .get_balance(pb::GetBalanceRequest {
+            owner: user(&acme.user_id),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (balance.balance_micros, balance.reserved_micros),
+        (1_000_000, 400_000)
+    );
+    let settle = pb::CommitRequest {
+        reservation_id: held.reservation_id.clone(),
+        outcome: pb::CommitOutcome::Success.into(),
+        prompt_tokens: 10,
+        completion_tokens: 20,
+        cost_micros: 250_000,
+        tenant_id: acme.id.clone(),
+        scopes: paid.scopes.clone(),
+        balance_owner: user(&acme.user_id),
+        ..Default::default()
+    };
+    let committed = edge.commit(settle.clone()).await.unwrap().into_inner();
+    assert_eq!(committed.balance_micros, Some(750_000));
+    let replay = edge.commit(settle).await.unwrap().into_inner();
+    assert!(replay.already_committed || replay.balance_micros == Some(750_000));
+    let ledger = user_client
+        .list_ledger_entries(pb::ListLedgerEntriesRequest {
+            owner: user(&acme.user_id),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(ledger[0].kind(), pb::LedgerEntryKind::Usage);
+    assert_eq!(ledger[0].amount_micros, -250_000);
+    assert_eq!(ledger[0].reference_id, held.reservation_id);
+    let balance = user_client
+        .get_balance(pb::GetBalanceRequest {
+            owner: user(&acme.user_id),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (balance.balance_micros, balance.reserved_micros),
+        (750_000, 0)
+    );
+
+    let mut too_much = request(900_000);
+    too_much.balance_owner = user(&acme.user_id);
+    let refused = edge.check(too_much).await.unwrap().into_inner();
+    assert_eq!(
+        refused.refusal_reason(),
+        pb::RefusalReason::InsufficientBalance
+    );
+    let bad = edge
+        .commit(pb::CommitRequest {
+            reservation_id: "bogus".to_owned(),
+            tenant_id: acme.id.clone(),
+            outcome: pb::CommitOutcome::Success.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+
+    // With Redis configured, its health has a name of its own.
+    if redis_configured {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(
+            suite.channel(suite.addresses.quota).await,
+        );
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: gateway_quota::REDIS_HEALTH_NAME.to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status();
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_checks_and_commits_over_grpc_on_sqlite() {
+    the_edge_checks_and_commits_over_grpc(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_checks_and_commits_over_grpc_on_postgres_and_redis() {
+    the_edge_checks_and_commits_over_grpc(Backend::Postgres).await;
 }
