@@ -149,7 +149,7 @@ impl GrpcServer {
             .layer(GrpcTraceLayer::new())
             .layer(GrpcMetricsLayer::new())
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping);
+            .serve_with_incoming_shutdown(incoming(listener), stopping);
         // `None`: the grace period ran out; the remaining calls are dropped.
         if let Some(result) =
             crate::shutdown::drain(self.name, server, &shutdown, self.drain_grace).await
@@ -159,4 +159,19 @@ impl GrpcServer {
         tracing::info!(server = self.name, "grpc server stopped");
         Ok(())
     }
+}
+
+/// Accepted connections with Nagle's algorithm off: small gRPC responses
+/// must not wait for a delayed ACK (40 ms on Linux).
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt as _;
+    TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "could not set TCP_NODELAY");
+            }
+        })
+    })
 }
