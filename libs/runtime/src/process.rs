@@ -289,7 +289,7 @@ pub use gateway_telemetry::TelemetryConfig;
 /// `[runtime]` sections plus the binary's own, every section validated.
 /// Each listed section type has `fn validate(&self, &mut Vec<String>)`.
 ///
-/// ```ignore
+/// ```text
 /// gateway_runtime::process_config! {
 ///     /// The configuration of the standalone `gateway-quota` binary.
 ///     pub struct BinaryConfig { auth: AuthConfig, quota: Config }
