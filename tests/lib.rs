@@ -23,6 +23,7 @@ pub struct TestSuite {
     shutdown: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     _databases: Vec<TestDatabase>,
+    _audit_dir: tempfile::TempDir,
 }
 
 pub const BOOTSTRAP_PASSWORD: &str = "e2e-bootstrap-password";
@@ -49,6 +50,8 @@ impl TestSuite {
         config.catalog.database_url = databases[1].url().to_owned();
         config.quota.database_url = databases[2].url().to_owned();
         config.usage.database_url = databases[3].url().to_owned();
+        let audit_dir = tempfile::tempdir().unwrap();
+        config.usage.audit_dir = audit_dir.path().display().to_string();
         // The production pairing: PostgreSQL with Redis for shared limits.
         if matches!(backend, Backend::Postgres)
             && let Some(redis_url) = gateway_testkit::server_url(gateway_testkit::REDIS_URL_ENV)
@@ -71,6 +74,7 @@ impl TestSuite {
             shutdown,
             task: Some(task),
             _databases: databases,
+            _audit_dir: audit_dir,
         };
         for (endpoint, service) in started.grpc_services() {
             gateway_testkit::wait_for_grpc_health(&endpoint, service, Duration::from_secs(10))

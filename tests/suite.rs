@@ -100,14 +100,14 @@ async fn every_service_serves_health_and_reflection_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rpc_not_built_yet_answers_unimplemented() {
+async fn usage_refuses_calls_without_credentials() {
     let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
     let mut usage = UsageServiceClient::new(suite.channel(suite.addresses.usage).await);
     let status = usage
         .list_logs(ListLogsRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
     suite.stop().await.unwrap();
 }
 

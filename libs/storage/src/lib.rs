@@ -10,6 +10,7 @@
 //! and `INTEGER` on SQLite (the `Any` driver cannot read SQLite's `BOOLEAN`
 //! declaration); bind a Rust `bool` and read it back with [`flag`].
 
+pub mod calendar;
 mod database;
 mod error;
 mod migrations;

@@ -116,7 +116,7 @@ impl Suite {
             quota: Quota::open(&config.quota, &auth)
                 .await
                 .context("failed to open quota")?,
-            usage: Usage::open(&config.usage)
+            usage: Usage::open(&config.usage, &auth)
                 .await
                 .context("failed to open usage")?,
             edge_config: config.edge.clone(),

@@ -13,6 +13,18 @@ pub struct Config {
     /// `sqlite://path` (embedded default) or `postgres://...`.
     pub database_url: String,
     pub max_connections: u32,
+    /// Where audit segments live, one directory per UTC day.
+    pub audit_dir: String,
+    /// Writer threads appending audit records (each owns its segments).
+    pub audit_writers: usize,
+    /// A segment is closed and a new one started past this size.
+    pub audit_segment_bytes: u64,
+    /// Request and response bodies are cut to this many bytes each.
+    pub max_body_bytes: usize,
+    /// Events and audit segments older than this many days are removed.
+    pub retention_days: u32,
+    /// How often the retention sweeper runs.
+    pub retention_sweep_secs: u64,
 }
 
 impl Default for Config {
@@ -21,6 +33,12 @@ impl Default for Config {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 50054)),
             database_url: "sqlite://data/usage.db".to_owned(),
             max_connections: 10,
+            audit_dir: "data/audit".to_owned(),
+            audit_writers: 2,
+            audit_segment_bytes: 64 * 1024 * 1024,
+            max_body_bytes: 64 * 1024,
+            retention_days: 30,
+            retention_sweep_secs: 3600,
         }
     }
 }
@@ -32,6 +50,21 @@ impl Config {
         }
         if self.max_connections == 0 {
             problems.push("usage.max_connections: must be at least 1".to_owned());
+        }
+        if self.audit_dir.trim().is_empty() {
+            problems.push("usage.audit_dir: must not be empty".to_owned());
+        }
+        if !(1..=64).contains(&self.audit_writers) {
+            problems.push("usage.audit_writers: must be between 1 and 64".to_owned());
+        }
+        if self.audit_segment_bytes < 1024 * 1024 {
+            problems.push("usage.audit_segment_bytes: must be at least 1 MiB".to_owned());
+        }
+        if self.retention_days == 0 {
+            problems.push("usage.retention_days: must be at least 1".to_owned());
+        }
+        if self.retention_sweep_secs == 0 {
+            problems.push("usage.retention_sweep_secs: must be at least 1".to_owned());
         }
     }
 }

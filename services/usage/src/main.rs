@@ -21,7 +21,7 @@ async fn main() -> ExitCode {
 
 async fn run(config: BinaryConfig, process: Process) -> anyhow::Result<()> {
     let listener = gateway_runtime::bind("usage grpc", config.usage.listen_addr).await?;
-    let service = Usage::open(&config.usage)
+    let service = Usage::open(&config.usage, &config.auth)
         .await
         .context("failed to open the usage store")?;
     process.mark_ready();

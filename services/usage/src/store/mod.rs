@@ -4,7 +4,23 @@ use gateway_storage::{Database, Migrations, StorageError, now_micros};
 
 pub static MIGRATIONS: Migrations = gateway_storage::migrations!(
     1 "usage events" => "0001_usage_events.sql",
+    2 "audit index" => "0002_audit_index.sql",
 );
+
+pub mod query;
+
+pub use query::{LogFilter, LogRow, Stats, StatsScope};
+
+/// Where an event's audit bodies were written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub event_id: String,
+    pub tenant_id: String,
+    pub occurred_at: i64,
+    pub segment: String,
+    pub offset: i64,
+    pub length: i64,
+}
 
 /// One request the edge served, as stored. Mirrors `gateway.usage.v1.UsageEvent`
 /// without the audit bodies, which live in segment files.
@@ -80,8 +96,50 @@ impl UsageStore {
         &self,
         records: &[UsageRecord],
     ) -> Result<BatchOutcome, StorageError> {
+        self.insert_batch_with_audit(records, &[]).await
+    }
+
+    /// Stores `records` and the index of their audit bodies in one
+    /// transaction; a replayed event keeps its first index entry.
+    pub async fn insert_batch_with_audit(
+        &self,
+        records: &[UsageRecord],
+        audit: &[AuditEntry],
+    ) -> Result<BatchOutcome, StorageError> {
         let ingested_at = now_micros();
         let mut transaction = self.db.begin_write().await?;
+        for chunk in audit.chunks(ROWS_PER_STATEMENT) {
+            let mut sql = String::from(
+                "INSERT INTO audit_index (event_id, tenant_id, occurred_at, segment, record_offset, record_length) VALUES ",
+            );
+            for row in 0..chunk.len() {
+                use std::fmt::Write as _;
+                let base = row * 6;
+                let _ = write!(
+                    sql,
+                    "{}(${}, ${}, ${}, ${}, ${}, ${})",
+                    if row == 0 { "" } else { ", " },
+                    base + 1,
+                    base + 2,
+                    base + 3,
+                    base + 4,
+                    base + 5,
+                    base + 6
+                );
+            }
+            sql.push_str(" ON CONFLICT (event_id) DO NOTHING");
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for entry in chunk {
+                query = query
+                    .bind(entry.event_id.clone())
+                    .bind(entry.tenant_id.clone())
+                    .bind(entry.occurred_at)
+                    .bind(entry.segment.clone())
+                    .bind(entry.offset)
+                    .bind(entry.length);
+            }
+            query.execute(&mut *transaction).await?;
+        }
         let mut stored = 0;
         for chunk in records.chunks(ROWS_PER_STATEMENT) {
             let sql = insert_statement(chunk.len());
