@@ -1,0 +1,319 @@
+//! The edge's usage event sender.
+//!
+//! [`UsageSender::send`] is called once per request and never waits: it puts
+//! the event on a bounded in-memory queue. One background task (see
+//! `stream.rs`) batches the queue onto a long-lived `UsageService/Ingest`
+//! stream and keeps every batch until the usage service acks it. While the
+//! service is away, events go to an on-disk spool (see `spool.rs`) and are
+//! replayed, in order, once it is back.
+//!
+//! Delivery is at least once: the server is idempotent by `event_id`, so a
+//! replay after a crash or a broken stream is harmless. Events are lost only
+//! on purpose, and counted in `usage_sender_dropped_total`:
+//! - the spool is full (`spool_max_bytes`): new events are dropped, with an
+//!   error log (rate-limited), until replay makes room;
+//! - an event is larger than `batch_max_bytes` and so could never be sent;
+//! - a spool record is unreadable (disk corruption);
+//! - a disk write fails.
+//!
+//! The usage service may also reject an event as permanently invalid; the
+//! sender logs it at warn and drops it (`usage_sender_rejected_total`).
+//!
+//! Metrics: `usage_sender_queued`, `usage_sender_spool_bytes`,
+//! `usage_sender_connected` (gauges); `usage_sender_sent_total`,
+//! `usage_sender_acked_total`, `usage_sender_rejected_total`,
+//! `usage_sender_spooled_total`, `usage_sender_dropped_total` (counters).
+
+mod spool;
+mod stats;
+mod stream;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_proto::usage::v1::UsageEvent;
+use prost::Message as _;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio_util::sync::CancellationToken;
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
+
+use crate::spool::{Spool, SpoolOptions};
+use crate::stats::Stats;
+
+/// When the spool is fsynced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// After every append (each batch the task spools, each overflowing
+    /// `send`): nothing spooled is lost to a power cut, at a disk flush each.
+    Always,
+    /// At most this long after an append (and at rotation and shutdown): a
+    /// power cut may lose that much; a process crash loses nothing.
+    Interval(Duration),
+    /// Left to the OS, except at shutdown.
+    Never,
+}
+
+impl Default for FsyncPolicy {
+    fn default() -> Self {
+        Self::Interval(Duration::from_secs(1))
+    }
+}
+
+/// How the sender reaches the usage service and where it spools.
+#[derive(Clone)]
+pub struct SenderConfig {
+    /// The usage service's gRPC endpoint, e.g. `http://usage:50051`.
+    pub endpoint: String,
+    /// Metadata header sent with every Ingest call: `("x-admin-key", key)`
+    /// by default (Ingest is for superadmins); e.g.
+    /// `("authorization", "Bearer ...")` for a JWT.
+    pub credential: (String, String),
+    pub connect_timeout: Duration,
+    /// The spool directory; one sender at a time (it is locked).
+    pub spool_dir: PathBuf,
+    /// Past this, new events are dropped (and counted) rather than spooled.
+    pub spool_max_bytes: u64,
+    /// Spool segment size: a segment is deleted once all of it is acked.
+    pub segment_bytes: u64,
+    pub fsync: FsyncPolicy,
+    /// In-memory queue between `send` and the stream task; when it is full,
+    /// `send` writes to the spool itself.
+    pub queue_capacity: usize,
+    pub batch_max_events: usize,
+    /// Bound on a batch's encoded events, under the server's max message
+    /// size (tonic's default is 4 MiB). A single event larger than this is
+    /// dropped by `send`: it could never be delivered.
+    pub batch_max_bytes: usize,
+    /// How long a partial batch waits for more events.
+    pub batch_linger: Duration,
+    pub max_unacked_batches: usize,
+    /// A stream with batches in flight and no ack for this long is
+    /// abandoned and its batches resent on a new one.
+    pub ack_timeout: Duration,
+    /// On shutdown, how long to wait for in-flight acks before spooling.
+    pub shutdown_grace: Duration,
+}
+
+impl SenderConfig {
+    /// The defaults, authenticating with `x-admin-key: admin_key`.
+    pub fn new(
+        endpoint: impl Into<String>,
+        admin_key: impl Into<String>,
+        spool_dir: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            credential: ("x-admin-key".to_owned(), admin_key.into()),
+            connect_timeout: Duration::from_secs(2),
+            spool_dir: spool_dir.into(),
+            spool_max_bytes: 1 << 30,
+            segment_bytes: 8 << 20,
+            fsync: FsyncPolicy::default(),
+            queue_capacity: 10_000,
+            batch_max_events: 500,
+            batch_max_bytes: 3 << 20,
+            batch_linger: Duration::from_millis(20),
+            max_unacked_batches: 8,
+            ack_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl std::fmt::Debug for SenderConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SenderConfig")
+            .field("endpoint", &self.endpoint)
+            .field("credential", &(&self.credential.0, "[redacted]"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("spool_dir", &self.spool_dir)
+            .field("spool_max_bytes", &self.spool_max_bytes)
+            .field("segment_bytes", &self.segment_bytes)
+            .field("fsync", &self.fsync)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("batch_max_events", &self.batch_max_events)
+            .field("batch_max_bytes", &self.batch_max_bytes)
+            .field("batch_linger", &self.batch_linger)
+            .field("max_unacked_batches", &self.max_unacked_batches)
+            .field("ack_timeout", &self.ack_timeout)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SenderError {
+    #[error("invalid usage endpoint {endpoint:?}: {reason}")]
+    Endpoint { endpoint: String, reason: String },
+    #[error("invalid usage credential header: {0}")]
+    Credential(String),
+    #[error("invalid usage sender config: {0}")]
+    Config(&'static str),
+    #[error("usage sender must start inside a tokio runtime")]
+    NoRuntime,
+    #[error("cannot open the usage spool at {dir}: {source}")]
+    Spool {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A snapshot of the sender's counters (since start).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SenderStats {
+    /// Events waiting in the in-memory queue.
+    pub queued: usize,
+    /// Bytes of spool segment files on disk.
+    pub spooled_bytes: u64,
+    /// Events written to a stream (replays count again).
+    pub sent: u64,
+    /// Events in acked batches.
+    pub acked: u64,
+    /// Events the usage service rejected as invalid (dropped).
+    pub rejected: u64,
+    /// Events appended to the spool.
+    pub spooled: u64,
+    /// Events dropped: spool full, too large, unreadable, or write error.
+    pub dropped: u64,
+    /// An Ingest stream is open.
+    pub connected: bool,
+}
+
+/// The handle the edge keeps; cheap to clone.
+#[derive(Clone)]
+pub struct UsageSender {
+    queue: mpsc::Sender<UsageEvent>,
+    spool: Arc<Spool>,
+    stats: Arc<Stats>,
+    max_event_bytes: usize,
+}
+
+impl UsageSender {
+    /// Opens the spool (synchronously, so a bad directory fails here) and
+    /// spawns the stream task, which runs until `shutdown` is cancelled and
+    /// everything unacked is in the spool. Await the handle before exit.
+    pub fn start(
+        config: SenderConfig,
+        shutdown: CancellationToken,
+    ) -> Result<(UsageSender, tokio::task::JoinHandle<()>), SenderError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| SenderError::NoRuntime)?;
+        if config.queue_capacity == 0
+            || config.batch_max_events == 0
+            || config.batch_max_bytes == 0
+            || config.max_unacked_batches == 0
+            || config.segment_bytes == 0
+        {
+            return Err(SenderError::Config(
+                "queue_capacity, batch_max_events, batch_max_bytes, max_unacked_batches and segment_bytes must be positive",
+            ));
+        }
+        let endpoint = tonic::transport::Endpoint::from_shared(config.endpoint.clone())
+            .map_err(|error| SenderError::Endpoint {
+                endpoint: config.endpoint.clone(),
+                reason: error.to_string(),
+            })?
+            .connect_timeout(config.connect_timeout)
+            .tcp_nodelay(true)
+            // Notices a peer that vanished without closing the connection.
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        let (name, value) = &config.credential;
+        let credential = (
+            AsciiMetadataKey::from_bytes(name.as_bytes())
+                .map_err(|_| SenderError::Credential(format!("bad header name {name:?}")))?,
+            AsciiMetadataValue::try_from(value.as_str())
+                .map_err(|_| SenderError::Credential(format!("bad value for {name}")))?,
+        );
+
+        let stats = Arc::new(Stats::default());
+        let spool = Spool::open(
+            SpoolOptions {
+                dir: config.spool_dir.clone(),
+                max_bytes: config.spool_max_bytes,
+                segment_bytes: config.segment_bytes,
+                fsync: config.fsync,
+            },
+            stats.clone(),
+        )
+        .map_err(|source| SenderError::Spool {
+            dir: config.spool_dir.clone(),
+            source,
+        })?;
+        let spool = Arc::new(spool);
+        let (queue, receiver) = mpsc::channel(config.queue_capacity);
+        let worker = stream::Worker::new(
+            stream::Settings {
+                endpoint,
+                connect_timeout: config.connect_timeout,
+                credential,
+                batch_max_events: config.batch_max_events,
+                batch_max_bytes: config.batch_max_bytes,
+                batch_linger: config.batch_linger,
+                max_unacked_batches: config.max_unacked_batches,
+                ack_timeout: config.ack_timeout,
+                shutdown_grace: config.shutdown_grace,
+            },
+            receiver,
+            spool.clone(),
+            stats.clone(),
+            shutdown,
+        );
+        let task = runtime.spawn(worker.run());
+        Ok((
+            UsageSender {
+                queue,
+                spool,
+                stats,
+                max_event_bytes: config.batch_max_bytes,
+            },
+            task,
+        ))
+    }
+
+    /// Hands `event` over for delivery without waiting.
+    ///
+    /// Normally a `try_send` onto the queue. If the queue is full (or the
+    /// stream task has stopped), the event is appended to the spool right
+    /// here: a short mutex and one buffered write (plus an fsync under
+    /// [`FsyncPolicy::Always`]). That is the last resort that keeps the
+    /// request path from either waiting on the network or losing the event.
+    pub fn send(&self, event: UsageEvent) {
+        let bytes = event.encoded_len();
+        if bytes > self.max_event_bytes {
+            tracing::error!(
+                event_id = %event.event_id,
+                bytes,
+                max = self.max_event_bytes,
+                "usage event is larger than a batch may be; dropped"
+            );
+            self.stats.add_dropped(1);
+            return;
+        }
+        match self.queue.try_send(event) {
+            Ok(()) => {}
+            Err(TrySendError::Full(event) | TrySendError::Closed(event)) => {
+                self.spool.append(std::slice::from_ref(&event));
+            }
+        }
+    }
+
+    pub fn stats(&self) -> SenderStats {
+        let queued = self.queue.max_capacity() - self.queue.capacity();
+        Stats::set_queued(queued);
+        SenderStats {
+            queued,
+            spooled_bytes: self.stats.spool_bytes(),
+            sent: self.stats.sent(),
+            acked: self.stats.acked(),
+            rejected: self.stats.rejected(),
+            spooled: self.stats.spooled(),
+            dropped: self.stats.dropped(),
+            connected: self.stats.connected(),
+        }
+    }
+}
