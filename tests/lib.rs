@@ -51,7 +51,8 @@ impl TestSuite {
         config.quota.database_url = databases[2].url().to_owned();
         config.usage.database_url = databases[3].url().to_owned();
         let audit_dir = tempfile::tempdir().unwrap();
-        config.usage.audit_dir = audit_dir.path().display().to_string();
+        config.usage.audit_dir = audit_dir.path().join("audit").display().to_string();
+        config.edge.spool_dir = audit_dir.path().join("edge-spool").display().to_string();
         // The production pairing: PostgreSQL with Redis for shared limits.
         if matches!(backend, Backend::Postgres)
             && let Some(redis_url) = gateway_testkit::server_url(gateway_testkit::REDIS_URL_ENV)
@@ -174,6 +175,26 @@ impl TestSuite {
     ) -> gateway_proto::quota::v1::quota_service_client::QuotaServiceClient<Authed> {
         gateway_proto::quota::v1::quota_service_client::QuotaServiceClient::with_interceptor(
             self.channel(self.addresses.quota).await,
+            credentials,
+        )
+    }
+
+    pub async fn catalog_as(
+        &self,
+        credentials: Credentials,
+    ) -> gateway_proto::catalog::v1::catalog_service_client::CatalogServiceClient<Authed> {
+        gateway_proto::catalog::v1::catalog_service_client::CatalogServiceClient::with_interceptor(
+            self.channel(self.addresses.catalog).await,
+            credentials,
+        )
+    }
+
+    pub async fn usage_as(
+        &self,
+        credentials: Credentials,
+    ) -> gateway_proto::usage::v1::usage_service_client::UsageServiceClient<Authed> {
+        gateway_proto::usage::v1::usage_service_client::UsageServiceClient::with_interceptor(
+            self.channel(self.addresses.usage).await,
             credentials,
         )
     }

@@ -137,7 +137,8 @@ async fn edge_answers_problem_json_with_the_request_id() {
     .body(Empty::new())
     .unwrap();
     let response = client.request(request).await.unwrap();
-    assert_eq!(response.status(), http::StatusCode::NOT_IMPLEMENTED);
+    // No API key: refused before anything else is looked at.
+    assert_eq!(response.status(), http::StatusCode::UNAUTHORIZED);
     assert_eq!(
         response.headers()["content-type"],
         "application/problem+json"
@@ -145,7 +146,7 @@ async fn edge_answers_problem_json_with_the_request_id() {
     assert_eq!(response.headers()["x-request-id"], "e2e-request-1");
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(problem["status"], 501);
+    assert_eq!(problem["status"], 401);
     assert_eq!(problem["request_id"], "e2e-request-1");
 
     // A malformed caller id is replaced, never echoed.

@@ -15,6 +15,32 @@ pub struct Config {
     pub catalog_url: String,
     pub quota_url: String,
     pub usage_url: String,
+    /// Largest request body (413 above it) unless the API sets its own.
+    pub max_request_body_bytes: u64,
+    /// Largest request head (hyper's read buffer).
+    pub max_header_bytes: usize,
+    /// A client that has not sent its request head by then is dropped.
+    pub header_read_timeout_ms: u64,
+    pub upstream_connect_timeout_ms: u64,
+    /// Wait for the upstream's response head unless the API sets its own.
+    pub upstream_read_timeout_ms: u64,
+    /// When quota cannot be reached: serve with the edge's own per-key
+    /// floor (`fail_open`), or refuse with 503 (`fail_closed`).
+    pub quota_failure: QuotaFailure,
+    /// The floor's requests per minute per key while quota is away.
+    pub fail_open_requests_per_minute: u64,
+    /// Captured bodies are cut here unless the API sets its own cap.
+    pub default_capture_bytes: usize,
+    /// The usage sender's on-disk spool.
+    pub spool_dir: String,
+}
+
+/// What the edge does when quota does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuotaFailure {
+    FailOpen,
+    FailClosed,
 }
 
 impl Default for Config {
@@ -25,12 +51,30 @@ impl Default for Config {
             catalog_url: "http://127.0.0.1:50052".to_owned(),
             quota_url: "http://127.0.0.1:50053".to_owned(),
             usage_url: "http://127.0.0.1:50054".to_owned(),
+            max_request_body_bytes: 10 * 1024 * 1024,
+            max_header_bytes: 64 * 1024,
+            header_read_timeout_ms: 10_000,
+            upstream_connect_timeout_ms: 5_000,
+            upstream_read_timeout_ms: 60_000,
+            quota_failure: QuotaFailure::FailOpen,
+            fail_open_requests_per_minute: 600,
+            default_capture_bytes: 64 * 1024,
+            spool_dir: "data/edge-spool".to_owned(),
         }
     }
 }
 
 impl Config {
     pub fn validate(&self, problems: &mut Vec<String>) {
+        if self.max_header_bytes < 8192 {
+            problems.push("edge.max_header_bytes: must be at least 8192".to_owned());
+        }
+        if self.upstream_connect_timeout_ms == 0 || self.upstream_read_timeout_ms == 0 {
+            problems.push("edge.upstream_*_timeout_ms: must be positive".to_owned());
+        }
+        if self.spool_dir.trim().is_empty() {
+            problems.push("edge.spool_dir: must not be empty".to_owned());
+        }
         for (key, url) in [
             ("identity_url", &self.identity_url),
             ("catalog_url", &self.catalog_url),

@@ -1,54 +1,121 @@
 //! The edge: the gateway's HTTP data plane.
 //!
-//! This crate holds the server skeleton (HTTP/1.1 and h2c on hyper, request
-//! ids, problem+json errors, graceful drain). Routing, authentication,
-//! limits and usage arrive with the edge issue; until then every request is
-//! answered 501 rather than pretending to route.
+//! HTTP/1.1 and h2c on hyper; `/{tenant_slug}/{api_slug}/{path}` is
+//! authenticated by API key (a local principal cache fed by identity and
+//! kept current by WatchKeys), limited by quota, proxied to the API's
+//! upstream from the catalog snapshot, and reported to usage through the
+//! sender library once the response has ended.
 
+pub mod body;
 pub mod config;
+pub mod floor;
+pub mod grpc;
+pub mod principals;
 pub mod problem;
+pub mod proxy;
 pub mod request_id;
 
-pub use config::Config;
+pub use config::{Config, QuotaFailure};
 
-use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
+use gateway_auth::AuthConfig;
+use gateway_catalog_client::CatalogCache;
+use gateway_proto::quota::v1::quota_service_client::QuotaServiceClient;
+use gateway_usage_sender::{SenderConfig, UsageSender};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::problem::Problem;
+use crate::principals::Principals;
+use crate::proxy::Proxy;
 
 gateway_runtime::process_config! {
     /// The configuration of the standalone `gateway-edge` binary.
     pub struct BinaryConfig {
+        auth: AuthConfig,
         edge: Config,
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("edge setup: {0}")]
+    Setup(String),
+}
+
 /// The edge server.
 pub struct Edge {
-    #[allow(dead_code)] // the service URLs are used once routing lands
     config: Config,
+    proxy: Arc<Proxy>,
+    catalog: CatalogCache,
+    credential: (String, String),
 }
 
 impl Edge {
-    pub fn new(config: Config) -> Self {
-        Self { config }
+    /// Connects (lazily) to the control plane with `auth.admin_key`, the
+    /// edge's superadmin credential, and opens the usage spool.
+    pub fn new(
+        config: Config,
+        auth: &AuthConfig,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, Error> {
+        let credential = (
+            gateway_auth::ADMIN_KEY_HEADER.to_owned(),
+            auth.admin_key.expose().to_owned(),
+        );
+        let identity =
+            grpc::channel(&config.identity_url, Duration::from_secs(5)).map_err(Error::Setup)?;
+        let quota =
+            grpc::channel(&config.quota_url, Duration::from_secs(5)).map_err(Error::Setup)?;
+        let principals = Arc::new(Principals::new(identity, credential.clone()));
+        let catalog = CatalogCache::new();
+        let sender_config = SenderConfig::new(
+            config.usage_url.clone(),
+            auth.admin_key.expose(),
+            &config.spool_dir,
+        );
+        let (usage, _task) = UsageSender::start(sender_config, shutdown.clone())
+            .map_err(|error| Error::Setup(format!("usage sender: {error}")))?;
+        let proxy = Arc::new(Proxy::new(
+            config.clone(),
+            principals,
+            catalog.clone(),
+            QuotaServiceClient::with_interceptor(quota, grpc::authed(credential.clone())),
+            Some(usage),
+        ));
+        Ok(Self {
+            config,
+            proxy,
+            catalog,
+            credential,
+        })
+    }
+
+    /// The catalog snapshot the edge serves from (primed = ready).
+    pub fn catalog(&self) -> CatalogCache {
+        self.catalog.clone()
     }
 
     /// Serves HTTP on `listener` until `shutdown`, then lets in-flight
     /// requests finish for up to `grace`.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken, grace: Duration) {
         tracing::info!(addr = ?listener.local_addr().ok(), "edge listening");
+        let background = TaskTracker::new();
+        background.spawn(Arc::clone(&self.proxy.principals).follow(shutdown.clone()));
+        let credential_name: &'static str = gateway_auth::ADMIN_KEY_HEADER;
+        background.spawn(gateway_catalog_client::follow(
+            gateway_catalog_client::Connection {
+                endpoint: self.config.catalog_url.clone(),
+                credential: (credential_name, self.credential.1.clone()),
+            },
+            self.catalog.clone(),
+            shutdown.clone(),
+        ));
         let connections = TaskTracker::new();
         loop {
             let (stream, remote) = tokio::select! {
@@ -66,9 +133,20 @@ impl Edge {
             };
             let _ = stream.set_nodelay(true);
             let shutdown = shutdown.clone();
+            let proxy = Arc::clone(&self.proxy);
+            let config = self.config.clone();
             connections.spawn(async move {
-                let builder = auto::Builder::new(TokioExecutor::new());
-                let connection = builder.serve_connection(TokioIo::new(stream), service_fn(handle));
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms))
+                    .max_buf_size(config.max_header_bytes);
+                builder.http2().max_header_list_size(
+                    u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX),
+                );
+                let service = service_fn(move |request| Arc::clone(&proxy).handle(request, remote));
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
                 tokio::pin!(connection);
                 tokio::select! {
                     result = connection.as_mut() => {
@@ -90,24 +168,8 @@ impl Edge {
         {
             tracing::warn!(open = connections.len(), "edge drain timed out");
         }
+        background.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), background.wait()).await;
         tracing::info!("edge stopped");
     }
-}
-
-async fn handle(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let request_id = request_id::from_headers(request.headers());
-    let mut response = Problem::new(
-        StatusCode::NOT_IMPLEMENTED,
-        format!(
-            "the edge does not route {} {} yet: routing arrives with the edge data plane",
-            request.method(),
-            request.uri().path()
-        ),
-        &request_id,
-    )
-    .into_response();
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(request_id::HEADER, value);
-    }
-    Ok(response)
 }

@@ -20,9 +20,9 @@ async fn main() -> ExitCode {
 
 async fn run(config: BinaryConfig, process: Process) -> anyhow::Result<()> {
     let listener = gateway_runtime::bind("edge http", config.edge.listen_addr).await?;
+    let edge = Edge::new(config.edge, &config.auth, &process.shutdown)?;
     process.mark_ready();
-    Edge::new(config.edge)
-        .serve(listener, process.shutdown, config.runtime.shutdown_grace())
+    edge.serve(listener, process.shutdown, config.runtime.shutdown_grace())
         .await;
     Ok(())
 }

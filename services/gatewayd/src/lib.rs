@@ -90,6 +90,7 @@ pub struct Suite {
     quota: Quota,
     usage: Usage,
     edge_config: gateway_edge::Config,
+    auth: gateway_auth::AuthConfig,
     runtime: RuntimeConfig,
     /// What the first-start bootstrap did (a generated password is shown once).
     pub bootstrap: BootstrapOutcome,
@@ -120,6 +121,7 @@ impl Suite {
                 .await
                 .context("failed to open usage")?,
             edge_config: config.edge.clone(),
+            auth: auth.clone(),
             runtime: config.runtime.clone(),
             bootstrap,
         })
@@ -144,6 +146,8 @@ impl Suite {
         };
         let runtime = self.runtime;
         let grace = runtime.shutdown_grace();
+        let edge =
+            Edge::new(edge_config, &self.auth, &shutdown).context("failed to start the edge")?;
         let mut tasks = JoinSet::new();
         tasks.spawn({
             let (shutdown, runtime) = (shutdown.clone(), runtime.clone());
@@ -184,9 +188,7 @@ impl Suite {
         tasks.spawn({
             let shutdown = shutdown.clone();
             async move {
-                Edge::new(edge_config)
-                    .serve(listeners.edge, shutdown, grace)
-                    .await;
+                edge.serve(listeners.edge, shutdown, grace).await;
                 Ok(())
             }
         });

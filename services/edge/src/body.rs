@@ -1,0 +1,134 @@
+//! A body wrapper that counts bytes, optionally keeps the first bytes for
+//! the audit log, and reports once when the body ends (or is dropped
+//! unfinished), so usage is recorded after the response, off the request
+//! path.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+/// What passed through one body.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub bytes: u64,
+    /// The first `cap` bytes, when capturing.
+    pub captured: Option<Vec<u8>>,
+    pub truncated: bool,
+    /// The body reached its end (false: the peer went away, or an error).
+    pub complete: bool,
+}
+
+type OnEnd = Box<dyn FnOnce(Seen) + Send>;
+
+/// Shared view of a body's progress, for bodies whose end is reported
+/// elsewhere (the request body is read by the upstream client).
+#[derive(Debug, Default, Clone)]
+pub struct Tap(Arc<Mutex<Seen>>);
+
+impl Tap {
+    pub fn take(&self) -> Seen {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct Observed<B> {
+        #[pin]
+        inner: B,
+        seen: Seen,
+        cap: usize,
+        tap: Option<Tap>,
+        on_end: Option<OnEnd>,
+    }
+
+    impl<B> PinnedDrop for Observed<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(on_end) = this.on_end.take() {
+                on_end(std::mem::take(this.seen));
+            }
+        }
+    }
+}
+
+impl<B> Observed<B> {
+    /// Reports to `on_end` once the body ends or is dropped; keeps up to
+    /// `capture` bytes (`None`: keep nothing).
+    pub fn reporting(inner: B, capture: Option<usize>, on_end: OnEnd) -> Self {
+        Self::new(inner, capture, None, Some(on_end))
+    }
+
+    /// Mirrors progress into `tap` as it goes.
+    pub fn tapped(inner: B, capture: Option<usize>, tap: Tap) -> Self {
+        Self::new(inner, capture, Some(tap), None)
+    }
+
+    fn new(inner: B, capture: Option<usize>, tap: Option<Tap>, on_end: Option<OnEnd>) -> Self {
+        Self {
+            inner,
+            seen: Seen {
+                captured: capture.map(|_| Vec::new()),
+                ..Seen::default()
+            },
+            cap: capture.unwrap_or(0),
+            tap,
+            on_end,
+        }
+    }
+}
+
+impl<B> Body for Observed<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.seen.bytes += data.len() as u64;
+                    if let Some(captured) = &mut this.seen.captured {
+                        let room = this.cap.saturating_sub(captured.len());
+                        if data.len() > room {
+                            this.seen.truncated = true;
+                        }
+                        captured.extend_from_slice(&data[..data.len().min(room)]);
+                    }
+                }
+            }
+            Poll::Ready(None) => {
+                this.seen.complete = true;
+                if let Some(on_end) = this.on_end.take() {
+                    on_end(std::mem::take(this.seen));
+                }
+            }
+            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+        }
+        if let (Some(tap), Poll::Ready(_)) = (this.tap.as_ref(), &polled) {
+            let mut shared = tap.0.lock().unwrap_or_else(PoisonError::into_inner);
+            shared.bytes = this.seen.bytes;
+            shared.truncated = this.seen.truncated;
+            shared.complete = this.seen.complete;
+            shared.captured.clone_from(&this.seen.captured);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,527 @@
+//! The edge end to end: the whole suite in-process plus a local upstream.
+//! A tenant registers an API, a plan and keys over gRPC; calls go through
+//! the edge with authentication, limits and usage, on SQLite with memory
+//! limits and on PostgreSQL with Redis.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gateway_e2e::{Backend, Credentials, TenantFixture, TestSuite, eventually};
+use gateway_proto::catalog::v1 as cat;
+use gateway_proto::identity::v1 as id;
+use gateway_proto::quota::v1 as quota;
+use gateway_proto::usage::v1 as usage;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// A local upstream: echoes the request body back, and reports in headers
+/// the path, query and the headers the edge sent.
+async fn start_upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+                    let seen = |name: &str| {
+                        request
+                            .headers()
+                            .get(name)
+                            .map(|value| value.to_str().unwrap_or_default().to_owned())
+                            .unwrap_or_else(|| "<none>".to_owned())
+                    };
+                    let mut response = Response::builder()
+                        .status(200)
+                        .header("x-upstream-method", request.method().as_str())
+                        .header("x-upstream-path", request.uri().path())
+                        .header("x-upstream-query", request.uri().query().unwrap_or(""));
+                    for name in [
+                        "x-upstream-token",
+                        "x-api-key",
+                        "authorization",
+                        "x-forwarded-for",
+                        "x-forwarded-host",
+                        "x-request-id",
+                        "traceparent",
+                    ] {
+                        response = response.header(format!("x-seen-{name}"), seen(name));
+                    }
+                    Ok::<_, Infallible>(response.body(request.into_body()).unwrap())
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+type HttpClient = Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::combinators::BoxBody<Bytes, Infallible>,
+>;
+
+fn http_client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+async fn call(
+    client: &HttpClient,
+    edge: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: http_body_util::combinators::BoxBody<Bytes, Infallible>,
+) -> (StatusCode, http::HeaderMap, Bytes) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(format!("http://{edge}{path}"));
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    let response = client.request(request.body(body).unwrap()).await.unwrap();
+    let (parts, body) = response.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+fn empty() -> http_body_util::combinators::BoxBody<Bytes, Infallible> {
+    Full::new(Bytes::new()).boxed()
+}
+
+/// An API pointing at the upstream, with an injected upstream header.
+async fn register_api(suite: &TestSuite, tenant: &TenantFixture, upstream: SocketAddr) -> String {
+    let catalog = suite
+        .catalog_as(Credentials::bearer(&tenant.admin_token))
+        .await;
+    eventually(|| {
+        let mut catalog = catalog.clone();
+        async move {
+            catalog
+                .create_api(cat::CreateApiRequest {
+                    api: Some(cat::Api {
+                        name: "Echo".to_owned(),
+                        slug: "echo".to_owned(),
+                        upstreams: vec![cat::UpstreamTarget {
+                            url: format!("http://{upstream}/base"),
+                            weight: 1,
+                        }],
+                        upstream_auth: Some(cat::UpstreamAuth {
+                            header_name: "X-Upstream-Token".to_owned(),
+                            secret_hint: String::new(),
+                        }),
+                        enabled: true,
+                        ..Default::default()
+                    }),
+                    upstream_auth_secret: "upstream-secret-1234".to_owned(),
+                })
+                .await
+        }
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .api
+    .unwrap()
+    .id
+}
+
+async fn create_key(
+    suite: &TestSuite,
+    tenant: &TenantFixture,
+    name: &str,
+    plan_id: &str,
+) -> (String, String) {
+    let mut identity = suite
+        .identity_as(Credentials::bearer(&tenant.admin_token))
+        .await;
+    let created = identity
+        .create_api_key(id::CreateApiKeyRequest {
+            api_key: Some(id::ApiKey {
+                name: name.to_owned(),
+                plan_id: plan_id.to_owned(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (created.api_key.unwrap().id, created.key)
+}
+
+async fn the_edge_serves_a_tenant_api_end_to_end(backend: Backend) {
+    let Some(suite) = TestSuite::start(backend).await else {
+        return;
+    };
+    let upstream = start_upstream().await;
+    let edge = suite.addresses.edge;
+    let client = http_client();
+    let acme = suite.tenant("acme").await;
+    let globex = suite.tenant("globex").await;
+    let api_id = register_api(&suite, &acme, upstream).await;
+    register_api(&suite, &globex, upstream).await;
+    let mut quota_admin = suite.quota_as(Credentials::bearer(&acme.admin_token)).await;
+    let plan = quota_admin
+        .create_plan(quota::CreatePlanRequest {
+            plan: Some(quota::Plan {
+                name: "demo".to_owned(),
+                requests_per_minute: Some(5),
+                requests_per_month: Some(100),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .plan
+        .unwrap();
+    let (free_key_id, free_key) = create_key(&suite, &acme, "free", "").await;
+    let (_, limited_key) = create_key(&suite, &acme, "limited", &plan.id).await;
+    let (_, globex_key) = create_key(&suite, &globex, "globex", "").await;
+
+    // The API reaches the edge through the catalog snapshot stream.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, _, _) = call(
+            &client,
+            edge,
+            "GET",
+            "/acme/echo/ping",
+            Some(&free_key),
+            empty(),
+        )
+        .await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the API never reached the edge: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // GET passes through with path and query; the caller's key is
+    // stripped, the upstream's injected, forwarding headers set.
+    let mut request = Request::get(format!("http://{edge}/acme/echo/v1/items?page=2&sort=desc"))
+        .header("x-api-key", &free_key)
+        .header("x-request-id", "e2e-edge-1")
+        .body(empty())
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("user-agent", "e2e".parse().unwrap());
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers();
+    assert_eq!(headers["x-upstream-path"], "/base/v1/items");
+    assert_eq!(headers["x-upstream-query"], "page=2&sort=desc");
+    assert_eq!(headers["x-seen-x-upstream-token"], "upstream-secret-1234");
+    assert_eq!(headers["x-seen-x-api-key"], "<none>");
+    assert_eq!(headers["x-seen-x-forwarded-for"], "127.0.0.1");
+    assert_eq!(headers["x-seen-x-request-id"], "e2e-edge-1");
+    assert_eq!(headers["x-request-id"], "e2e-edge-1");
+    assert!(
+        headers["x-seen-traceparent"]
+            .to_str()
+            .unwrap()
+            .starts_with("00-")
+    );
+
+    // POST streams a body both ways, in chunks, without buffering it whole.
+    let chunks: Vec<Result<Frame<Bytes>, Infallible>> = (0..64)
+        .map(|index| {
+            Ok(Frame::data(Bytes::from(vec![
+                b'a' + (index % 26) as u8;
+                16 * 1024
+            ])))
+        })
+        .collect();
+    let streamed = StreamBody::new(tokio_stream::iter(chunks)).boxed();
+    let (status, headers, body) = call(
+        &client,
+        edge,
+        "POST",
+        "/acme/echo/upload",
+        Some(&free_key),
+        streamed,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-upstream-method"], "POST");
+    assert_eq!(body.len(), 64 * 16 * 1024);
+    assert_eq!(body[16 * 1024], b'b');
+
+    // Five a minute: the sixth is 429 problem+json, with Retry-After and
+    // the limit named.
+    for attempt in 0..5 {
+        let (status, _, _) = call(
+            &client,
+            edge,
+            "GET",
+            "/acme/echo/limited",
+            Some(&limited_key),
+            empty(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "attempt {attempt}");
+    }
+    let (status, headers, body) = call(
+        &client,
+        edge,
+        "GET",
+        "/acme/echo/limited",
+        Some(&limited_key),
+        empty(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let wait: i64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(headers["ratelimit-limit"], "5");
+    assert_eq!(headers["ratelimit-remaining"], "0");
+    let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(problem["status"], 429);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("requests per minute"),
+        "{problem}"
+    );
+    assert!(problem["request_id"].as_str().is_some());
+
+    // Tenant isolation, both ways: another tenant's key gets exactly what
+    // an unknown API gets.
+    let (status, _, unknown) = call(
+        &client,
+        edge,
+        "GET",
+        "/acme/nope/x",
+        Some(&free_key),
+        empty(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, foreign) = call(
+        &client,
+        edge,
+        "GET",
+        "/acme/echo/x",
+        Some(&globex_key),
+        empty(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let detail = |body: &Bytes| {
+        let problem: serde_json::Value = serde_json::from_slice(body).unwrap();
+        problem["detail"].as_str().unwrap().replace("nope", "echo")
+    };
+    assert_eq!(detail(&unknown), detail(&foreign));
+    let (status, _, _) = call(
+        &client,
+        edge,
+        "GET",
+        "/globex/echo/x",
+        Some(&free_key),
+        empty(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = call(
+        &client,
+        edge,
+        "GET",
+        "/globex/echo/x",
+        Some(&globex_key),
+        empty(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = call(
+        &client,
+        edge,
+        "GET",
+        "/acme/echo/x",
+        Some("sk-not-a-key"),
+        empty(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Usage events arrive: the tenant admin sees its calls, not globex's.
+    let mut usage_client = suite.usage_as(Credentials::bearer(&acme.admin_token)).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let logs = loop {
+        let logs = usage_client
+            .list_logs(usage::ListLogsRequest {
+                page_size: 100,
+                api_id: api_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .logs;
+        if logs.len() >= 8 || Instant::now() > deadline {
+            break logs;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(logs.len() >= 8, "{} usage events", logs.len());
+    assert!(
+        logs.iter()
+            .all(|log| log.event.as_ref().unwrap().tenant_id == acme.id)
+    );
+    let traced = logs
+        .iter()
+        .find(|log| log.event.as_ref().unwrap().request_id == "e2e-edge-1")
+        .expect("the GET is logged with its request id");
+    let event = traced.event.as_ref().unwrap();
+    assert_eq!((event.method.as_str(), event.status), ("GET", 200));
+    assert_eq!(event.key_id, free_key_id);
+    assert_eq!(event.path, "/acme/echo/v1/items");
+    let upload = logs
+        .iter()
+        .find(|log| log.event.as_ref().unwrap().method == "POST")
+        .unwrap();
+    assert_eq!(upload.event.as_ref().unwrap().bytes_in, 64 * 16 * 1024);
+    assert_eq!(upload.event.as_ref().unwrap().bytes_out, 64 * 16 * 1024);
+
+    // A frozen key is refused within a second (WatchKeys evicts it).
+    let mut identity = suite
+        .identity_as(Credentials::bearer(&acme.admin_token))
+        .await;
+    identity
+        .freeze_api_key(id::FreezeApiKeyRequest { id: free_key_id })
+        .await
+        .unwrap();
+    let frozen_at = Instant::now();
+    loop {
+        let (status, _, _) = call(
+            &client,
+            edge,
+            "GET",
+            "/acme/echo/x",
+            Some(&free_key),
+            empty(),
+        )
+        .await;
+        if status == StatusCode::FORBIDDEN {
+            break;
+        }
+        assert!(
+            frozen_at.elapsed() < Duration::from_secs(1),
+            "still {status} after a second"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_serves_a_tenant_api_on_sqlite_and_memory() {
+    the_edge_serves_a_tenant_api_end_to_end(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_serves_a_tenant_api_on_postgres_and_redis() {
+    the_edge_serves_a_tenant_api_end_to_end(Backend::Postgres).await;
+}
+
+/// Quota unreachable with `fail_open`: a second edge pointed at a dead
+/// quota still serves (with its own floor), the rest of the suite live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_quota_down_fail_open_still_serves() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let upstream = start_upstream().await;
+    let acme = suite.tenant("acme").await;
+    register_api(&suite, &acme, upstream).await;
+    let (_, key) = create_key(&suite, &acme, "k", "").await;
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_quota = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let spool = tempfile::tempdir().unwrap();
+    let url = |addr: SocketAddr| format!("http://{addr}");
+    let config = gateway_edge::Config {
+        identity_url: url(suite.addresses.identity),
+        catalog_url: url(suite.addresses.catalog),
+        quota_url: dead_quota,
+        usage_url: url(suite.addresses.usage),
+        spool_dir: spool.path().display().to_string(),
+        quota_failure: gateway_edge::QuotaFailure::FailOpen,
+        ..gateway_edge::Config::default()
+    };
+    let shutdown = gateway_runtime::CancellationToken::new();
+    let auth = gateway_auth::AuthConfig {
+        admin_key: gateway_e2e::ADMIN_KEY.into(),
+        ..gateway_auth::AuthConfig::default()
+    };
+    let edge = gateway_edge::Edge::new(config.clone(), &auth, &shutdown).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = tokio::spawn(edge.serve(listener, shutdown.clone(), Duration::from_secs(1)));
+    let client = http_client();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, _, _) = call(&client, addr, "GET", "/acme/echo/x", Some(&key), empty()).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never served: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The same with fail_closed: 503 problem+json.
+    let closed = gateway_edge::Edge::new(
+        gateway_edge::Config {
+            quota_failure: gateway_edge::QuotaFailure::FailClosed,
+            spool_dir: spool.path().join("closed").display().to_string(),
+            ..config
+        },
+        &auth,
+        &shutdown,
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed_addr = listener.local_addr().unwrap();
+    let closed_serving =
+        tokio::spawn(closed.serve(listener, shutdown.clone(), Duration::from_secs(1)));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, headers, _) = call(
+            &client,
+            closed_addr,
+            "GET",
+            "/acme/echo/x",
+            Some(&key),
+            empty(),
+        )
+        .await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(headers["content-type"], "application/problem+json");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never refused: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shutdown.cancel();
+    let _ = serving.await;
+    let _ = closed_serving.await;
+    suite.stop().await.unwrap();
+}
