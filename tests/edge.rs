@@ -525,3 +525,76 @@ async fn with_quota_down_fail_open_still_serves() {
     let _ = closed_serving.await;
     suite.stop().await.unwrap();
 }
+
+/// `gatewayd --demo`: the seeded key calls the built-in echo upstream, and
+/// the demo plan's sixth request in a minute is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_seeds_a_working_api_plan_and_key() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let demo = gatewayd::demo::seed(
+        &suite.addresses,
+        gateway_e2e::ADMIN_KEY,
+        &gatewayd::demo::DemoConfig::default(),
+    )
+    .await
+    .unwrap();
+    assert!(demo.curl.contains(&demo.key) && demo.curl.contains("/demo/echo/hello"));
+    let client = http_client();
+    let edge = suite.addresses.edge;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let body = loop {
+        let (status, _, body) = call(
+            &client,
+            edge,
+            "GET",
+            "/demo/echo/hello?name=world",
+            Some(&demo.key),
+            empty(),
+        )
+        .await;
+        if status == StatusCode::OK {
+            break body;
+        }
+        assert_eq!(status, StatusCode::NOT_FOUND, "only the snapshot may lag");
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let echo: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (echo["path"].as_str(), echo["query"].as_str()),
+        (Some("/hello"), Some("name=world"))
+    );
+    for _ in 0..4 {
+        let (status, _, _) = call(
+            &client,
+            edge,
+            "GET",
+            "/demo/echo/x",
+            Some(&demo.key),
+            empty(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, headers, _) = call(
+        &client,
+        edge,
+        "GET",
+        "/demo/echo/x",
+        Some(&demo.key),
+        empty(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(headers.contains_key("retry-after"));
+    // Seeding again reuses what exists and issues a new key.
+    let again = gatewayd::demo::seed(
+        &suite.addresses,
+        gateway_e2e::ADMIN_KEY,
+        &gatewayd::demo::DemoConfig::default(),
+    )
+    .await
+    .unwrap();
+    assert_ne!(again.key, demo.key);
+    suite.stop().await.unwrap();
+}

@@ -26,8 +26,11 @@ gateway_runtime::process_config! {
         quota: gateway_quota::Config,
         usage: gateway_usage::Config,
         edge: gateway_edge::Config,
+        demo: demo::DemoConfig,
     }
 }
+
+pub mod demo;
 
 /// The suite's bound listeners, one per service.
 pub struct Listeners {
@@ -100,12 +103,22 @@ impl Suite {
     /// Opens every store. Services that call identity are pointed at
     /// `addresses.identity`, whatever `auth.identity_url` says.
     pub async fn open(config: &SuiteConfig, addresses: &Addresses) -> anyhow::Result<Self> {
-        let auth = gateway_auth::AuthConfig {
+        let mut auth = gateway_auth::AuthConfig {
             identity_url: loopback_url(addresses.identity),
             ..config.auth.clone()
         };
+        // The edge calls the services as superadmin with the admin key. With
+        // none configured, the process makes one up: random, held in memory
+        // only, never logged, gone at exit.
+        if auth.admin_key.is_empty() {
+            use rand::RngCore as _;
+            let mut bytes = [0_u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            let key: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+            auth.admin_key = key.as_str().into();
+        }
         let secrets = gateway_secrets::SecretBox::from_config(&config.secrets)?;
-        let identity = Identity::open(&config.identity, &config.auth, &secrets)
+        let identity = Identity::open(&config.identity, &auth, &secrets)
             .await
             .context("failed to open identity")?;
         let bootstrap = identity.bootstrap(&config.bootstrap).await?;
@@ -125,6 +138,11 @@ impl Suite {
             runtime: config.runtime.clone(),
             bootstrap,
         })
+    }
+
+    /// The admin key the suite's services accept (configured or generated).
+    pub fn admin_key(&self) -> String {
+        self.auth.admin_key.expose().to_owned()
     }
 
     /// Serves every service until `shutdown` fires or one of them fails;

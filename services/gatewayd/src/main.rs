@@ -10,8 +10,8 @@ const SPEC: BinarySpec = BinarySpec {
     binary: "gatewayd",
     service_name: "gatewayd",
     about: "the whole gateway suite in one process (SQLite + in-memory limits by default)",
-    flags: &[],
-    flags_usage: "",
+    flags: &["--demo"],
+    flags_usage: " [--demo]",
 };
 
 #[tokio::main]
@@ -47,6 +47,26 @@ async fn run(config: SuiteConfig, process: Process) -> anyhow::Result<()> {
         config.runtime.ops_addr
     );
     println!("try: grpcurl -plaintext {} list", addresses.identity);
+    let admin_key = suite.admin_key();
+    let shutdown = process.shutdown.clone();
+    let serving = tokio::spawn(suite.serve(listeners, process.shutdown.clone()));
+    if process.flags.iter().any(|flag| flag == "--demo") {
+        match gatewayd::demo::seed(&addresses, &admin_key, &config.demo).await {
+            Ok(demo) => {
+                println!(
+                    "demo: tenant 'demo', API 'echo', plan {}/minute and {}/month, key {}",
+                    config.demo.requests_per_minute, config.demo.requests_per_month, demo.key
+                );
+                println!("demo: (the edge picks the API up within a second)");
+                println!("{}", demo.curl);
+            }
+            Err(error) => {
+                shutdown.cancel();
+                let _ = serving.await;
+                return Err(error.context("seeding the demo"));
+            }
+        }
+    }
     process.mark_ready();
-    suite.serve(listeners, process.shutdown).await
+    serving.await?
 }
