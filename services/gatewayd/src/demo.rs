@@ -46,10 +46,9 @@ impl DemoConfig {
         if self.requests_per_minute <= 0 || self.requests_per_month <= 0 {
             problems.push("demo.requests_per_*: must be positive".to_owned());
         }
-        if !self.upstream_url.is_empty()
-            && !(self.upstream_url.starts_with("http://")
-                || self.upstream_url.starts_with("https://"))
-        {
+        let url = self.upstream_url.as_str();
+        let valid = url.is_empty() || url.starts_with("http://") || url.starts_with("https://");
+        if !valid {
             problems.push("demo.upstream_url: expected an http:// or https:// URL".to_owned());
         }
     }
