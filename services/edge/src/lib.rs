@@ -10,6 +10,7 @@ pub mod body;
 pub mod config;
 pub mod floor;
 pub mod grpc;
+pub mod leases;
 pub mod principals;
 pub mod problem;
 pub mod proxy;
@@ -168,6 +169,8 @@ impl Edge {
         {
             tracing::warn!(open = connections.len(), "edge drain timed out");
         }
+        // Unused lease budget goes back to quota now, not at expiry.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.proxy.leases.release_all()).await;
         background.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), background.wait()).await;
         tracing::info!("edge stopped");

@@ -30,6 +30,7 @@ use crate::body::{Observed, Seen, Tap};
 use crate::config::{Config, QuotaFailure};
 use crate::floor::Floor;
 use crate::grpc::Authed;
+use crate::leases::Leases;
 use crate::principals::Principals;
 use crate::problem::Problem;
 use crate::request_id;
@@ -62,6 +63,7 @@ pub struct Proxy {
     pub usage: Option<UsageSender>,
     pub client: Client<HttpConnector, EdgeBody>,
     pub floor: Floor,
+    pub leases: Arc<Leases>,
     next_target: AtomicUsize,
 }
 
@@ -262,6 +264,7 @@ impl Proxy {
             .pool_max_idle_per_host(256)
             .build(connector);
         let floor = Floor::new(config.fail_open_requests_per_minute);
+        let leases = Arc::new(Leases::new(quota.clone()));
         Self {
             config,
             principals,
@@ -270,6 +273,7 @@ impl Proxy {
             usage,
             client,
             floor,
+            leases,
             next_target: AtomicUsize::new(0),
         }
     }
@@ -625,6 +629,18 @@ impl Proxy {
         scopes: &[quota::Scope],
         request_id: &str,
     ) -> Result<String, Box<Response<EdgeBody>>> {
+        let lease_key = format!(
+            "{}|{}",
+            principal.key_id,
+            principal
+                .client
+                .as_ref()
+                .map_or("", |client| client.id.as_str())
+        );
+        if self.leases.try_admit(&lease_key) {
+            metrics::counter!("edge_admitted_total", "by" => "lease").increment(1);
+            return Ok(String::new());
+        }
         let request = quota::CheckRequest {
             request_id: request_id.to_owned(),
             tenant_id: principal.tenant_id.clone(),
@@ -636,7 +652,15 @@ impl Proxy {
             Ok(Ok(answer)) => {
                 let answer = answer.into_inner();
                 if answer.allowed {
-                    Ok(answer.reservation_id)
+                    metrics::counter!("edge_admitted_total", "by" => "check").increment(1);
+                    self.leases
+                        .maybe_renew(&lease_key, &principal.tenant_id, scopes, &answer);
+                    // Nothing to settle: skip Commit (a call per request).
+                    Ok(if answer.commit_required {
+                        answer.reservation_id
+                    } else {
+                        String::new()
+                    })
                 } else {
                     metrics::counter!("edge_refused_total", "reason" => "quota").increment(1);
                     Err(Box::new(refusal(&answer, request_id)))

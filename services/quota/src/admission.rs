@@ -443,6 +443,7 @@ impl Admissions {
                 refusal_reason: reason.into(),
                 balance_micros: balance_micros.map(|available| available + cost),
                 backend: backend_to_proto(backend).into(),
+                commit_required: false,
             });
         }
         metrics::counter!("quota_checks_total", "result" => "allowed").increment(1);
@@ -453,6 +454,7 @@ impl Admissions {
         };
         Ok(pb::CheckResponse {
             allowed: true,
+            commit_required: payload.is_some() || owner.is_some(),
             reservation_id: format!("{tag}{uuid}"),
             limits,
             refusal_reason: pb::RefusalReason::Unspecified.into(),

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Edge benchmark, measured in one run with wrk: the upstream called directly,
+# nginx as a plain reverse proxy to it (the reference proxy), and the edge
+# with authentication, limits and usage on (gatewayd --demo, a plan with
+# limits too high to refuse). Servers run on core 0, wrk on core 1.
+#
+#   deploy/bench/edge.sh            # 10 s per run
+#   DURATION=30s deploy/bench/edge.sh
+#
+# Needs nginx and wrk (Debian: apt-get install nginx-light wrk).
+set -euo pipefail
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+UPSTREAM_PORT=${UPSTREAM_PORT:-18081}
+NGINX_PROXY_PORT=${NGINX_PROXY_PORT:-18082}
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$REPO/target}
+
+for tool in nginx wrk taskset; do
+  command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
+done
+
+(cd "$REPO" && cargo build --release -p gatewayd >&2)
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The upstream (a fixed 2-byte answer) and the reference proxy to it, with
+# upstream keep-alive as a tuned nginx would have.
+cat > "$work/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+error_log $work/nginx-error.log warn;
+pid $work/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream backend { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
+  server {
+    listen 127.0.0.1:$UPSTREAM_PORT;
+    location / { return 200 "ok"; }
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PROXY_PORT;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+NGINX
+taskset -c "$SERVER_CPU" nginx -c "$work/nginx.conf" -p "$work" &
+pids+=($!)
+
+# The edge: the whole suite, seeded with an API on the same upstream.
+mkdir -p "$work/gatewayd"
+(
+  cd "$work/gatewayd"
+  GATEWAY_DEMO_UPSTREAM_URL="http://127.0.0.1:$UPSTREAM_PORT" \
+  GATEWAY_DEMO_REQUESTS_PER_MINUTE=1000000000000 \
+  GATEWAY_DEMO_REQUESTS_PER_MONTH=1000000000000 \
+  GATEWAY_TELEMETRY_LOG_LEVEL=warn \
+    exec taskset -c "$SERVER_CPU" "$TARGET/release/gatewayd" --demo > out.log 2> err.log
+) &
+pids+=($!)
+
+for _ in $(seq 1 100); do
+  grep -q '^curl' "$work/gatewayd/out.log" 2>/dev/null && break
+  sleep 0.2
+done
+key=$(sed -n "s/^curl -i -H 'X-API-Key: \(sk-[A-Za-z0-9]*\)'.*/\1/p" "$work/gatewayd/out.log")
+[ -n "$key" ] || { echo "gatewayd did not start:" >&2; cat "$work/gatewayd/err.log" >&2; exit 1; }
+edge_url="http://127.0.0.1:8080/demo/echo/"
+for _ in $(seq 1 100); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "$edge_url")" = 200 ] && break
+  sleep 0.1
+done
+
+# wrk's latency figures in milliseconds.
+to_ms() {
+  awk -v value="$1" 'BEGIN {
+    if (value ~ /us$/) { sub(/us$/, "", value); printf "%.3f", value / 1000 }
+    else if (value ~ /ms$/) { sub(/ms$/, "", value); printf "%.3f", value }
+    else if (value ~ /s$/) { sub(/s$/, "", value); printf "%.3f", value * 1000 }
+    else { printf "%s", value }
+  }'
+}
+
+# run NAME URL [HEADER]: prints "rps p50 p99 p50_at_1".
+measure() {
+  local url=$1; shift
+  local args=(--latency -d "$DURATION")
+  [ $# -gt 0 ] && args+=(-H "$1")
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" "${args[@]}" "$url" > "$work/many.txt"
+  taskset -c "$LOAD_CPU" wrk -t1 -c1 "${args[@]}" "$url" > "$work/one.txt"
+  local rps p50 p99 one
+  rps=$(awk '/^Requests\/sec/ {print $2}' "$work/many.txt")
+  p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$work/many.txt")")
+  p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$work/many.txt")")
+  one=$(to_ms "$(awk '$1 == "50%" {print $2}' "$work/one.txt")")
+  if grep -q "Non-2xx" "$work/many.txt"; then
+    echo "warning: non-2xx answers for $url:" >&2
+    grep "Non-2xx" "$work/many.txt" >&2
+  fi
+  echo "$rps $p50 $p99 $one"
+}
+
+read -r d_rps d_p50 d_p99 d_one < <(measure "http://127.0.0.1:$UPSTREAM_PORT/")
+read -r n_rps n_p50 n_p99 n_one < <(measure "http://127.0.0.1:$NGINX_PROXY_PORT/")
+read -r e_rps e_p50 e_p99 e_one < <(measure "$edge_url" "X-API-Key: $key")
+
+echo "wrk, $CONNECTIONS connections and 1 connection, $DURATION each; servers on CPU $SERVER_CPU, wrk on CPU $LOAD_CPU"
+printf '| %-34s | %10s | %9s | %9s | %13s |\n' "path" "req/s" "p50 ms" "p99 ms" "p50 ms, 1 conn"
+printf '|%s|%s|%s|%s|%s|\n' "------------------------------------" "------------" "-----------" "-----------" "---------------"
+printf '| %-34s | %10.0f | %9s | %9s | %13s |\n' "upstream, direct" "$d_rps" "$d_p50" "$d_p99" "$d_one"
+printf '| %-34s | %10.0f | %9s | %9s | %13s |\n' "nginx reverse proxy" "$n_rps" "$n_p50" "$n_p99" "$n_one"
+printf '| %-34s | %10.0f | %9s | %9s | %13s |\n' "edge (auth + limits + usage)" "$e_rps" "$e_p50" "$e_p99" "$e_one"
+awk -v e="$e_rps" -v n="$n_rps" -v eo="$e_one" -v d="$d_one" -v no="$n_one" 'BEGIN {
+  printf "edge / nginx throughput: %.2fx\n", e / n
+  printf "added p50 at 1 connection over the direct call: edge %.3f ms, nginx %.3f ms\n", eo - d, no - d
+}'
