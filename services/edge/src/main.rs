@@ -21,6 +21,17 @@ async fn main() -> ExitCode {
 async fn run(config: BinaryConfig, process: Process) -> anyhow::Result<()> {
     let listener = gateway_runtime::bind("edge http", config.edge.listen_addr).await?;
     let edge = Edge::new(config.edge, &config.auth, &process.shutdown)?;
+    // Ready once the catalog snapshot is loaded: before that every API
+    // would answer 404.
+    process.readiness.register("catalog");
+    let catalog = edge.catalog();
+    let readiness = process.readiness.clone();
+    tokio::spawn(async move {
+        while !catalog.is_primed() {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        readiness.set_ready("catalog", true);
+    });
     process.mark_ready();
     edge.serve(listener, process.shutdown, config.runtime.shutdown_grace())
         .await;
