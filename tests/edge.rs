@@ -598,3 +598,152 @@ async fn the_demo_seeds_a_working_api_plan_and_key() {
     assert_ne!(again.key, demo.key);
     suite.stop().await.unwrap();
 }
+
+/// An upstream that waits before answering.
+async fn start_slow_upstream(delay: Duration) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |_request: Request<Incoming>| async move {
+                        tokio::time::sleep(delay).await;
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"late"))))
+                    });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Bodies over the limit get 413, a refused upstream 502, a slow one 504:
+/// all problem+json with the request id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_refused_and_slow_upstreams_map_to_problems() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let acme = suite.tenant("acme").await;
+    let upstream = start_upstream().await;
+    let slow = start_slow_upstream(Duration::from_secs(3)).await;
+    let closed = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    };
+    let catalog = suite
+        .catalog_as(Credentials::bearer(&acme.admin_token))
+        .await;
+    for (slug, target, read_ms, max_body) in [
+        ("small", upstream, 0, 1024),
+        ("down", closed, 0, 0),
+        ("slow", slow, 300, 0),
+    ] {
+        eventually(|| {
+            let mut catalog = catalog.clone();
+            async move {
+                catalog
+                    .create_api(cat::CreateApiRequest {
+                        api: Some(cat::Api {
+                            name: slug.to_owned(),
+                            slug: slug.to_owned(),
+                            upstreams: vec![cat::UpstreamTarget {
+                                url: format!("http://{target}"),
+                                weight: 1,
+                            }],
+                            timeouts: (read_ms > 0).then(|| cat::Timeouts {
+                                read: Some(prost_types::Duration {
+                                    seconds: 0,
+                                    nanos: read_ms * 1_000_000,
+                                }),
+                                ..Default::default()
+                            }),
+                            max_request_body_bytes: max_body,
+                            enabled: true,
+                            ..Default::default()
+                        }),
+                        upstream_auth_secret: String::new(),
+                    })
+                    .await
+            }
+        })
+        .await
+        .unwrap();
+    }
+    let (_, key) = create_key(&suite, &acme, "k", "").await;
+    let client = http_client();
+    let edge = suite.addresses.edge;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while call(&client, edge, "GET", "/acme/small/", Some(&key), empty())
+        .await
+        .0
+        != StatusCode::OK
+    {
+        assert!(Instant::now() < deadline, "the APIs never reached the edge");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let expect_problem =
+        |status: StatusCode, headers: &http::HeaderMap, body: &Bytes, expected: StatusCode| {
+            assert_eq!(status, expected, "{}", String::from_utf8_lossy(body));
+            assert_eq!(headers["content-type"], "application/problem+json");
+            let problem: serde_json::Value = serde_json::from_slice(body).unwrap();
+            assert_eq!(problem["status"], expected.as_u16());
+            assert_eq!(
+                problem["request_id"].as_str().unwrap(),
+                headers["x-request-id"].to_str().unwrap()
+            );
+        };
+    // Declared too large: refused before anything is read.
+    let (status, headers, body) = call(
+        &client,
+        edge,
+        "POST",
+        "/acme/small/",
+        Some(&key),
+        Full::new(Bytes::from(vec![b'x'; 2048])).boxed(),
+    )
+    .await;
+    expect_problem(status, &headers, &body, StatusCode::PAYLOAD_TOO_LARGE);
+    // Streamed without a length: cut off once over the limit.
+    let chunks: Vec<Result<Frame<Bytes>, Infallible>> = (0..8)
+        .map(|_| Ok(Frame::data(Bytes::from(vec![b'y'; 512]))))
+        .collect();
+    let (status, headers, body) = call(
+        &client,
+        edge,
+        "POST",
+        "/acme/small/",
+        Some(&key),
+        StreamBody::new(tokio_stream::iter(chunks)).boxed(),
+    )
+    .await;
+    expect_problem(status, &headers, &body, StatusCode::PAYLOAD_TOO_LARGE);
+    // Within the limit: passes.
+    let (status, _, body) = call(
+        &client,
+        edge,
+        "POST",
+        "/acme/small/",
+        Some(&key),
+        Full::new(Bytes::from(vec![b'z'; 1000])).boxed(),
+    )
+    .await;
+    assert_eq!((status, body.len()), (StatusCode::OK, 1000));
+    let (status, headers, body) =
+        call(&client, edge, "GET", "/acme/down/", Some(&key), empty()).await;
+    expect_problem(status, &headers, &body, StatusCode::BAD_GATEWAY);
+    let started = Instant::now();
+    let (status, headers, body) =
+        call(&client, edge, "GET", "/acme/slow/", Some(&key), empty()).await;
+    expect_problem(status, &headers, &body, StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    suite.stop().await.unwrap();
+}

@@ -71,7 +71,7 @@ impl Principals {
         }
         metrics::counter!("edge_principal_cache_total", "result" => "miss").increment(1);
         let version_before = self.version.load(std::sync::atomic::Ordering::SeqCst);
-        let response = self
+        let response = match self
             .client
             .clone()
             .authenticate_key(pb::AuthenticateKeyRequest {
@@ -80,8 +80,19 @@ impl Principals {
                 remote_ip: remote_ip.map(str::to_owned),
             })
             .await
-            .map_err(|status| Unreachable(status.message().to_owned()))?
-            .into_inner();
+        {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                // Identity is away: serve what the cache last knew (WatchKeys
+                // replays what changed meanwhile once it is back).
+                if let Some(stale) = self.stale(key_sha256, client_id, remote_ip) {
+                    metrics::counter!("edge_principal_cache_total", "result" => "stale")
+                        .increment(1);
+                    return Ok(stale);
+                }
+                return Err(Unreachable(status.message().to_owned()));
+            }
+        };
         let answer = Answer {
             status: response.status(),
             principal: response.principal,
@@ -125,6 +136,19 @@ impl Principals {
         (entry.fetched.elapsed() < ttl && same_request).then(|| entry.answer.clone())
     }
 
+    /// A cached answer past its TTL, for when identity cannot be asked.
+    fn stale(
+        &self,
+        key_sha256: &str,
+        client_id: Option<&str>,
+        remote_ip: Option<&str>,
+    ) -> Option<Answer> {
+        let entries = self.lock();
+        let entry = entries.get(key_sha256)?;
+        (entry.client_id.as_deref() == client_id && entry.remote_ip.as_deref() == remote_ip)
+            .then(|| entry.answer.clone())
+    }
+
     /// Applies one WatchKeys message.
     fn apply(&self, message: &pb::WatchKeysResponse) {
         let mut entries = self.lock();
@@ -138,9 +162,9 @@ impl Principals {
             .store(message.version, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Follows WatchKeys until `shutdown`, reconnecting with backoff. While
-    /// the stream is down, the cache is cleared (answers cannot be trusted
-    /// to be evicted), so requests ask identity directly.
+    /// Follows WatchKeys until `shutdown`, reconnecting with backoff and
+    /// resuming from the last applied version, so changes made while the
+    /// stream was down are replayed (or a reset clears the cache).
     pub async fn follow(self: Arc<Self>, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -171,7 +195,6 @@ impl Principals {
                     tracing::debug!(%status, "identity key watch unavailable");
                 }
             }
-            self.lock().clear();
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(backoff) => {}
