@@ -747,3 +747,201 @@ async fn oversized_bodies_refused_and_slow_upstreams_map_to_problems() {
     );
     suite.stop().await.unwrap();
 }
+
+/// A CA and a leaf certificate for 127.0.0.1, made with the openssl CLI.
+fn certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("the openssl CLI is installed");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=e2e-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    ]);
+}
+
+/// An https upstream answering "tls ok".
+async fn start_tls_upstream(dir: &std::path::Path) -> SocketAddr {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("leaf.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("leaf.key")).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|_request: Request<Incoming>| async {
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"tls ok"))))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// https upstreams are verified: trusted through `upstream_ca_file`, an
+/// untrusted certificate is a 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstreams_are_verified_against_the_configured_roots() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let pki = tempfile::tempdir().unwrap();
+    certificates(pki.path());
+    let upstream = start_tls_upstream(pki.path()).await;
+    let acme = suite.tenant("acme").await;
+    let catalog = suite
+        .catalog_as(Credentials::bearer(&acme.admin_token))
+        .await;
+    eventually(|| {
+        let mut catalog = catalog.clone();
+        async move {
+            catalog
+                .create_api(cat::CreateApiRequest {
+                    api: Some(cat::Api {
+                        name: "tls".to_owned(),
+                        slug: "tls".to_owned(),
+                        upstreams: vec![cat::UpstreamTarget {
+                            url: format!("https://localhost:{}", upstream.port()),
+                            weight: 1,
+                        }],
+                        enabled: true,
+                        ..Default::default()
+                    }),
+                    upstream_auth_secret: String::new(),
+                })
+                .await
+        }
+    })
+    .await
+    .unwrap();
+    let (_, key) = create_key(&suite, &acme, "k", "").await;
+    let url = |addr: SocketAddr| format!("http://{addr}");
+    let shutdown = gateway_runtime::CancellationToken::new();
+    let auth = gateway_auth::AuthConfig {
+        admin_key: gateway_e2e::ADMIN_KEY.into(),
+        ..gateway_auth::AuthConfig::default()
+    };
+    let client = http_client();
+    let mut edges = Vec::new();
+    for trusted in [true, false] {
+        let spool = pki.path().join(format!("spool-{trusted}"));
+        let config = gateway_edge::Config {
+            identity_url: url(suite.addresses.identity),
+            catalog_url: url(suite.addresses.catalog),
+            quota_url: url(suite.addresses.quota),
+            usage_url: url(suite.addresses.usage),
+            spool_dir: spool.display().to_string(),
+            upstream_ca_file: if trusted {
+                pki.path().join("ca.pem").display().to_string()
+            } else {
+                String::new()
+            },
+            ..gateway_edge::Config::default()
+        };
+        let edge = gateway_edge::Edge::new(config, &auth, &shutdown).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        edges.push(tokio::spawn(edge.serve(
+            listener,
+            shutdown.clone(),
+            Duration::from_secs(1),
+        )));
+        let expected = if trusted {
+            StatusCode::OK
+        } else {
+            StatusCode::BAD_GATEWAY
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let body = loop {
+            let (status, _, body) =
+                call(&client, addr, "GET", "/acme/tls/", Some(&key), empty()).await;
+            if status == expected {
+                break body;
+            }
+            assert_eq!(status, StatusCode::NOT_FOUND, "only the snapshot may lag");
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        if trusted {
+            assert_eq!(&body[..], b"tls ok");
+        }
+    }
+    shutdown.cancel();
+    for edge in edges {
+        let _ = edge.await;
+    }
+    suite.stop().await.unwrap();
+}

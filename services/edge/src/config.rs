@@ -33,6 +33,9 @@ pub struct Config {
     pub default_capture_bytes: usize,
     /// The usage sender's on-disk spool.
     pub spool_dir: String,
+    /// Extra CA certificates (PEM) trusted for https upstreams, besides
+    /// the system's; empty = system roots only.
+    pub upstream_ca_file: String,
 }
 
 /// What the edge does when quota does not answer.
@@ -60,6 +63,7 @@ impl Default for Config {
             fail_open_requests_per_minute: 600,
             default_capture_bytes: 64 * 1024,
             spool_dir: "data/edge-spool".to_owned(),
+            upstream_ca_file: String::new(),
         }
     }
 }

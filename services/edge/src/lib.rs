@@ -15,6 +15,7 @@ pub mod principals;
 pub mod problem;
 pub mod proxy;
 pub mod request_id;
+pub mod tls;
 
 pub use config::{Config, QuotaFailure};
 
@@ -82,13 +83,16 @@ impl Edge {
         );
         let (usage, _task) = UsageSender::start(sender_config, shutdown.clone())
             .map_err(|error| Error::Setup(format!("usage sender: {error}")))?;
-        let proxy = Arc::new(Proxy::new(
-            config.clone(),
-            principals,
-            catalog.clone(),
-            QuotaServiceClient::with_interceptor(quota, grpc::authed(credential.clone())),
-            Some(usage),
-        ));
+        let proxy = Arc::new(
+            Proxy::new(
+                config.clone(),
+                principals,
+                catalog.clone(),
+                QuotaServiceClient::with_interceptor(quota, grpc::authed(credential.clone())),
+                Some(usage),
+            )
+            .map_err(Error::Setup)?,
+        );
         Ok(Self {
             config,
             proxy,

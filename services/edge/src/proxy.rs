@@ -22,6 +22,7 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Limited};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use sha2::Digest as _;
@@ -61,7 +62,7 @@ pub struct Proxy {
     pub catalog: CatalogCache,
     pub quota: QuotaServiceClient<Authed>,
     pub usage: Option<UsageSender>,
-    pub client: Client<HttpConnector, EdgeBody>,
+    pub client: Client<HttpsConnector<HttpConnector>, EdgeBody>,
     pub floor: Floor,
     pub leases: Arc<Leases>,
     next_target: AtomicUsize,
@@ -253,19 +254,27 @@ impl Proxy {
         catalog: CatalogCache,
         quota: QuotaServiceClient<Authed>,
         usage: Option<UsageSender>,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.enforce_http(false);
         connector.set_connect_timeout(Some(Duration::from_millis(
             config.upstream_connect_timeout_ms,
         )));
+        let tls = crate::tls::client_config(&config.upstream_ca_file)?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(connector);
         let client = Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .build(connector);
         let floor = Floor::new(config.fail_open_requests_per_minute);
         let leases = Arc::new(Leases::new(quota.clone()));
-        Self {
+        Ok(Self {
             config,
             principals,
             catalog,
@@ -275,7 +284,7 @@ impl Proxy {
             floor,
             leases,
             next_target: AtomicUsize::new(0),
-        }
+        })
     }
 
     pub async fn handle(
