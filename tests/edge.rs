@@ -945,3 +945,80 @@ async fn https_upstreams_are_verified_against_the_configured_roots() {
     }
     suite.stop().await.unwrap();
 }
+
+/// h2c (HTTP/2 without TLS) is served like HTTP/1.1; a client that does not
+/// finish its request head in time is dropped, and an oversized head is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_is_served_and_slow_or_oversized_heads_are_refused() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let upstream = start_upstream().await;
+    let acme = suite.tenant("acme").await;
+    register_api(&suite, &acme, upstream).await;
+    let (_, key) = create_key(&suite, &acme, "k", "").await;
+    let url = |addr: SocketAddr| format!("http://{addr}");
+    let shutdown = gateway_runtime::CancellationToken::new();
+    let auth = gateway_auth::AuthConfig {
+        admin_key: gateway_e2e::ADMIN_KEY.into(),
+        ..gateway_auth::AuthConfig::default()
+    };
+    let spool = tempfile::tempdir().unwrap();
+    let config = gateway_edge::Config {
+        identity_url: url(suite.addresses.identity),
+        catalog_url: url(suite.addresses.catalog),
+        quota_url: url(suite.addresses.quota),
+        usage_url: url(suite.addresses.usage),
+        spool_dir: spool.path().display().to_string(),
+        header_read_timeout_ms: 300,
+        max_header_bytes: 16 * 1024,
+        ..gateway_edge::Config::default()
+    };
+    let edge = gateway_edge::Edge::new(config, &auth, &shutdown).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = tokio::spawn(edge.serve(listener, shutdown.clone(), Duration::from_secs(1)));
+
+    let h2: Client<_, http_body_util::combinators::BoxBody<Bytes, Infallible>> =
+        Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, headers, _) =
+            call(&h2, addr, "GET", "/acme/echo/h2", Some(&key), empty()).await;
+        if status == StatusCode::OK {
+            assert_eq!(headers["x-upstream-path"], "/base/h2");
+            break;
+        }
+        assert!(Instant::now() < deadline, "h2c never served: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A head that never completes: the connection is closed.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /acme/echo/ HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut buffer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buffer)).await;
+    assert!(closed.is_ok(), "a slow client must be dropped");
+
+    // A head over max_header_bytes: refused, never proxied.
+    let mut big = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "GET /acme/echo/ HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let _ = big.write_all(head.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), big.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+    shutdown.cancel();
+    let _ = serving.await;
+    suite.stop().await.unwrap();
+}
