@@ -63,24 +63,24 @@ fn invalid(event: &pb::UsageEvent) -> Option<String> {
     None
 }
 
-pub fn record_of(event: &pb::UsageEvent) -> UsageRecord {
+pub fn record_of(event: pb::UsageEvent) -> UsageRecord {
     UsageRecord {
         // Stored in canonical form, so a replay spelled differently is
         // still the same event.
         event_id: uuid::Uuid::try_parse(&event.event_id)
-            .map_or_else(|_| event.event_id.clone(), |id| id.to_string()),
+            .map_or(event.event_id, |id| id.to_string()),
         occurred_at_micros: event.time.as_ref().map_or(0, micros_from_timestamp),
-        tenant_id: event.tenant_id.clone(),
-        user_id: event.user_id.clone(),
-        key_id: event.key_id.clone(),
-        client_id: event.client_id.clone(),
-        group_id: event.group_id.clone(),
-        api_id: event.api_id.clone(),
-        model: event.model.clone(),
-        upstream_model: event.upstream_model.clone(),
-        channel_id: event.channel_id.clone(),
-        method: event.method.clone(),
-        path: event.path.clone(),
+        tenant_id: event.tenant_id,
+        user_id: event.user_id,
+        key_id: event.key_id,
+        client_id: event.client_id,
+        group_id: event.group_id,
+        api_id: event.api_id,
+        model: event.model,
+        upstream_model: event.upstream_model,
+        channel_id: event.channel_id,
+        method: event.method,
+        path: event.path,
         status: event.status,
         latency_micros: duration_micros(event.latency.as_ref()),
         upstream_latency_micros: duration_micros(event.upstream_latency.as_ref()),
@@ -90,12 +90,12 @@ pub fn record_of(event: &pb::UsageEvent) -> UsageRecord {
         completion_tokens: event.completion_tokens,
         cached_tokens: event.cached_tokens,
         cost_micros: event.cost_micros,
-        request_id: event.request_id.clone(),
-        trace_id: event.trace_id.clone(),
+        request_id: event.request_id,
+        trace_id: event.trace_id,
         stream: event.stream,
-        error_message: event.error_message.clone(),
-        remote_ip: event.remote_ip.clone(),
-        user_agent: event.user_agent.clone(),
+        error_message: event.error_message,
+        remote_ip: event.remote_ip,
+        user_agent: event.user_agent,
     }
 }
 
@@ -124,8 +124,9 @@ impl Ingestor {
                 });
                 continue;
             }
-            let record = record_of(&event);
-            if let Some(mut bodies) = event.bodies.take() {
+            let bodies = event.bodies.take();
+            let record = record_of(event);
+            if let Some(mut bodies) = bodies {
                 crate::audit::scrub(&mut bodies, self.max_body_bytes);
                 items.push((
                     record.event_id.clone(),

@@ -137,10 +137,10 @@ impl UsageStore {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for entry in chunk {
                 query = query
-                    .bind(entry.event_id.clone())
-                    .bind(entry.tenant_id.clone())
+                    .bind(entry.event_id.as_str())
+                    .bind(entry.tenant_id.as_str())
                     .bind(entry.occurred_at)
-                    .bind(entry.segment.clone())
+                    .bind(entry.segment.as_str())
                     .bind(entry.offset)
                     .bind(entry.length);
             }
@@ -152,20 +152,20 @@ impl UsageStore {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for record in chunk {
                 query = query
-                    .bind(record.event_id.clone())
+                    .bind(record.event_id.as_str())
                     .bind(record.occurred_at_micros)
                     .bind(ingested_at)
-                    .bind(record.tenant_id.clone())
-                    .bind(record.user_id.clone())
-                    .bind(record.key_id.clone())
-                    .bind(record.client_id.clone())
-                    .bind(record.group_id.clone())
-                    .bind(record.api_id.clone())
-                    .bind(record.model.clone())
-                    .bind(record.upstream_model.clone())
-                    .bind(record.channel_id.clone())
-                    .bind(record.method.clone())
-                    .bind(record.path.clone())
+                    .bind(record.tenant_id.as_str())
+                    .bind(record.user_id.as_str())
+                    .bind(record.key_id.as_str())
+                    .bind(record.client_id.as_str())
+                    .bind(record.group_id.as_str())
+                    .bind(record.api_id.as_str())
+                    .bind(record.model.as_str())
+                    .bind(record.upstream_model.as_str())
+                    .bind(record.channel_id.as_str())
+                    .bind(record.method.as_str())
+                    .bind(record.path.as_str())
                     .bind(record.status)
                     .bind(record.latency_micros)
                     .bind(record.upstream_latency_micros)
@@ -175,12 +175,12 @@ impl UsageStore {
                     .bind(record.completion_tokens)
                     .bind(record.cached_tokens)
                     .bind(record.cost_micros)
-                    .bind(record.request_id.clone())
-                    .bind(record.trace_id.clone())
+                    .bind(record.request_id.as_str())
+                    .bind(record.trace_id.as_str())
                     .bind(record.stream)
-                    .bind(record.error_message.clone())
-                    .bind(record.remote_ip.clone())
-                    .bind(record.user_agent.clone());
+                    .bind(record.error_message.as_str())
+                    .bind(record.remote_ip.as_str())
+                    .bind(record.user_agent.as_str());
             }
             stored += query.execute(&mut *transaction).await?.rows_affected();
         }
