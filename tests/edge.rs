@@ -447,8 +447,19 @@ async fn the_edge_serves_a_tenant_api_on_postgres_and_redis() {
 /// Quota unreachable with `fail_open`: a second edge pointed at a dead
 /// quota still serves (with its own floor), the rest of the suite live.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_quota_down_fail_open_still_serves() {
-    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+async fn with_quota_down_fail_open_still_serves_on_sqlite() {
+    with_quota_down_fail_open_still_serves(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_quota_down_fail_open_still_serves_on_postgres() {
+    with_quota_down_fail_open_still_serves(Backend::Postgres).await;
+}
+
+async fn with_quota_down_fail_open_still_serves(backend: Backend) {
+    let Some(suite) = TestSuite::start(backend).await else {
+        return;
+    };
     let upstream = start_upstream().await;
     let acme = suite.tenant("acme").await;
     register_api(&suite, &acme, upstream).await;
@@ -1020,5 +1031,321 @@ async fn h2c_is_served_and_slow_or_oversized_heads_are_refused() {
     );
     shutdown.cancel();
     let _ = serving.await;
+    suite.stop().await.unwrap();
+}
+
+/// An upstream that answers at once, then trickles its body: one chunk,
+/// then another after `pause`.
+async fn start_trickle_upstream(pause: Duration) -> SocketAddr {
+    use tokio_stream::StreamExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |_request: Request<Incoming>| async move {
+                        let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(2);
+                        tokio::spawn(async move {
+                            let _ = sender.send(Bytes::from_static(b"first ")).await;
+                            tokio::time::sleep(pause).await;
+                            let _ = sender.send(Bytes::from_static(b"second")).await;
+                        });
+                        let frames = tokio_stream::wrappers::ReceiverStream::new(receiver)
+                            .map(|chunk| Ok::<_, Infallible>(Frame::data(chunk)));
+                        Ok::<_, Infallible>(Response::new(StreamBody::new(frames)))
+                    });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// An API that captures bodies has them in the audit log, cut to its cap
+/// and without the caller's key; a total timeout cuts a slow exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_bodies_reach_the_audit_log() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let acme = suite.tenant("acme").await;
+    let upstream = start_upstream().await;
+    let slow = start_slow_upstream(Duration::from_secs(3)).await;
+    let trickle = start_trickle_upstream(Duration::from_secs(3)).await;
+    let catalog = suite
+        .catalog_as(Credentials::bearer(&acme.admin_token))
+        .await;
+    for (slug, target, total_ms) in [
+        ("audited", upstream, 0),
+        ("bounded", slow, 400),
+        ("trickle", trickle, 400),
+    ] {
+        eventually(|| {
+            let mut catalog = catalog.clone();
+            async move {
+                catalog
+                    .create_api(cat::CreateApiRequest {
+                        api: Some(cat::Api {
+                            name: slug.to_owned(),
+                            slug: slug.to_owned(),
+                            upstreams: vec![cat::UpstreamTarget {
+                                url: format!("http://{target}"),
+                                weight: 1,
+                            }],
+                            body_capture: Some(cat::BodyCapture {
+                                enabled: true,
+                                max_bytes: 16,
+                            }),
+                            timeouts: (total_ms > 0).then(|| cat::Timeouts {
+                                total: Some(prost_types::Duration {
+                                    seconds: 0,
+                                    nanos: total_ms * 1_000_000,
+                                }),
+                                ..Default::default()
+                            }),
+                            enabled: true,
+                            ..Default::default()
+                        }),
+                        upstream_auth_secret: String::new(),
+                    })
+                    .await
+            }
+        })
+        .await
+        .unwrap();
+    }
+    let (_, key) = create_key(&suite, &acme, "k", "").await;
+    let client = http_client();
+    let edge = suite.addresses.edge;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let body = "{\"prompt\":\"a long request body that is cut\"}";
+    loop {
+        let (status, _, _) = call(
+            &client,
+            edge,
+            "POST",
+            "/acme/audited/chat",
+            Some(&key),
+            Full::new(Bytes::from(body)).boxed(),
+        )
+        .await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never served: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = Instant::now();
+    let (status, _, _) = call(&client, edge, "GET", "/acme/bounded/", Some(&key), empty()).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The head came in time but the body did not: the stream is cut at the
+    // total timeout instead of waiting for the upstream.
+    let started = Instant::now();
+    let response = client
+        .request(
+            Request::get(format!("http://{edge}/acme/trickle/"))
+                .header("x-api-key", &key)
+                .body(empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.into_body().collect().await.is_err(),
+        "the body is cut"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let mut usage_client = suite.usage_as(Credentials::bearer(&acme.admin_token)).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let log = loop {
+        let logs = usage_client
+            .list_logs(usage::ListLogsRequest {
+                page_size: 50,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .logs;
+        if let Some(log) = logs
+            .into_iter()
+            .find(|log| log.has_bodies && log.event.as_ref().unwrap().method == "POST")
+        {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "no captured log arrived");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let bodies = usage_client
+        .get_log_bodies(usage::GetLogBodiesRequest {
+            id: log.event.unwrap().event_id,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .bodies
+        .unwrap();
+    assert_eq!(bodies.request_body, &body.as_bytes()[..16]);
+    assert!(bodies.request_truncated);
+    assert_eq!(bodies.request_body_bytes, body.len() as i64);
+    assert_eq!(
+        bodies.response_body,
+        &body.as_bytes()[..16],
+        "the echo's answer"
+    );
+    assert!(
+        bodies
+            .request_headers
+            .iter()
+            .all(|header| header.name != "x-api-key")
+    );
+    assert!(
+        bodies
+            .request_headers
+            .iter()
+            .any(|header| header.name == "content-length")
+    );
+    suite.stop().await.unwrap();
+}
+
+/// Shutdown drains: a request in flight when shutdown begins completes;
+/// metrics count requests by tenant, API and status, with latencies and
+/// principal cache hits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_in_flight_requests_and_metrics_count_them() {
+    // The process-wide recorder (the ops port's /metrics) records from now.
+    let _ = gateway_runtime::metrics::handle();
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let acme = suite.tenant("acme").await;
+    let slow = start_slow_upstream(Duration::from_millis(800)).await;
+    let catalog = suite
+        .catalog_as(Credentials::bearer(&acme.admin_token))
+        .await;
+    let api_id = eventually(|| {
+        let mut catalog = catalog.clone();
+        async move {
+            catalog
+                .create_api(cat::CreateApiRequest {
+                    api: Some(cat::Api {
+                        name: "slowish".to_owned(),
+                        slug: "slowish".to_owned(),
+                        upstreams: vec![cat::UpstreamTarget {
+                            url: format!("http://{slow}"),
+                            weight: 1,
+                        }],
+                        enabled: true,
+                        ..Default::default()
+                    }),
+                    upstream_auth_secret: String::new(),
+                })
+                .await
+        }
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .api
+    .unwrap()
+    .id;
+    let (_, key) = create_key(&suite, &acme, "k", "").await;
+    let url = |addr: SocketAddr| format!("http://{addr}");
+    let shutdown = gateway_runtime::CancellationToken::new();
+    let auth = gateway_auth::AuthConfig {
+        admin_key: gateway_e2e::ADMIN_KEY.into(),
+        ..gateway_auth::AuthConfig::default()
+    };
+    let spool = tempfile::tempdir().unwrap();
+    let edge = gateway_edge::Edge::new(
+        gateway_edge::Config {
+            identity_url: url(suite.addresses.identity),
+            catalog_url: url(suite.addresses.catalog),
+            quota_url: url(suite.addresses.quota),
+            usage_url: url(suite.addresses.usage),
+            spool_dir: spool.path().display().to_string(),
+            ..gateway_edge::Config::default()
+        },
+        &auth,
+        &shutdown,
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = tokio::spawn(edge.serve(listener, shutdown.clone(), Duration::from_secs(5)));
+    let client = http_client();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while call(&client, addr, "GET", "/acme/slowish/", Some(&key), empty())
+        .await
+        .0
+        != StatusCode::OK
+    {
+        assert!(Instant::now() < deadline, "never served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let in_flight = {
+        let client = client.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            call(
+                &client,
+                addr,
+                "GET",
+                "/acme/slowish/late",
+                Some(&key),
+                empty(),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    shutdown.cancel();
+    let (status, _, body) = in_flight.await.unwrap();
+    assert_eq!(
+        (status, &body[..]),
+        (StatusCode::OK, &b"late"[..]),
+        "the in-flight request finished"
+    );
+    tokio::time::timeout(Duration::from_secs(10), serving)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no new connections after the drain"
+    );
+
+    let metrics = gateway_runtime::metrics::render();
+    let served = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("edge_requests_total")
+                && line.contains(&api_id)
+                && line.contains("status=\"200\"")
+        })
+        .unwrap_or_else(|| panic!("no request count for the API in:\n{metrics}"));
+    let count: f64 = served.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 2.0, "{served}");
+    assert!(
+        metrics.contains("edge_upstream_seconds_bucket"),
+        "upstream latency histogram"
+    );
+    assert!(
+        metrics.contains("edge_request_seconds_bucket"),
+        "request latency histogram"
+    );
+    assert!(
+        metrics.contains("edge_principal_cache_total{result=\"hit\"}"),
+        "cache hits"
+    );
     suite.stop().await.unwrap();
 }

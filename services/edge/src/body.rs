@@ -3,6 +3,7 @@
 //! unfinished), so usage is recorded after the response, off the request
 //! path.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -122,6 +123,55 @@ where
             shared.captured.clone_from(&this.seen.captured);
         }
         polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Cuts a body that is still streaming at its deadline (an API's total
+    /// upstream timeout), with an error the client sees as a broken stream.
+    pub struct Deadline<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        sleep: tokio::time::Sleep,
+    }
+}
+
+impl<B> Deadline<B> {
+    pub fn new(inner: B, at: tokio::time::Instant) -> Self {
+        Self {
+            inner,
+            sleep: tokio::time::sleep_until(at),
+        }
+    }
+}
+
+impl<B> Body for Deadline<B>
+where
+    B: Body<Data = Bytes, Error = crate::proxy::BoxError>,
+{
+    type Data = Bytes;
+    type Error = crate::proxy::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        if this.sleep.poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(
+                "the upstream exchange exceeded its total timeout".into(),
+            )));
+        }
+        this.inner.poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -230,3 +230,90 @@ fn matches(change: &pb::KeyChange, sha: &str, entry: &Entry) -> bool {
                 .any(|group| group.id == change.group_id))
         || (!change.client_id.is_empty() && entry.client_id.as_deref() == Some(&change.client_id))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn principal(key_id: &str) -> pb::Principal {
+        pb::Principal {
+            tenant_id: "t1".to_owned(),
+            tenant_slug: "acme".to_owned(),
+            key_id: key_id.to_owned(),
+            user_id: "u1".to_owned(),
+            ..pb::Principal::default()
+        }
+    }
+
+    /// Identity is unreachable: a known key is served from the cache even
+    /// past its TTL; an unknown one cannot be.
+    #[tokio::test]
+    async fn with_identity_away_known_keys_are_served_from_the_cache() {
+        let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", dead.local_addr().unwrap());
+        drop(dead);
+        let principals = Principals::new(
+            crate::grpc::channel(&url, Duration::from_millis(200)).unwrap(),
+            ("x-admin-key".to_owned(), "k".to_owned()),
+        );
+        principals.lock().insert(
+            "sha-known".to_owned(),
+            Entry {
+                answer: Answer {
+                    status: pb::KeyStatus::Active,
+                    principal: Some(principal("k1")),
+                },
+                fetched: Instant::now().checked_sub(POSITIVE_TTL * 2).unwrap(),
+                client_id: None,
+                remote_ip: Some("127.0.0.1".to_owned()),
+            },
+        );
+        let answer = principals
+            .authenticate("sha-known", None, Some("127.0.0.1"))
+            .await
+            .unwrap();
+        assert_eq!(answer.principal.unwrap().key_id, "k1");
+        assert!(
+            principals
+                .authenticate("sha-unknown", None, Some("127.0.0.1"))
+                .await
+                .is_err()
+        );
+    }
+
+    /// WatchKeys: a change naming a cached key's id evicts it; a reset
+    /// clears everything.
+    #[test]
+    fn changes_evict_what_they_name() {
+        let entry = |key_id: &str| Entry {
+            answer: Answer {
+                status: pb::KeyStatus::Active,
+                principal: Some(principal(key_id)),
+            },
+            fetched: Instant::now(),
+            client_id: None,
+            remote_ip: None,
+        };
+        let frozen = pb::KeyChange {
+            kind: pb::KeyChangeKind::KeyFrozen.into(),
+            key_id: "k1".to_owned(),
+            ..pb::KeyChange::default()
+        };
+        assert!(matches(&frozen, "sha1", &entry("k1")));
+        assert!(!matches(&frozen, "sha2", &entry("k2")));
+        let user = pb::KeyChange {
+            kind: pb::KeyChangeKind::UserDisabled.into(),
+            user_id: "u1".to_owned(),
+            ..pb::KeyChange::default()
+        };
+        assert!(matches(&user, "sha2", &entry("k2")));
+        let other_tenant = pb::KeyChange {
+            kind: pb::KeyChangeKind::TenantDeleted.into(),
+            tenant_id: "t2".to_owned(),
+            ..pb::KeyChange::default()
+        };
+        assert!(!matches(&other_tenant, "sha1", &entry("k1")));
+    }
+}

@@ -27,7 +27,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use sha2::Digest as _;
 
-use crate::body::{Observed, Seen, Tap};
+use crate::body::{Deadline, Observed, Seen, Tap};
 use crate::config::{Config, QuotaFailure};
 use crate::floor::Floor;
 use crate::grpc::Authed;
@@ -411,7 +411,18 @@ impl Proxy {
         let scopes = scopes(&principal);
         let reservation_id = match self.check(&principal, &scopes, request_id).await {
             Ok(reservation_id) => reservation_id,
-            Err(response) => return *response,
+            Err(response) => {
+                // Refusals are usage too: who was limited, where, when.
+                self.record_refusal(
+                    &principal,
+                    &api.api.id,
+                    &request,
+                    response.status().as_u16(),
+                    request_id,
+                    &remote_ip,
+                );
+                return *response;
+            }
         };
 
         let target = {
@@ -549,8 +560,11 @@ impl Proxy {
         *upstream.headers_mut() = headers;
 
         let timeouts = api.api.timeouts.as_ref();
+        let total = proto_duration(timeouts.and_then(|timeouts| timeouts.total.as_ref()));
         let read = proto_duration(timeouts.and_then(|timeouts| timeouts.read.as_ref()))
             .unwrap_or(Duration::from_millis(self.config.upstream_read_timeout_ms));
+        // The head must come within the read timeout and the total one.
+        let read = total.map_or(read, |total| read.min(total));
         let upstream_started = Instant::now();
         let answer = tokio::time::timeout(read, self.client.request(upstream)).await;
         let response = match answer {
@@ -628,7 +642,15 @@ impl Proxy {
             );
         });
         let body = Observed::reporting(body.map_err(BoxError::from), capture, on_end);
-        Response::from_parts(parts, body.boxed_unsync())
+        match total {
+            // The body must end by the total timeout, counted from the
+            // upstream request.
+            Some(total) => {
+                let deadline = tokio::time::Instant::from_std(upstream_started + total);
+                Response::from_parts(parts, Deadline::new(body, deadline).boxed_unsync())
+            }
+            None => Response::from_parts(parts, body.boxed_unsync()),
+        }
     }
 
     /// Quota's answer: the reservation id, or the response to send.
@@ -698,6 +720,34 @@ impl Proxy {
                 }
             },
         }
+    }
+
+    /// A usage event for a request refused before reaching the upstream.
+    fn record_refusal(
+        &self,
+        principal: &id::Principal,
+        api_id: &str,
+        request: &Request<Incoming>,
+        status: u16,
+        request_id: &str,
+        remote_ip: &str,
+    ) {
+        let Some(sender) = &self.usage else { return };
+        sender.send(usage::UsageEvent {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            time: Some(timestamp_from_micros(now_micros())),
+            tenant_id: principal.tenant_id.clone(),
+            user_id: principal.user_id.clone(),
+            key_id: principal.key_id.clone(),
+            api_id: api_id.to_owned(),
+            method: request.method().to_string(),
+            path: request.uri().path().to_owned(),
+            status: i32::from(status),
+            request_id: request_id.to_owned(),
+            error_message: "refused by quota".to_owned(),
+            remote_ip: remote_ip.to_owned(),
+            ..usage::UsageEvent::default()
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
