@@ -163,6 +163,46 @@ async fn create_key(
     (created.api_key.unwrap().id, created.key)
 }
 
+/// A second edge beside the suite's, wired to its services as the admin
+/// key, with `tweak` applied to its config; it stops with `shutdown`.
+struct SideEdge {
+    addr: SocketAddr,
+    serving: tokio::task::JoinHandle<()>,
+    _spool: tempfile::TempDir,
+}
+
+async fn side_edge(
+    suite: &TestSuite,
+    shutdown: &gateway_runtime::CancellationToken,
+    grace: Duration,
+    tweak: impl FnOnce(&mut gateway_edge::Config),
+) -> SideEdge {
+    let url = |addr: SocketAddr| format!("http://{addr}");
+    let spool = tempfile::tempdir().unwrap();
+    let mut config = gateway_edge::Config {
+        identity_url: url(suite.addresses.identity),
+        catalog_url: url(suite.addresses.catalog),
+        quota_url: url(suite.addresses.quota),
+        usage_url: url(suite.addresses.usage),
+        spool_dir: spool.path().display().to_string(),
+        ..gateway_edge::Config::default()
+    };
+    tweak(&mut config);
+    let auth = gateway_auth::AuthConfig {
+        admin_key: gateway_e2e::ADMIN_KEY.into(),
+        ..gateway_auth::AuthConfig::default()
+    };
+    let edge = gateway_edge::Edge::new(config, &auth, shutdown).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = tokio::spawn(edge.serve(listener, shutdown.clone(), grace));
+    SideEdge {
+        addr,
+        serving,
+        _spool: spool,
+    }
+}
+
 async fn the_edge_serves_a_tenant_api_end_to_end(backend: Backend) {
     let Some(suite) = TestSuite::start(backend).await else {
         return;
@@ -467,26 +507,13 @@ async fn with_quota_down_fail_open_still_serves(backend: Backend) {
     let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead_quota = format!("http://{}", dead.local_addr().unwrap());
     drop(dead);
-    let spool = tempfile::tempdir().unwrap();
-    let url = |addr: SocketAddr| format!("http://{addr}");
-    let config = gateway_edge::Config {
-        identity_url: url(suite.addresses.identity),
-        catalog_url: url(suite.addresses.catalog),
-        quota_url: dead_quota,
-        usage_url: url(suite.addresses.usage),
-        spool_dir: spool.path().display().to_string(),
-        quota_failure: gateway_edge::QuotaFailure::FailOpen,
-        ..gateway_edge::Config::default()
-    };
     let shutdown = gateway_runtime::CancellationToken::new();
-    let auth = gateway_auth::AuthConfig {
-        admin_key: gateway_e2e::ADMIN_KEY.into(),
-        ..gateway_auth::AuthConfig::default()
-    };
-    let edge = gateway_edge::Edge::new(config.clone(), &auth, &shutdown).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let serving = tokio::spawn(edge.serve(listener, shutdown.clone(), Duration::from_secs(1)));
+    let open = side_edge(&suite, &shutdown, Duration::from_secs(1), |config| {
+        config.quota_url.clone_from(&dead_quota);
+        config.quota_failure = gateway_edge::QuotaFailure::FailOpen;
+    })
+    .await;
+    let addr = open.addr;
     let client = http_client();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -499,20 +526,12 @@ async fn with_quota_down_fail_open_still_serves(backend: Backend) {
     }
 
     // The same with fail_closed: 503 problem+json.
-    let closed = gateway_edge::Edge::new(
-        gateway_edge::Config {
-            quota_failure: gateway_edge::QuotaFailure::FailClosed,
-            spool_dir: spool.path().join("closed").display().to_string(),
-            ..config
-        },
-        &auth,
-        &shutdown,
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let closed_addr = listener.local_addr().unwrap();
-    let closed_serving =
-        tokio::spawn(closed.serve(listener, shutdown.clone(), Duration::from_secs(1)));
+    let closed = side_edge(&suite, &shutdown, Duration::from_secs(1), |config| {
+        config.quota_url = dead_quota;
+        config.quota_failure = gateway_edge::QuotaFailure::FailClosed;
+    })
+    .await;
+    let closed_addr = closed.addr;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let (status, headers, _) = call(
@@ -532,8 +551,8 @@ async fn with_quota_down_fail_open_still_serves(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     shutdown.cancel();
-    let _ = serving.await;
-    let _ = closed_serving.await;
+    let _ = open.serving.await;
+    let _ = closed.serving.await;
     suite.stop().await.unwrap();
 }
 
@@ -899,37 +918,18 @@ async fn https_upstreams_are_verified_against_the_configured_roots() {
     .await
     .unwrap();
     let (_, key) = create_key(&suite, &acme, "k", "").await;
-    let url = |addr: SocketAddr| format!("http://{addr}");
     let shutdown = gateway_runtime::CancellationToken::new();
-    let auth = gateway_auth::AuthConfig {
-        admin_key: gateway_e2e::ADMIN_KEY.into(),
-        ..gateway_auth::AuthConfig::default()
-    };
     let client = http_client();
     let mut edges = Vec::new();
     for trusted in [true, false] {
-        let spool = pki.path().join(format!("spool-{trusted}"));
-        let config = gateway_edge::Config {
-            identity_url: url(suite.addresses.identity),
-            catalog_url: url(suite.addresses.catalog),
-            quota_url: url(suite.addresses.quota),
-            usage_url: url(suite.addresses.usage),
-            spool_dir: spool.display().to_string(),
-            upstream_ca_file: if trusted {
-                pki.path().join("ca.pem").display().to_string()
-            } else {
-                String::new()
-            },
-            ..gateway_edge::Config::default()
-        };
-        let edge = gateway_edge::Edge::new(config, &auth, &shutdown).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        edges.push(tokio::spawn(edge.serve(
-            listener,
-            shutdown.clone(),
-            Duration::from_secs(1),
-        )));
+        let edge = side_edge(&suite, &shutdown, Duration::from_secs(1), |config| {
+            if trusted {
+                config.upstream_ca_file = pki.path().join("ca.pem").display().to_string();
+            }
+        })
+        .await;
+        let addr = edge.addr;
+        edges.push(edge);
         let expected = if trusted {
             StatusCode::OK
         } else {
@@ -952,7 +952,7 @@ async fn https_upstreams_are_verified_against_the_configured_roots() {
     }
     shutdown.cancel();
     for edge in edges {
-        let _ = edge.await;
+        let _ = edge.serving.await;
     }
     suite.stop().await.unwrap();
 }
@@ -968,27 +968,13 @@ async fn h2c_is_served_and_slow_or_oversized_heads_are_refused() {
     let acme = suite.tenant("acme").await;
     register_api(&suite, &acme, upstream).await;
     let (_, key) = create_key(&suite, &acme, "k", "").await;
-    let url = |addr: SocketAddr| format!("http://{addr}");
     let shutdown = gateway_runtime::CancellationToken::new();
-    let auth = gateway_auth::AuthConfig {
-        admin_key: gateway_e2e::ADMIN_KEY.into(),
-        ..gateway_auth::AuthConfig::default()
-    };
-    let spool = tempfile::tempdir().unwrap();
-    let config = gateway_edge::Config {
-        identity_url: url(suite.addresses.identity),
-        catalog_url: url(suite.addresses.catalog),
-        quota_url: url(suite.addresses.quota),
-        usage_url: url(suite.addresses.usage),
-        spool_dir: spool.path().display().to_string(),
-        header_read_timeout_ms: 300,
-        max_header_bytes: 16 * 1024,
-        ..gateway_edge::Config::default()
-    };
-    let edge = gateway_edge::Edge::new(config, &auth, &shutdown).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let serving = tokio::spawn(edge.serve(listener, shutdown.clone(), Duration::from_secs(1)));
+    let edge = side_edge(&suite, &shutdown, Duration::from_secs(1), |config| {
+        config.header_read_timeout_ms = 300;
+        config.max_header_bytes = 16 * 1024;
+    })
+    .await;
+    let addr = edge.addr;
 
     let h2: Client<_, http_body_util::combinators::BoxBody<Bytes, Infallible>> =
         Client::builder(TokioExecutor::new())
@@ -1030,7 +1016,7 @@ async fn h2c_is_served_and_slow_or_oversized_heads_are_refused() {
         "{answer}"
     );
     shutdown.cancel();
-    let _ = serving.await;
+    let _ = edge.serving.await;
     suite.stop().await.unwrap();
 }
 
@@ -1259,29 +1245,9 @@ async fn shutdown_drains_in_flight_requests_and_metrics_count_them() {
     .unwrap()
     .id;
     let (_, key) = create_key(&suite, &acme, "k", "").await;
-    let url = |addr: SocketAddr| format!("http://{addr}");
     let shutdown = gateway_runtime::CancellationToken::new();
-    let auth = gateway_auth::AuthConfig {
-        admin_key: gateway_e2e::ADMIN_KEY.into(),
-        ..gateway_auth::AuthConfig::default()
-    };
-    let spool = tempfile::tempdir().unwrap();
-    let edge = gateway_edge::Edge::new(
-        gateway_edge::Config {
-            identity_url: url(suite.addresses.identity),
-            catalog_url: url(suite.addresses.catalog),
-            quota_url: url(suite.addresses.quota),
-            usage_url: url(suite.addresses.usage),
-            spool_dir: spool.path().display().to_string(),
-            ..gateway_edge::Config::default()
-        },
-        &auth,
-        &shutdown,
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let serving = tokio::spawn(edge.serve(listener, shutdown.clone(), Duration::from_secs(5)));
+    let edge = side_edge(&suite, &shutdown, Duration::from_secs(5), |_| {}).await;
+    let addr = edge.addr;
     let client = http_client();
     let deadline = Instant::now() + Duration::from_secs(15);
     while call(&client, addr, "GET", "/acme/slowish/", Some(&key), empty())
@@ -1315,7 +1281,7 @@ async fn shutdown_drains_in_flight_requests_and_metrics_count_them() {
         (StatusCode::OK, &b"late"[..]),
         "the in-flight request finished"
     );
-    tokio::time::timeout(Duration::from_secs(10), serving)
+    tokio::time::timeout(Duration::from_secs(10), edge.serving)
         .await
         .unwrap()
         .unwrap();

@@ -52,6 +52,23 @@ pub fn micros_from_timestamp(timestamp: &prost_types::Timestamp) -> i64 {
         .saturating_add(i64::from(timestamp.nanos) / 1_000)
 }
 
+/// `google.protobuf.Duration` of a span in microseconds.
+pub fn duration_from_micros(micros: i64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1_000).unwrap_or_default(),
+    }
+}
+
+/// Microseconds of a `google.protobuf.Duration`, saturating instead of
+/// overflowing.
+pub fn micros_from_duration(duration: &prost_types::Duration) -> i64 {
+    duration
+        .seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(i64::from(duration.nanos) / 1_000)
+}
+
 /// The RPC names of `service` (e.g. `"CatalogService"`) in the contracts,
 /// so tests can hold every RPC to a rule (access policy, coverage).
 pub fn rpc_names(service: &str) -> Vec<String> {

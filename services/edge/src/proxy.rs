@@ -14,8 +14,8 @@ use gateway_catalog_client::CatalogCache;
 use gateway_proto::identity::v1 as id;
 use gateway_proto::quota::v1 as quota;
 use gateway_proto::quota::v1::quota_service_client::QuotaServiceClient;
-use gateway_proto::timestamp_from_micros;
 use gateway_proto::usage::v1 as usage;
+use gateway_proto::{duration_from_micros, micros_from_duration, timestamp_from_micros};
 use gateway_usage_sender::UsageSender;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
@@ -215,16 +215,9 @@ fn traceparent(headers: &HeaderMap) -> (String, String) {
     (format!("00-{trace}-{span}-01"), trace)
 }
 
-fn micros_duration(micros: i64) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: micros / 1_000_000,
-        nanos: i32::try_from((micros % 1_000_000) * 1_000).unwrap_or(0),
-    }
-}
-
+/// A positive protobuf duration as a std one.
 fn proto_duration(duration: Option<&prost_types::Duration>) -> Option<Duration> {
-    let duration = duration?;
-    let micros = duration.seconds.checked_mul(1_000_000)? + i64::from(duration.nanos / 1_000);
+    let micros = micros_from_duration(duration?);
     (micros > 0).then(|| Duration::from_micros(u64::try_from(micros).unwrap_or(0)))
 }
 
@@ -408,9 +401,8 @@ impl Proxy {
             );
         }
 
-        let scopes = scopes(&principal);
-        let reservation_id = match self.check(&principal, &scopes, request_id).await {
-            Ok(reservation_id) => reservation_id,
+        let (reservation_id, scopes) = match self.check(&principal, request_id).await {
+            Ok(admitted) => admitted,
             Err(response) => {
                 // Refusals are usage too: who was limited, where, when.
                 self.record_refusal(
@@ -653,13 +645,14 @@ impl Proxy {
         }
     }
 
-    /// Quota's answer: the reservation id, or the response to send.
+    /// Quota's answer: the reservation id and the scopes Commit must repeat
+    /// (both empty when there is nothing to commit), or the response to
+    /// send. A key holding a lease is admitted without building its scopes.
     async fn check(
         &self,
         principal: &id::Principal,
-        scopes: &[quota::Scope],
         request_id: &str,
-    ) -> Result<String, Box<Response<EdgeBody>>> {
+    ) -> Result<(String, Vec<quota::Scope>), Box<Response<EdgeBody>>> {
         let lease_key = format!(
             "{}|{}",
             principal.key_id,
@@ -670,12 +663,13 @@ impl Proxy {
         );
         if self.leases.try_admit(&lease_key) {
             metrics::counter!("edge_admitted_total", "by" => "lease").increment(1);
-            return Ok(String::new());
+            return Ok((String::new(), Vec::new()));
         }
+        let scopes = scopes(principal);
         let request = quota::CheckRequest {
             request_id: request_id.to_owned(),
             tenant_id: principal.tenant_id.clone(),
-            scopes: scopes.to_vec(),
+            scopes: scopes.clone(),
             ..quota::CheckRequest::default()
         };
         let answer = tokio::time::timeout(QUOTA_DEADLINE, self.quota.clone().check(request)).await;
@@ -685,12 +679,12 @@ impl Proxy {
                 if answer.allowed {
                     metrics::counter!("edge_admitted_total", "by" => "check").increment(1);
                     self.leases
-                        .maybe_renew(&lease_key, &principal.tenant_id, scopes, &answer);
+                        .maybe_renew(&lease_key, &principal.tenant_id, &scopes, &answer);
                     // Nothing to settle: skip Commit (a call per request).
                     Ok(if answer.commit_required {
-                        answer.reservation_id
+                        (answer.reservation_id, scopes)
                     } else {
-                        String::new()
+                        (String::new(), Vec::new())
                     })
                 } else {
                     metrics::counter!("edge_refused_total", "reason" => "quota").increment(1);
@@ -706,7 +700,7 @@ impl Proxy {
                 QuotaFailure::FailOpen => {
                     metrics::counter!("edge_quota_fail_open_total").increment(1);
                     if self.floor.admit(&principal.key_id) {
-                        Ok(String::new())
+                        Ok((String::new(), Vec::new()))
                     } else {
                         Err(Box::new(problem(
                             StatusCode::TOO_MANY_REQUESTS,
@@ -846,8 +840,8 @@ fn finish_exchange(
         method: exchange.method,
         path: exchange.path,
         status: i32::from(status),
-        latency: Some(micros_duration(latency)),
-        upstream_latency: upstream_micros.map(micros_duration),
+        latency: Some(duration_from_micros(latency)),
+        upstream_latency: upstream_micros.map(duration_from_micros),
         bytes_in: i64::try_from(request.bytes).unwrap_or(i64::MAX),
         bytes_out: i64::try_from(response.bytes).unwrap_or(i64::MAX),
         request_id: exchange.request_id,

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_proto::quota::v1 as pb;
-use gateway_proto::timestamp_from_micros;
+use gateway_proto::{duration_from_micros, micros_from_duration, timestamp_from_micros};
 use gateway_runtime::CancellationToken;
 use gateway_storage::now_micros;
 use serde::{Deserialize, Serialize};
@@ -35,8 +35,6 @@ use crate::limiter::{
 use crate::resolve::{Dimension, LimitsCache, Origin, Resolution, window_to_proto};
 use crate::store::holds::Hold;
 use crate::store::{Owner, OwnerKind, QuotaStore};
-
-const MICROS_PER_SECOND: i64 = 1_000_000;
 
 /// Tunables of admission, from the `[quota]` section.
 #[derive(Debug, Clone, Copy)]
@@ -140,10 +138,7 @@ fn ttl(
     if requested.seconds < 0 || requested.nanos < 0 {
         return Err(QuotaError::invalid(field, "must not be negative"));
     }
-    let micros = requested
-        .seconds
-        .saturating_mul(MICROS_PER_SECOND)
-        .saturating_add(i64::from(requested.nanos / 1_000));
+    let micros = micros_from_duration(requested);
     if micros == 0 {
         return Ok(duration_micros(default));
     }
@@ -155,13 +150,6 @@ fn non_negative(value: i64, field: &'static str) -> Result<i64, QuotaError> {
         return Err(QuotaError::invalid(field, "must not be negative"));
     }
     Ok(value)
-}
-
-fn proto_duration(micros: i64) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: micros.div_euclid(MICROS_PER_SECOND),
-        nanos: i32::try_from(micros.rem_euclid(MICROS_PER_SECOND) * 1_000).unwrap_or(0),
-    }
 }
 
 fn backend_to_proto(backend: Backend) -> pb::LimiterBackend {
@@ -226,7 +214,7 @@ fn status(
         remaining: outcome.remaining.max(0),
         reset_time: (limit.is_some() && !lifetime && outcome.reset_at > 0)
             .then(|| timestamp_from_micros(outcome.reset_at)),
-        retry_after: (!lifetime).then(|| proto_duration(outcome.retry_after.max(0))),
+        retry_after: (!lifetime).then(|| duration_from_micros(outcome.retry_after.max(0))),
         exceeded: !outcome.allowed,
     }
 }

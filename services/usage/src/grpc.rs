@@ -7,7 +7,7 @@ use std::sync::Arc;
 use gateway_auth::{Access, Caller};
 use gateway_proto::usage::v1 as pb;
 use gateway_proto::usage::v1::usage_service_server::UsageService;
-use gateway_proto::{micros_from_timestamp, timestamp_from_micros};
+use gateway_proto::{duration_from_micros, micros_from_timestamp, timestamp_from_micros};
 use gateway_storage::calendar::utc_day_start;
 use gateway_storage::page::Page;
 use gateway_storage::{StorageError, now_micros};
@@ -91,13 +91,6 @@ fn can_see(caller: &Caller, row: &LogRow) -> bool {
     })
 }
 
-fn micros_to_duration(micros: i64) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: micros.div_euclid(1_000_000),
-        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1_000).unwrap_or(0),
-    }
-}
-
 fn log_to_proto(row: LogRow) -> pb::LogRecord {
     let record = row.record;
     pb::LogRecord {
@@ -116,9 +109,9 @@ fn log_to_proto(row: LogRow) -> pb::LogRecord {
             method: record.method,
             path: record.path,
             status: record.status,
-            latency: Some(micros_to_duration(record.latency_micros)),
+            latency: Some(duration_from_micros(record.latency_micros)),
             upstream_latency: (record.upstream_latency_micros > 0)
-                .then(|| micros_to_duration(record.upstream_latency_micros)),
+                .then(|| duration_from_micros(record.upstream_latency_micros)),
             bytes_in: record.bytes_in,
             bytes_out: record.bytes_out,
             prompt_tokens: record.prompt_tokens,

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use gateway_proto::micros_from_timestamp;
 use gateway_proto::usage::v1 as pb;
+use gateway_proto::{micros_from_duration, micros_from_timestamp};
 
 use crate::audit::{AuditError, AuditWriters, Item};
 use crate::store::{AuditEntry, UsageRecord, UsageStore};
@@ -24,15 +24,6 @@ pub struct Ingestor {
     store: UsageStore,
     audit: Arc<AuditWriters>,
     max_body_bytes: usize,
-}
-
-fn duration_micros(duration: Option<&prost_types::Duration>) -> i64 {
-    duration.map_or(0, |duration| {
-        duration
-            .seconds
-            .saturating_mul(1_000_000)
-            .saturating_add(i64::from(duration.nanos / 1_000))
-    })
 }
 
 /// Why an event can never be stored, naming the field; None if valid.
@@ -82,8 +73,11 @@ pub fn record_of(event: pb::UsageEvent) -> UsageRecord {
         method: event.method,
         path: event.path,
         status: event.status,
-        latency_micros: duration_micros(event.latency.as_ref()),
-        upstream_latency_micros: duration_micros(event.upstream_latency.as_ref()),
+        latency_micros: event.latency.as_ref().map_or(0, micros_from_duration),
+        upstream_latency_micros: event
+            .upstream_latency
+            .as_ref()
+            .map_or(0, micros_from_duration),
         bytes_in: event.bytes_in,
         bytes_out: event.bytes_out,
         prompt_tokens: event.prompt_tokens,
