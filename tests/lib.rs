@@ -29,11 +29,23 @@ pub struct TestSuite {
 pub const BOOTSTRAP_PASSWORD: &str = "e2e-bootstrap-password";
 /// The suite's emergency admin key (`x-admin-key`).
 pub const ADMIN_KEY: &str = "e2e-admin-key-0123456789";
+/// What the test suites' egress policy opens: their local upstreams.
+pub const LOOPBACK_UPSTREAMS: &str = "127.0.0.1";
 
 impl TestSuite {
     /// Starts the suite and waits until every gRPC service reports SERVING.
     /// `None` means PostgreSQL was asked for but is not configured (skip).
     pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// As [`Self::start`], with `tweak` applied to the config first.
+    /// Tests run their upstreams on loopback, so the egress policy opens
+    /// 127.0.0.1 unless `tweak` says otherwise.
+    pub async fn start_with(
+        backend: Backend,
+        tweak: impl FnOnce(&mut SuiteConfig),
+    ) -> Option<Self> {
         let mut databases = Vec::new();
         for _ in 0..4 {
             databases.push(match backend {
@@ -64,11 +76,15 @@ impl TestSuite {
             config.quota.redis_timeout_ms = 1000;
         }
 
+        config.egress.allow = vec![LOOPBACK_UPSTREAMS.to_owned()];
+        tweak(&mut config);
+
         let listeners = Listeners::ephemeral().await.unwrap();
         let addresses = listeners.addresses().unwrap();
         let suite = Suite::open(&config, &addresses).await.unwrap();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(suite.serve(listeners, shutdown.clone()));
+        let readiness = gateway_runtime::ops::Readiness::new();
+        let task = tokio::spawn(suite.serve(listeners, shutdown.clone(), readiness));
         let started = Self {
             addresses,
             config,

@@ -650,7 +650,7 @@ fn key_scope(key_id: &str, plan_id: &str) -> pb::Scope {
 /// What the edge does per request: Check, then Commit, with the admin key;
 /// tenant admins cannot; plan changes apply at once; balances hold and
 /// debit once.
-async fn the_edge_checks_and_commits_over_grpc(backend: Backend) {
+async fn quota_checks_and_commits_over_grpc_with_the_edges_credential(backend: Backend) {
     let Some(suite) = TestSuite::start(backend).await else {
         return;
     };
@@ -822,11 +822,11 @@ async fn the_edge_checks_and_commits_over_grpc(backend: Backend) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_edge_checks_and_commits_over_grpc_on_sqlite() {
-    the_edge_checks_and_commits_over_grpc(Backend::Sqlite).await;
+async fn quota_checks_and_commits_over_grpc_with_the_edges_credential_on_sqlite() {
+    quota_checks_and_commits_over_grpc_with_the_edges_credential(Backend::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_edge_checks_and_commits_over_grpc_on_postgres_and_redis() {
-    the_edge_checks_and_commits_over_grpc(Backend::Postgres).await;
+async fn quota_checks_and_commits_over_grpc_with_the_edges_credential_on_postgres_and_redis() {
+    quota_checks_and_commits_over_grpc_with_the_edges_credential(Backend::Postgres).await;
 }

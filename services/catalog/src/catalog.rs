@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use gateway_auth::{Caller, Role};
+use gateway_egress::EgressPolicy;
 use gateway_pricing::{PriceTable, Usage};
 use gateway_proto::catalog::v1 as pb;
 use gateway_secrets::SecretBox;
@@ -149,15 +150,22 @@ pub struct Registry {
     store: CatalogStore,
     secrets: SecretBox,
     groups: IdentityGroups,
+    egress: EgressPolicy,
     changed: Arc<Notify>,
 }
 
 impl Registry {
-    pub fn new(store: CatalogStore, secrets: SecretBox, groups: IdentityGroups) -> Self {
+    pub fn new(
+        store: CatalogStore,
+        secrets: SecretBox,
+        groups: IdentityGroups,
+        egress: EgressPolicy,
+    ) -> Self {
         Self {
             store,
             secrets,
             groups,
+            egress,
             changed: Arc::new(Notify::new()),
         }
     }
@@ -304,6 +312,7 @@ impl Registry {
         api.tenant_id = Self::target_tenant(caller, &api.tenant_id)?;
         Self::require_admin_of(caller, &api.tenant_id, "tenant")?;
         validate::api(&api, !secret.is_empty())?;
+        validate::api_egress(&api, &self.egress)?;
         api.id = uuid::Uuid::now_v7().to_string();
         let sealed = self.set_api_secret(&mut api, secret)?;
         self.insert(&api, sealed).await?;
@@ -388,6 +397,7 @@ impl Registry {
         let sealed = match secret {
             Some(secret) => {
                 validate::api(&api, !secret.is_empty())?;
+                validate::api_egress(&api, &self.egress)?;
                 self.set_api_secret(&mut api, secret)?
             }
             None => {
@@ -396,6 +406,7 @@ impl Registry {
                     auth.secret_hint = previous_hint;
                 }
                 validate::api(&api, entry.secret.is_some())?;
+                validate::api_egress(&api, &self.egress)?;
                 None
             }
         };
@@ -418,6 +429,7 @@ impl Registry {
         channel.tenant_id = Self::target_tenant(caller, &channel.tenant_id)?;
         Self::require_admin_of(caller, &channel.tenant_id, "tenant")?;
         validate::channel(&channel)?;
+        validate::channel_egress(&channel, &self.egress)?;
         if secret.is_empty() {
             return Err(CatalogError::InvalidArgument {
                 field: "secret".to_owned(),
@@ -499,6 +511,7 @@ impl Registry {
         );
         channel.secret_hint = hint;
         validate::channel(&channel)?;
+        validate::channel_egress(&channel, &self.egress)?;
         if mask.iter().any(|path| path == "allowed_group_ids") {
             self.groups
                 .check(

@@ -35,6 +35,7 @@ gateway_runtime::process_config! {
     pub struct BinaryConfig {
         auth: AuthConfig,
         secrets: gateway_secrets::SecretsConfig,
+        egress: gateway_egress::EgressConfig,
         catalog: Config,
     }
 }
@@ -58,11 +59,13 @@ pub struct Catalog {
 
 impl Catalog {
     /// `auth.identity_url` must reach identity: group ids are checked there,
-    /// and its public keys verify callers' tokens.
+    /// and its public keys verify callers' tokens. Upstream URLs with a
+    /// literal address `egress` refuses are refused at registration.
     pub async fn open(
         config: &Config,
         auth: &AuthConfig,
         secrets: &SecretBox,
+        egress: gateway_egress::EgressPolicy,
     ) -> Result<Self, Error> {
         let options = ConnectOptions {
             max_connections: config.max_connections,
@@ -76,6 +79,7 @@ impl Catalog {
             store.clone(),
             secrets.clone(),
             groups,
+            egress,
         ));
         Ok(Self {
             store,

@@ -22,7 +22,9 @@ async fn main() -> ExitCode {
 async fn run(config: BinaryConfig, process: Process) -> anyhow::Result<()> {
     let listener = gateway_runtime::bind("catalog grpc", config.catalog.listen_addr).await?;
     let secrets = gateway_secrets::SecretBox::from_config(&config.secrets)?;
-    let service = Catalog::open(&config.catalog, &config.auth, &secrets)
+    let egress = gateway_egress::EgressPolicy::from_config(&config.egress)
+        .map_err(|message| anyhow::anyhow!("egress.allow: {message}"))?;
+    let service = Catalog::open(&config.catalog, &config.auth, &secrets, egress)
         .await
         .context("failed to open the catalog store")?;
     process.mark_ready();

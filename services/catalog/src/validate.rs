@@ -3,6 +3,8 @@
 
 use gateway_proto::catalog::v1 as pb;
 
+use gateway_egress::EgressPolicy;
+
 use crate::error::CatalogError;
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> CatalogError {
@@ -62,6 +64,40 @@ pub fn upstream_url(field: &str, value: &str) -> Result<(), CatalogError> {
         return Err(invalid(field, "must not have a query string"));
     }
     Ok(())
+}
+
+/// The egress policy on every upstream URL of an API: a literal internal
+/// address is refused here, so a tenant learns at once, not at first call.
+pub fn api_egress(api: &pb::Api, egress: &EgressPolicy) -> Result<(), CatalogError> {
+    let routes = api.routes.iter().enumerate().flat_map(|(route, rule)| {
+        rule.upstreams
+            .iter()
+            .enumerate()
+            .map(move |(index, target)| {
+                (
+                    format!("api.routes[{route}].upstreams[{index}].url"),
+                    target,
+                )
+            })
+    });
+    let targets = api
+        .upstreams
+        .iter()
+        .enumerate()
+        .map(|(index, target)| (format!("api.upstreams[{index}].url"), target));
+    for (field, target) in targets.chain(routes) {
+        egress
+            .check_url(&target.url)
+            .map_err(|message| invalid(field, message))?;
+    }
+    Ok(())
+}
+
+/// The egress policy on a channel's base URL.
+pub fn channel_egress(channel: &pb::Channel, egress: &EgressPolicy) -> Result<(), CatalogError> {
+    egress
+        .check_url(&channel.base_url)
+        .map_err(|message| invalid("channel.base_url", message))
 }
 
 fn duration(
@@ -454,6 +490,36 @@ mod tests {
             Err(CatalogError::InvalidArgument { field, .. }) => field,
             other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn internal_upstreams_are_refused_unless_the_policy_opens_them() {
+        let strict = EgressPolicy::strict();
+        let mut bad = minimal_api();
+        let error = api_egress(&bad, &strict).unwrap_err();
+        assert_eq!(field_of(Err(error)), "api.upstreams[0].url");
+        let open = EgressPolicy::strict().allowing("127.0.0.1:9000".parse().unwrap());
+        api_egress(&bad, &open).unwrap();
+        bad.routes.push(pb::RouteRule {
+            upstreams: vec![pb::UpstreamTarget {
+                url: "http://169.254.169.254/latest".to_owned(),
+                weight: 1,
+                ..pb::UpstreamTarget::default()
+            }],
+            ..pb::RouteRule::default()
+        });
+        assert_eq!(
+            field_of(api_egress(&bad, &open)),
+            "api.routes[0].upstreams[0].url"
+        );
+        let channel = pb::Channel {
+            base_url: "http://[::ffff:10.0.0.1]/v1".to_owned(),
+            ..pb::Channel::default()
+        };
+        assert_eq!(
+            field_of(channel_egress(&channel, &strict)),
+            "channel.base_url"
+        );
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct Config {
     /// Extra CA certificates (PEM) trusted for https upstreams, besides
     /// the system's; empty = system roots only.
     pub upstream_ca_file: String,
+    /// Distinct unregistered `X-Client-ID` values one key may use per UTC
+    /// day (each counts the key's plan on its own); 429 past it.
+    pub max_client_ids_per_key: usize,
 }
 
 /// What the edge does when quota does not answer.
@@ -64,6 +67,7 @@ impl Default for Config {
             default_capture_bytes: 64 * 1024,
             spool_dir: "data/edge-spool".to_owned(),
             upstream_ca_file: String::new(),
+            max_client_ids_per_key: 100,
         }
     }
 }
@@ -75,6 +79,9 @@ impl Config {
         }
         if self.upstream_connect_timeout_ms == 0 || self.upstream_read_timeout_ms == 0 {
             problems.push("edge.upstream_*_timeout_ms: must be positive".to_owned());
+        }
+        if self.max_client_ids_per_key == 0 {
+            problems.push("edge.max_client_ids_per_key: must be positive".to_owned());
         }
         if self.spool_dir.trim().is_empty() {
             problems.push("edge.spool_dir: must not be empty".to_owned());

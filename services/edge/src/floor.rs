@@ -24,6 +24,11 @@ impl Floor {
         let minute = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_secs() / 60);
+        self.admit_in(key, minute)
+    }
+
+    /// As [`Self::admit`], in the given minute since the Unix epoch.
+    fn admit_in(&self, key: &str, minute: u64) -> bool {
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         if counts.0 != minute {
             // A new window: the old counts no longer matter.
@@ -45,9 +50,20 @@ mod tests {
     #[test]
     fn the_floor_admits_up_to_its_limit_per_key() {
         let floor = Floor::new(3);
-        let admitted = (0..5).filter(|_| floor.admit("k1")).count();
-        // A minute boundary may fall inside the loop; never more than 2x.
-        assert!((3..=6).contains(&admitted), "{admitted}");
-        assert!(floor.admit("k2"));
+        let minute = 29_000_000;
+        let admitted: Vec<bool> = (0..5).map(|_| floor.admit_in("k1", minute)).collect();
+        assert_eq!(admitted, [true, true, true, false, false]);
+        assert!(
+            floor.admit_in("k2", minute),
+            "another key has its own count"
+        );
+        assert!(
+            floor.admit_in("k1", minute + 1),
+            "the next minute starts afresh"
+        );
+        // The wall-clock entry point limits too.
+        let floor = Floor::new(1);
+        let admitted = (0..4).filter(|_| floor.admit("k1")).count();
+        assert!((1..=2).contains(&admitted), "{admitted}");
     }
 }

@@ -7,13 +7,18 @@
 //! sender library once the response has ended.
 
 pub mod body;
+pub mod client_ids;
 pub mod config;
+pub mod early_errors;
+pub mod egress;
 pub mod floor;
 pub mod grpc;
 pub mod leases;
+pub mod path;
 pub mod principals;
 pub mod problem;
 pub mod proxy;
+pub mod ratelimit;
 pub mod request_id;
 pub mod tls;
 
@@ -40,6 +45,7 @@ gateway_runtime::process_config! {
     /// The configuration of the standalone `gateway-edge` binary.
     pub struct BinaryConfig {
         auth: AuthConfig,
+        egress: gateway_egress::EgressConfig,
         edge: Config,
     }
 }
@@ -60,10 +66,12 @@ pub struct Edge {
 
 impl Edge {
     /// Connects (lazily) to the control plane with `auth.admin_key`, the
-    /// edge's superadmin credential, and opens the usage spool.
+    /// edge's superadmin credential, and opens the usage spool. Upstream
+    /// connections go only where `egress` allows.
     pub fn new(
         config: Config,
         auth: &AuthConfig,
+        egress: gateway_egress::EgressPolicy,
         shutdown: &CancellationToken,
     ) -> Result<Self, Error> {
         let credential = (
@@ -90,6 +98,7 @@ impl Edge {
                 catalog.clone(),
                 QuotaServiceClient::with_interceptor(quota, grpc::authed(credential.clone())),
                 Some(usage),
+                egress,
             )
             .map_err(Error::Setup)?,
         );
@@ -151,6 +160,7 @@ impl Edge {
                     u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX),
                 );
                 let service = service_fn(move |request| Arc::clone(&proxy).handle(request, remote));
+                let stream = early_errors::EarlyErrors::new(stream);
                 let connection = builder.serve_connection(TokioIo::new(stream), service);
                 tokio::pin!(connection);
                 tokio::select! {

@@ -20,7 +20,9 @@ async fn main() -> ExitCode {
 
 async fn run(config: BinaryConfig, process: Process) -> anyhow::Result<()> {
     let listener = gateway_runtime::bind("edge http", config.edge.listen_addr).await?;
-    let edge = Edge::new(config.edge, &config.auth, &process.shutdown)?;
+    let egress = gateway_egress::EgressPolicy::from_config(&config.egress)
+        .map_err(|message| anyhow::anyhow!("egress.allow: {message}"))?;
+    let edge = Edge::new(config.edge, &config.auth, egress, &process.shutdown)?;
     // Ready once the catalog snapshot is loaded: before that every API
     // would answer 404.
     process.readiness.register("catalog");

@@ -17,8 +17,25 @@ pub struct Problem {
     pub title: &'static str,
     pub status: u16,
     pub detail: String,
+    /// This occurrence (RFC 9457 3.1.5): a URN of the request id, which
+    /// logs and usage records carry too.
+    pub instance: String,
     /// The request id, also sent as `X-Request-ID`.
     pub request_id: String,
+}
+
+/// `urn:gateway:request:<id>`, the id percent-encoded where a URN needs it.
+fn instance(request_id: &str) -> String {
+    let mut urn = String::with_capacity(20 + request_id.len());
+    urn.push_str("urn:gateway:request:");
+    for byte in request_id.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            urn.push(char::from(byte));
+        } else {
+            urn.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    urn
 }
 
 impl Problem {
@@ -28,8 +45,28 @@ impl Problem {
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: detail.into(),
+            instance: instance(request_id),
             request_id: request_id.to_owned(),
         }
+    }
+
+    /// The problem as an HTTP/1.1 response, for errors answered below
+    /// hyper (a request head it could not parse).
+    pub fn to_http1_bytes(&self) -> Vec<u8> {
+        let body = serde_json::to_vec(self).unwrap_or_default();
+        let reason = StatusCode::from_u16(self.status)
+            .ok()
+            .and_then(|status| status.canonical_reason())
+            .unwrap_or("Error");
+        let mut bytes = format!(
+            "HTTP/1.1 {} {reason}\r\ncontent-type: {CONTENT_TYPE}\r\ncontent-length: {}\r\nx-request-id: {}\r\nconnection: close\r\n\r\n",
+            self.status,
+            body.len(),
+            self.request_id
+        )
+        .into_bytes();
+        bytes.extend_from_slice(&body);
+        bytes
     }
 
     pub fn into_response(self) -> Response<Full<Bytes>> {
@@ -72,6 +109,7 @@ mod tests {
                 "title": "Too Many Requests",
                 "status": 429,
                 "detail": "5 requests per minute",
+                "instance": "urn:gateway:request:req-1",
                 "request_id": "req-1",
             })
         );

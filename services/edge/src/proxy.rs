@@ -24,11 +24,12 @@ use http_body_util::{BodyExt as _, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use sha2::Digest as _;
 
 use crate::body::{Deadline, Observed, Seen, Tap};
+use crate::client_ids::ClientIds;
 use crate::config::{Config, QuotaFailure};
+use crate::egress::GuardedConnector;
 use crate::floor::Floor;
 use crate::grpc::Authed;
 use crate::leases::Leases;
@@ -62,16 +63,15 @@ pub struct Proxy {
     pub catalog: CatalogCache,
     pub quota: QuotaServiceClient<Authed>,
     pub usage: Option<UsageSender>,
-    pub client: Client<HttpsConnector<HttpConnector>, EdgeBody>,
+    pub client: Client<HttpsConnector<GuardedConnector>, EdgeBody>,
     pub floor: Floor,
     pub leases: Arc<Leases>,
+    client_ids: ClientIds,
     next_target: AtomicUsize,
 }
 
 fn problem(status: StatusCode, detail: impl Into<String>, request_id: &str) -> Response<EdgeBody> {
-    Problem::new(status, detail, request_id)
-        .into_response()
-        .map(|body| body.map_err(|never| match never {}).boxed_unsync())
+    boxed(Problem::new(status, detail, request_id))
 }
 
 /// The key from `X-API-Key` or `Authorization: Bearer`, and which header
@@ -116,19 +116,28 @@ fn route(path: &str) -> Option<(&str, &str, &str)> {
 }
 
 /// The quota scopes of a principal: its key (with plan and lifetime spend
-/// cap), its client, its user, each group, and the tenant.
-fn scopes(principal: &id::Principal) -> Vec<quota::Scope> {
+/// cap), its client, its user, each group, and the tenant. With an
+/// unregistered `X-Client-ID` value the key's plan counts per value, in a
+/// client scope of its own; the key keeps its lifetime spend cap.
+fn scopes(principal: &id::Principal, unregistered_client: Option<&str>) -> Vec<quota::Scope> {
     let scope = |kind: quota::ScopeKind, id: &str, plan_id: &str| quota::Scope {
         kind: kind.into(),
         id: id.to_owned(),
         plan_id: plan_id.to_owned(),
         spend_limit_micros: None,
     };
+    let key_plan = match unregistered_client {
+        Some(_) => "",
+        None => principal.plan_id.as_str(),
+    };
     let mut scopes = vec![quota::Scope {
         spend_limit_micros: principal.spend_limit_micros,
-        ..scope(quota::ScopeKind::Key, &principal.key_id, &principal.plan_id)
+        ..scope(quota::ScopeKind::Key, &principal.key_id, key_plan)
     }];
-    if let Some(client) = &principal.client {
+    if let Some(value) = unregistered_client {
+        let id = format!("{}:{value}", principal.key_id);
+        scopes.push(scope(quota::ScopeKind::Client, &id, &principal.plan_id));
+    } else if let Some(client) = &principal.client {
         scopes.push(scope(quota::ScopeKind::Client, &client.id, &client.plan_id));
     }
     scopes.push(scope(quota::ScopeKind::User, &principal.user_id, ""));
@@ -139,52 +148,17 @@ fn scopes(principal: &id::Principal) -> Vec<quota::Scope> {
     scopes
 }
 
-fn seconds_ceil(duration: &prost_types::Duration) -> i64 {
-    duration.seconds + i64::from(duration.nanos > 0)
+/// The 429/402 for a refused Check.
+fn refused(answer: &quota::CheckResponse, request_id: &str) -> Response<EdgeBody> {
+    let mut response = boxed(crate::ratelimit::refusal(answer, request_id));
+    crate::ratelimit::headers(answer, response.headers_mut());
+    response
 }
 
-/// The 429 for a refused Check: which limit, when to retry, and the
-/// RateLimit-* headers of the tightest limit.
-fn refusal(answer: &quota::CheckResponse, request_id: &str) -> Response<EdgeBody> {
-    let first = answer.limits.first();
-    let detail = match (answer.refusal_reason(), first) {
-        (quota::RefusalReason::InsufficientBalance, _) => {
-            "the balance cannot cover this request".to_owned()
-        }
-        (quota::RefusalReason::Concurrency, Some(limit)) => format!(
-            "too many requests in flight: the limit is {} at once",
-            limit.limit
-        ),
-        (_, Some(limit)) => format!(
-            "rate limit exceeded: {} (limit {})",
-            limit.name, limit.limit
-        ),
-        (_, None) => "rate limit exceeded".to_owned(),
-    };
-    let status = match answer.refusal_reason() {
-        quota::RefusalReason::InsufficientBalance => StatusCode::PAYMENT_REQUIRED,
-        _ => StatusCode::TOO_MANY_REQUESTS,
-    };
-    let mut response = problem(status, detail, request_id);
-    let headers = response.headers_mut();
-    if let Some(wait) = &answer.retry_after {
-        headers.insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(seconds_ceil(wait).max(1)),
-        );
-    }
-    if let Some(limit) = first {
-        headers.insert("ratelimit-limit", HeaderValue::from(limit.limit));
-        headers.insert("ratelimit-remaining", HeaderValue::from(limit.remaining));
-        if let Some(reset) = &limit.reset_time {
-            let now = gateway_storage_now_secs();
-            headers.insert(
-                "ratelimit-reset",
-                HeaderValue::from((reset.seconds - now).max(0)),
-            );
-        }
-    }
-    response
+fn boxed(problem: Problem) -> Response<EdgeBody> {
+    problem
+        .into_response()
+        .map(|body| body.map_err(|never| match never {}).boxed_unsync())
 }
 
 fn gateway_storage_now_secs() -> i64 {
@@ -247,13 +221,14 @@ impl Proxy {
         catalog: CatalogCache,
         quota: QuotaServiceClient<Authed>,
         usage: Option<UsageSender>,
+        egress: gateway_egress::EgressPolicy,
     ) -> Result<Self, String> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.enforce_http(false);
-        connector.set_connect_timeout(Some(Duration::from_millis(
-            config.upstream_connect_timeout_ms,
-        )));
+        let connect_timeout = Duration::from_millis(config.upstream_connect_timeout_ms);
+        let connector = GuardedConnector::new(egress, |connector| {
+            connector.set_nodelay(true);
+            connector.enforce_http(false);
+            connector.set_connect_timeout(Some(connect_timeout));
+        });
         let tls = crate::tls::client_config(&config.upstream_ca_file)?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
@@ -267,6 +242,7 @@ impl Proxy {
             .build(connector);
         let floor = Floor::new(config.fail_open_requests_per_minute);
         let leases = Arc::new(Leases::new(quota.clone()));
+        let client_ids = ClientIds::new(config.max_client_ids_per_key);
         Ok(Self {
             config,
             principals,
@@ -276,6 +252,7 @@ impl Proxy {
             client,
             floor,
             leases,
+            client_ids,
             next_target: AtomicUsize::new(0),
         })
     }
@@ -301,7 +278,19 @@ impl Proxy {
         remote: SocketAddr,
         request_id: &str,
     ) -> Response<EdgeBody> {
-        let path = request.uri().path().to_owned();
+        if request.version() == http::Version::HTTP_11
+            && !request.headers().contains_key(header::HOST)
+        {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "an HTTP/1.1 request needs a Host header",
+                request_id,
+            );
+        }
+        let path = match crate::path::normalize(request.uri().path()) {
+            Ok(path) => path.into_owned(),
+            Err(error) => return problem(StatusCode::BAD_REQUEST, error.to_string(), request_id),
+        };
         let Some((tenant_slug, api_slug, rest)) = route(&path) else {
             return problem(
                 StatusCode::NOT_FOUND,
@@ -326,8 +315,20 @@ impl Proxy {
         let client_id = request
             .headers()
             .get("x-client-id")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
+            .map(|value| value.to_str().unwrap_or_default().trim().to_owned());
+        if client_id
+            .as_deref()
+            .is_some_and(|value| !crate::client_ids::valid(value))
+        {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "X-Client-ID must be 1 to {} visible ASCII characters",
+                    crate::client_ids::MAX_LEN
+                ),
+                request_id,
+            );
+        }
         let remote_ip = remote.ip().to_string();
         let answer = match self
             .principals
@@ -344,8 +345,15 @@ impl Proxy {
                 );
             }
         };
+        let mut unregistered_client = None;
         let principal = match (answer.status, answer.principal) {
             (id::KeyStatus::Active, Some(principal)) => principal,
+            // Identity checks the key before the client id: the key is
+            // usable, and its plan counts per client id value.
+            (id::KeyStatus::ClientUnknown, Some(principal)) => {
+                unregistered_client = client_id.clone();
+                principal
+            }
             (id::KeyStatus::Unknown | id::KeyStatus::Unspecified, _) | (_, None) => {
                 return problem(StatusCode::UNAUTHORIZED, "invalid API key", request_id);
             }
@@ -374,6 +382,26 @@ impl Proxy {
         if principal.tenant_slug != tenant_slug {
             return not_found();
         }
+        if let Some(value) = &unregistered_client
+            && let Err(cap) = self.client_ids.admit(
+                &principal.key_id,
+                value,
+                u64::try_from(gateway_storage_now_secs()).unwrap_or(0),
+            )
+        {
+            let mut response = problem(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "Rate limit exceeded: this key has used its {} distinct X-Client-ID values for today",
+                    cap.cap
+                ),
+                request_id,
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(cap.retry_after_secs));
+            return response;
+        }
         let view = self.catalog.view();
         let Some(entry) = view
             .api(&principal.tenant_id, api_slug)
@@ -401,7 +429,10 @@ impl Proxy {
             );
         }
 
-        let (reservation_id, scopes) = match self.check(&principal, request_id).await {
+        let (reservation_id, scopes) = match self
+            .check(&principal, unregistered_client.as_deref(), request_id)
+            .await
+        {
             Ok(admitted) => admitted,
             Err(response) => {
                 // Refusals are usage too: who was limited, where, when.
@@ -480,7 +511,7 @@ impl Proxy {
             principal,
             api_id: api.api.id.clone(),
             method: parts.method.to_string(),
-            path: parts.uri.path().to_owned(),
+            path: path.clone(),
             remote_ip: remote_ip.clone(),
             user_agent: parts
                 .headers
@@ -569,6 +600,15 @@ impl Proxy {
                         StatusCode::PAYLOAD_TOO_LARGE,
                         format!("the request body is over the {max_body}-byte limit"),
                     )
+                } else if let Some(refused) = crate::egress::refused(&error) {
+                    metrics::counter!("edge_egress_refused_total", "tenant" => exchange.principal.tenant_id.clone(), "api" => exchange.api_id.clone()).increment(1);
+                    tracing::warn!(
+                        tenant_id = exchange.principal.tenant_id,
+                        api_id = exchange.api_id,
+                        class = %refused.class,
+                        "upstream connection refused by the egress policy"
+                    );
+                    (StatusCode::BAD_GATEWAY, refused.to_string())
                 } else if error.is_connect() {
                     (
                         StatusCode::BAD_GATEWAY,
@@ -651,21 +691,22 @@ impl Proxy {
     async fn check(
         &self,
         principal: &id::Principal,
+        unregistered_client: Option<&str>,
         request_id: &str,
     ) -> Result<(String, Vec<quota::Scope>), Box<Response<EdgeBody>>> {
-        let lease_key = format!(
-            "{}|{}",
-            principal.key_id,
-            principal
+        let client = match unregistered_client {
+            Some(value) => value,
+            None => principal
                 .client
                 .as_ref()
-                .map_or("", |client| client.id.as_str())
-        );
+                .map_or("", |client| client.id.as_str()),
+        };
+        let lease_key = format!("{}|{client}", principal.key_id);
         if self.leases.try_admit(&lease_key) {
             metrics::counter!("edge_admitted_total", "by" => "lease").increment(1);
             return Ok((String::new(), Vec::new()));
         }
-        let scopes = scopes(principal);
+        let scopes = scopes(principal, unregistered_client);
         let request = quota::CheckRequest {
             request_id: request_id.to_owned(),
             tenant_id: principal.tenant_id.clone(),
@@ -688,7 +729,7 @@ impl Proxy {
                     })
                 } else {
                     metrics::counter!("edge_refused_total", "reason" => "quota").increment(1);
-                    Err(Box::new(refusal(&answer, request_id)))
+                    Err(Box::new(refused(&answer, request_id)))
                 }
             }
             Ok(Err(_)) | Err(_) => match self.config.quota_failure {

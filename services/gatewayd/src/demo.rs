@@ -131,17 +131,61 @@ async fn channel(addr: SocketAddr) -> anyhow::Result<tonic::transport::Channel> 
     Ok(endpoint.connect().await?)
 }
 
-/// Seeds the demo through the services' own gRPC APIs, as the admin key.
+/// The demo API's upstream, started or named before the suite opens, so
+/// the egress policy can open exactly its addresses.
+pub struct Upstream {
+    pub url: String,
+    /// Every address the URL's host and port resolve to.
+    pub addresses: Vec<SocketAddr>,
+}
+
+impl Upstream {
+    /// The built-in echo, or `demo.upstream_url` resolved now.
+    pub async fn prepare(config: &DemoConfig) -> anyhow::Result<Self> {
+        if config.upstream_url.is_empty() {
+            let addr = start_echo().await?;
+            return Ok(Self {
+                url: format!("http://{addr}"),
+                addresses: vec![addr],
+            });
+        }
+        let uri: http::Uri = config.upstream_url.parse()?;
+        let host = uri.host().context("demo.upstream_url has no host")?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            });
+        let addresses = tokio::net::lookup_host((host, port))
+            .await
+            .with_context(|| format!("resolving demo.upstream_url host {host}"))?
+            .collect();
+        Ok(Self {
+            url: config.upstream_url.clone(),
+            addresses,
+        })
+    }
+
+    /// Opens exactly these addresses (and ports) in `[egress] allow`.
+    pub fn allow_in(&self, egress: &mut gateway_egress::EgressConfig) {
+        egress
+            .allow
+            .extend(self.addresses.iter().map(SocketAddr::to_string));
+    }
+}
+
+/// Seeds the demo through the services' own gRPC APIs, as the admin key,
+/// with an API in front of `upstream`.
 pub async fn seed(
     addresses: &Addresses,
     admin_key: &str,
     config: &DemoConfig,
+    upstream: &Upstream,
 ) -> anyhow::Result<Demo> {
-    let upstream = if config.upstream_url.is_empty() {
-        format!("http://{}", start_echo().await?)
-    } else {
-        config.upstream_url.clone()
-    };
+    let upstream = upstream.url.clone();
     let mut identity = IdentityServiceClient::new(channel(addresses.identity).await?);
     let mut catalog = CatalogServiceClient::new(channel(addresses.catalog).await?);
     let mut quota_client = QuotaServiceClient::new(channel(addresses.quota).await?);

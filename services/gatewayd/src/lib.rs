@@ -10,6 +10,7 @@ use gateway_edge::Edge;
 use gateway_identity::{BootstrapConfig, BootstrapOutcome, Identity};
 use gateway_quota::Quota;
 use gateway_runtime::CancellationToken;
+use gateway_runtime::ops::Readiness;
 use gateway_runtime::process::RuntimeConfig;
 use gateway_usage::Usage;
 use tokio::net::TcpListener;
@@ -20,6 +21,7 @@ gateway_runtime::process_config! {
     pub struct SuiteConfig {
         auth: gateway_auth::AuthConfig,
         secrets: gateway_secrets::SecretsConfig,
+        egress: gateway_egress::EgressConfig,
         bootstrap: BootstrapConfig,
         identity: gateway_identity::Config,
         catalog: gateway_catalog::Config,
@@ -31,6 +33,9 @@ gateway_runtime::process_config! {
 }
 
 pub mod demo;
+
+/// The readiness component of the in-process edge's catalog snapshot.
+pub const EDGE_CATALOG: &str = "edge.catalog";
 
 /// The suite's bound listeners, one per service.
 pub struct Listeners {
@@ -93,6 +98,7 @@ pub struct Suite {
     quota: Quota,
     usage: Usage,
     edge_config: gateway_edge::Config,
+    egress: gateway_egress::EgressPolicy,
     auth: gateway_auth::AuthConfig,
     runtime: RuntimeConfig,
     /// What the first-start bootstrap did (a generated password is shown once).
@@ -118,13 +124,15 @@ impl Suite {
             auth.admin_key = key.as_str().into();
         }
         let secrets = gateway_secrets::SecretBox::from_config(&config.secrets)?;
+        let egress = gateway_egress::EgressPolicy::from_config(&config.egress)
+            .map_err(|message| anyhow::anyhow!("egress.allow: {message}"))?;
         let identity = Identity::open(&config.identity, &auth, &secrets)
             .await
             .context("failed to open identity")?;
         let bootstrap = identity.bootstrap(&config.bootstrap).await?;
         Ok(Self {
             identity,
-            catalog: Catalog::open(&config.catalog, &auth, &secrets)
+            catalog: Catalog::open(&config.catalog, &auth, &secrets, egress.clone())
                 .await
                 .context("failed to open catalog")?,
             quota: Quota::open(&config.quota, &auth)
@@ -134,6 +142,7 @@ impl Suite {
                 .await
                 .context("failed to open usage")?,
             edge_config: config.edge.clone(),
+            egress,
             auth: auth.clone(),
             runtime: config.runtime.clone(),
             bootstrap,
@@ -147,10 +156,13 @@ impl Suite {
 
     /// Serves every service until `shutdown` fires or one of them fails;
     /// a failure stops the others, and the first error is returned.
+    /// `readiness` gains `edge.catalog`, ready once the edge has loaded the
+    /// catalog snapshot (before that every API would answer 404).
     pub async fn serve(
         self,
         listeners: Listeners,
         shutdown: CancellationToken,
+        readiness: Readiness,
     ) -> anyhow::Result<()> {
         let addresses = listeners.addresses()?;
         // In one process the edge calls the services where they really
@@ -164,8 +176,16 @@ impl Suite {
         };
         let runtime = self.runtime;
         let grace = runtime.shutdown_grace();
-        let edge =
-            Edge::new(edge_config, &self.auth, &shutdown).context("failed to start the edge")?;
+        let edge = Edge::new(edge_config, &self.auth, self.egress, &shutdown)
+            .context("failed to start the edge")?;
+        readiness.register(EDGE_CATALOG);
+        let catalog = edge.catalog();
+        tokio::spawn(async move {
+            while !catalog.is_primed() {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            readiness.set_ready(EDGE_CATALOG, true);
+        });
         let mut tasks = JoinSet::new();
         tasks.spawn({
             let (shutdown, runtime) = (shutdown.clone(), runtime.clone());

@@ -20,7 +20,16 @@ async fn main() -> ExitCode {
 }
 
 #[allow(clippy::print_stdout)] // the start-up banner is for the person who ran it
-async fn run(config: SuiteConfig, process: Process) -> anyhow::Result<()> {
+async fn run(mut config: SuiteConfig, process: Process) -> anyhow::Result<()> {
+    let demo = process.flags.iter().any(|flag| flag == "--demo");
+    // The demo upstream is up before the edge, which may reach exactly it.
+    let demo_upstream = if demo {
+        let upstream = gatewayd::demo::Upstream::prepare(&config.demo).await?;
+        upstream.allow_in(&mut config.egress);
+        Some(upstream)
+    } else {
+        None
+    };
     let listeners = Listeners::bind(&config).await?;
     let addresses = listeners.addresses()?;
     let suite = Suite::open(&config, &addresses).await?;
@@ -49,9 +58,13 @@ async fn run(config: SuiteConfig, process: Process) -> anyhow::Result<()> {
     println!("try: grpcurl -plaintext {} list", addresses.identity);
     let admin_key = suite.admin_key();
     let shutdown = process.shutdown.clone();
-    let serving = tokio::spawn(suite.serve(listeners, process.shutdown.clone()));
-    if process.flags.iter().any(|flag| flag == "--demo") {
-        match gatewayd::demo::seed(&addresses, &admin_key, &config.demo).await {
+    let serving = tokio::spawn(suite.serve(
+        listeners,
+        process.shutdown.clone(),
+        process.readiness.clone(),
+    ));
+    if let Some(upstream) = &demo_upstream {
+        match gatewayd::demo::seed(&addresses, &admin_key, &config.demo, upstream).await {
             Ok(demo) => {
                 println!(
                     "demo: tenant 'demo', API 'echo', plan {}/minute and {}/month, key {}",

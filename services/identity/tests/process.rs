@@ -68,7 +68,10 @@ async fn binary_exports_spans_under_the_callers_trace_and_stops_on_sigterm() {
 
     let data = tempfile::tempdir().unwrap();
     let grpc_port = free_port();
+    // Whatever the binary writes by default (its master key file) goes
+    // under the temporary directory, never into the source tree.
     let child = Command::new(env!("CARGO_BIN_EXE_gateway-identity"))
+        .current_dir(data.path())
         .env_clear()
         .env(
             "GATEWAY_IDENTITY_LISTEN_ADDR",
@@ -83,6 +86,10 @@ async fn binary_exports_spans_under_the_callers_trace_and_stops_on_sigterm() {
             format!("127.0.0.1:{}", free_port()),
         )
         .env("GATEWAY_BOOTSTRAP_PASSWORD", "process-test-password")
+        .env(
+            "GATEWAY_SECRETS_MASTER_KEY_FILE",
+            data.path().join("master.key").display().to_string(),
+        )
         .env("GATEWAY_TELEMETRY_LOG_FORMAT", "json")
         .env(
             "OTEL_EXPORTER_OTLP_ENDPOINT",

@@ -154,6 +154,8 @@ impl Suite {
             &config,
             &auth(&self.identity_url),
             &SecretBox::new(&MASTER_KEY),
+            // The tests' upstream fixtures, opened exactly.
+            gateway_egress::EgressPolicy::strict().allowing("127.0.0.1:9000".parse().unwrap()),
         )
         .await
         .unwrap();

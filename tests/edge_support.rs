@@ -1,0 +1,281 @@
+//! Helpers shared by the edge's end-to-end tests: a local upstream, an
+//! HTTP client, API and key fixtures, and a second edge beside the suite's.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_e2e::{Credentials, TenantFixture, TestSuite, eventually};
+use gateway_proto::catalog::v1 as cat;
+use gateway_proto::identity::v1 as id;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// A local upstream: echoes the request body back, and reports in headers
+/// the path, query and the headers the edge sent.
+pub async fn start_upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+                    let seen = |name: &str| {
+                        request
+                            .headers()
+                            .get(name)
+                            .map(|value| value.to_str().unwrap_or_default().to_owned())
+                            .unwrap_or_else(|| "<none>".to_owned())
+                    };
+                    let mut response = Response::builder()
+                        .status(200)
+                        .header("x-upstream-method", request.method().as_str())
+                        .header("x-upstream-path", request.uri().path())
+                        .header("x-upstream-query", request.uri().query().unwrap_or(""));
+                    for name in [
+                        "x-upstream-token",
+                        "x-api-key",
+                        "authorization",
+                        "x-forwarded-for",
+                        "x-forwarded-host",
+                        "x-request-id",
+                        "traceparent",
+                    ] {
+                        response = response.header(format!("x-seen-{name}"), seen(name));
+                    }
+                    Ok::<_, Infallible>(response.body(request.into_body()).unwrap())
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+pub type HttpClient = Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::combinators::BoxBody<Bytes, Infallible>,
+>;
+
+pub fn http_client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub async fn call(
+    client: &HttpClient,
+    edge: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: http_body_util::combinators::BoxBody<Bytes, Infallible>,
+) -> (StatusCode, http::HeaderMap, Bytes) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(format!("http://{edge}{path}"));
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    let response = client.request(request.body(body).unwrap()).await.unwrap();
+    let (parts, body) = response.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+pub fn empty() -> http_body_util::combinators::BoxBody<Bytes, Infallible> {
+    Full::new(Bytes::new()).boxed()
+}
+
+/// An API pointing at the upstream, with an injected upstream header.
+pub async fn register_api(
+    suite: &TestSuite,
+    tenant: &TenantFixture,
+    upstream: SocketAddr,
+) -> String {
+    let catalog = suite
+        .catalog_as(Credentials::bearer(&tenant.admin_token))
+        .await;
+    eventually(|| {
+        let mut catalog = catalog.clone();
+        async move {
+            catalog
+                .create_api(cat::CreateApiRequest {
+                    api: Some(cat::Api {
+                        name: "Echo".to_owned(),
+                        slug: "echo".to_owned(),
+                        upstreams: vec![cat::UpstreamTarget {
+                            url: format!("http://{upstream}/base"),
+                            weight: 1,
+                        }],
+                        upstream_auth: Some(cat::UpstreamAuth {
+                            header_name: "X-Upstream-Token".to_owned(),
+                            secret_hint: String::new(),
+                        }),
+                        enabled: true,
+                        ..Default::default()
+                    }),
+                    upstream_auth_secret: "upstream-secret-1234".to_owned(),
+                })
+                .await
+        }
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .api
+    .unwrap()
+    .id
+}
+
+pub async fn create_key(
+    suite: &TestSuite,
+    tenant: &TenantFixture,
+    name: &str,
+    plan_id: &str,
+) -> (String, String) {
+    let mut identity = suite
+        .identity_as(Credentials::bearer(&tenant.admin_token))
+        .await;
+    let created = identity
+        .create_api_key(id::CreateApiKeyRequest {
+            api_key: Some(id::ApiKey {
+                name: name.to_owned(),
+                plan_id: plan_id.to_owned(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (created.api_key.unwrap().id, created.key)
+}
+
+/// A second edge beside the suite's, wired to its services as the admin
+/// key, with `tweak` applied to its config; it stops with `shutdown`.
+pub struct SideEdge {
+    pub addr: SocketAddr,
+    pub serving: tokio::task::JoinHandle<()>,
+    _spool: tempfile::TempDir,
+}
+
+pub async fn side_edge(
+    suite: &TestSuite,
+    shutdown: &gateway_runtime::CancellationToken,
+    grace: Duration,
+    tweak: impl FnOnce(&mut gateway_edge::Config),
+) -> SideEdge {
+    let egress = gateway_egress::EgressPolicy::strict()
+        .allow_entry(gateway_e2e::LOOPBACK_UPSTREAMS)
+        .unwrap();
+    side_edge_with_egress(suite, shutdown, grace, egress, tweak).await
+}
+
+/// As [`side_edge`], with its own egress policy.
+pub async fn side_edge_with_egress(
+    suite: &TestSuite,
+    shutdown: &gateway_runtime::CancellationToken,
+    grace: Duration,
+    egress: gateway_egress::EgressPolicy,
+    tweak: impl FnOnce(&mut gateway_edge::Config),
+) -> SideEdge {
+    let url = |addr: SocketAddr| format!("http://{addr}");
+    let spool = tempfile::tempdir().unwrap();
+    let mut config = gateway_edge::Config {
+        identity_url: url(suite.addresses.identity),
+        catalog_url: url(suite.addresses.catalog),
+        quota_url: url(suite.addresses.quota),
+        usage_url: url(suite.addresses.usage),
+        spool_dir: spool.path().display().to_string(),
+        ..gateway_edge::Config::default()
+    };
+    tweak(&mut config);
+    let auth = gateway_auth::AuthConfig {
+        admin_key: gateway_e2e::ADMIN_KEY.into(),
+        ..gateway_auth::AuthConfig::default()
+    };
+    let edge = gateway_edge::Edge::new(config, &auth, egress, shutdown).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = tokio::spawn(edge.serve(listener, shutdown.clone(), grace));
+    SideEdge {
+        addr,
+        serving,
+        _spool: spool,
+    }
+}
+
+/// Registers API `slug` of `tenant` on `url`, as the tenant's admin.
+pub async fn create_api(
+    suite: &TestSuite,
+    tenant: &TenantFixture,
+    slug: &str,
+    url: &str,
+) -> Result<cat::Api, tonic::Status> {
+    let mut catalog = suite
+        .catalog_as(Credentials::bearer(&tenant.admin_token))
+        .await;
+    catalog
+        .create_api(cat::CreateApiRequest {
+            api: Some(cat::Api {
+                name: slug.to_owned(),
+                slug: slug.to_owned(),
+                upstreams: vec![cat::UpstreamTarget {
+                    url: url.to_owned(),
+                    weight: 1,
+                }],
+                enabled: true,
+                ..Default::default()
+            }),
+            upstream_auth_secret: String::new(),
+        })
+        .await
+        .map(|created| created.into_inner().api.unwrap())
+}
+
+/// Calls `path` until it answers something other than 404 (the API has
+/// reached the edge's snapshot), and returns that answer.
+pub async fn first_served(
+    client: &HttpClient,
+    edge: SocketAddr,
+    path: &str,
+    key: &str,
+) -> (StatusCode, http::HeaderMap, Bytes) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = call(client, edge, "GET", path, Some(key), empty()).await;
+        if answer.0 != StatusCode::NOT_FOUND {
+            return answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} never reached the edge"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The problem+json body of an answer, after checking its shape.
+pub fn problem_of(
+    (status, headers, body): &(StatusCode, http::HeaderMap, Bytes),
+    expected: StatusCode,
+) -> serde_json::Value {
+    assert_eq!(*status, expected, "{}", String::from_utf8_lossy(body));
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let problem: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(problem["status"], expected.as_u16());
+    assert!(problem["instance"].as_str().is_some(), "{problem}");
+    problem
+}
