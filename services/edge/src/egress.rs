@@ -113,13 +113,13 @@ impl Service<Uri> for GuardedConnector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let policy = Arc::clone(&self.policy);
-        let literal = literal_ip(&uri).map(|ip| SocketAddr::new(ip, port_of(&uri)));
-        let connecting = self.inner.call(uri);
+        let mut inner = self.inner.clone();
         Box::pin(async move {
-            if let Some(addr) = literal {
-                policy.check(addr)?;
+            // hyper connects to a literal without asking the resolver.
+            if let Some(ip) = literal_ip(&uri) {
+                policy.check(SocketAddr::new(ip, port_of(&uri)))?;
             }
-            let stream = connecting.await?;
+            let stream = inner.call(uri).await?;
             let peer = stream.inner().peer_addr()?;
             policy.check(peer)?;
             Ok(stream)
@@ -185,6 +185,34 @@ mod tests {
         let accepted =
             tokio::time::timeout(std::time::Duration::from_millis(50), listener.accept()).await;
         assert!(accepted.is_err(), "a refused address was connected to");
+    }
+
+    #[tokio::test]
+    async fn every_special_class_is_refused_before_any_packet_is_sent() {
+        // Literals are judged before connecting, so no traffic leaves.
+        let mut strict = connector(EgressPolicy::strict());
+        for url in [
+            "http://10.0.0.1/",
+            "http://172.16.0.1/",
+            "http://192.168.0.1/",
+            "http://169.254.169.254/",
+            "http://100.64.0.1/",
+            "http://0.0.0.0/",
+            "http://224.0.0.1/",
+            "http://255.255.255.255/",
+            "http://240.0.0.1/",
+            "http://192.0.2.1/",
+            "http://[::]/",
+            "http://[::1]/",
+            "http://[fd00::1]/",
+            "http://[fe80::1]/",
+            "http://[ff02::1]/",
+            "http://[::ffff:169.254.169.254]/",
+            "http://[64:ff9b::a00:1]/",
+        ] {
+            let refused = connect(&mut strict, url).await;
+            assert!(matches!(refused, Err(Some(_))), "{url}: {refused:?}");
+        }
     }
 
     #[tokio::test]

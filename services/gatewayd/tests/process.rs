@@ -27,7 +27,9 @@ fn get(addr: SocketAddr, path: &str, key: Option<&str>) -> Option<(u16, String)>
     let mut answer = String::new();
     stream.read_to_string(&mut answer).ok()?;
     let status = answer.get(9..12)?.parse().ok()?;
-    let body = answer.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())?;
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())?;
     Some((status, body))
 }
 
@@ -92,7 +94,10 @@ fn gatewayd_is_ready_once_its_edge_has_the_snapshot_and_the_demo_answers() {
             assert!(body.contains("/hello"), "{body}");
             break;
         }
-        assert!(Instant::now() < deadline, "the demo never answered: {answer:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the demo never answered: {answer:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
