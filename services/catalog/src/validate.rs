@@ -504,7 +504,6 @@ mod tests {
             upstreams: vec![pb::UpstreamTarget {
                 url: "http://169.254.169.254/latest".to_owned(),
                 weight: 1,
-                ..pb::UpstreamTarget::default()
             }],
             ..pb::RouteRule::default()
         });

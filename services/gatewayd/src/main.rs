@@ -58,6 +58,8 @@ async fn run(mut config: SuiteConfig, process: Process) -> anyhow::Result<()> {
     println!("try: grpcurl -plaintext {} list", addresses.identity);
     let admin_key = suite.admin_key();
     let shutdown = process.shutdown.clone();
+    // Registered before anything can mark the process ready.
+    process.readiness.register(gatewayd::EDGE_CATALOG);
     let serving = tokio::spawn(suite.serve(
         listeners,
         process.shutdown.clone(),
