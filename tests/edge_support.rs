@@ -279,3 +279,38 @@ pub fn problem_of(
     assert!(problem["instance"].as_str().is_some(), "{problem}");
     problem
 }
+
+/// An upstream that answers at once, then trickles its body: one chunk,
+/// then another after `pause`.
+pub async fn start_trickle_upstream(pause: Duration) -> SocketAddr {
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    use tokio_stream::StreamExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |_request: Request<Incoming>| async move {
+                        let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(2);
+                        tokio::spawn(async move {
+                            let _ = sender.send(Bytes::from_static(b"first ")).await;
+                            tokio::time::sleep(pause).await;
+                            let _ = sender.send(Bytes::from_static(b"second")).await;
+                        });
+                        let frames = tokio_stream::wrappers::ReceiverStream::new(receiver)
+                            .map(|chunk| Ok::<_, Infallible>(Frame::data(chunk)));
+                        Ok::<_, Infallible>(Response::new(StreamBody::new(frames)))
+                    });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}

@@ -8,10 +8,20 @@ use gateway_pricing::{Price, PriceTable};
 use gateway_proto::catalog::v1 as pb;
 
 /// An API as the edge serves it, with its decrypted upstream credential.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct ApiEntry {
     pub api: pb::Api,
     pub upstream_auth_secret: String,
+}
+
+// The credential never reaches a log through Debug.
+impl std::fmt::Debug for ApiEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiEntry")
+            .field("api", &self.api)
+            .field("upstream_auth_secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// One catalog version, indexed for the edge's lookups.

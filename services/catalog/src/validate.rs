@@ -209,7 +209,53 @@ fn route(index: usize, route: &pb::RouteRule) -> Result<(), CatalogError> {
     for method_name in &route.methods {
         method(&field("methods"), method_name)?;
     }
+    rewrite(&field("rewrite"), route, kind)?;
     targets(&field("upstreams"), &route.upstreams, false)
+}
+
+/// Parameters a pattern captures: `{name}` segments, or named regex groups.
+fn captured(route: &pb::RouteRule, kind: pb::MatchKind) -> Vec<String> {
+    match kind {
+        pb::MatchKind::Parameterised => route
+            .pattern
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+            .map(str::to_owned)
+            .collect(),
+        pb::MatchKind::Regex => regex::Regex::new(&route.pattern)
+            .map(|regex| regex.capture_names().flatten().map(str::to_owned).collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// A rewrite template: a path whose `{name}` pieces the pattern captures.
+fn rewrite(field: &str, route: &pb::RouteRule, kind: pb::MatchKind) -> Result<(), CatalogError> {
+    if route.rewrite.is_empty() {
+        return Ok(());
+    }
+    if !route.rewrite.starts_with('/') || route.rewrite.contains(['?', '#']) {
+        return Err(invalid(
+            field,
+            "must be a path starting with '/', without query or fragment",
+        ));
+    }
+    let params = captured(route, kind);
+    let mut rest = route.rewrite.as_str();
+    while let Some(start) = rest.find('{') {
+        let Some(length) = rest[start..].find('}') else {
+            return Err(invalid(field, "has an unclosed '{'"));
+        };
+        let name = &rest[start + 1..start + length];
+        if !params.iter().any(|param| param == name) {
+            return Err(invalid(
+                field,
+                format!("uses {{{name}}}, which the pattern does not capture"),
+            ));
+        }
+        rest = &rest[start + length + 1..];
+    }
+    Ok(())
 }
 
 /// Checks every policy of an API.
@@ -490,6 +536,26 @@ mod tests {
             Err(CatalogError::InvalidArgument { field, .. }) => field,
             other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn rewrites_may_use_only_what_the_pattern_captures() {
+        let mut with_route = minimal_api();
+        with_route.routes.push(pb::RouteRule {
+            match_kind: pb::MatchKind::Parameterised.into(),
+            pattern: "/users/{id}".to_owned(),
+            rewrite: "/v2/users/{id}".to_owned(),
+            ..pb::RouteRule::default()
+        });
+        api(&with_route, false).unwrap();
+        with_route.routes[0].rewrite = "/v2/{user}".to_owned();
+        assert_eq!(field_of(api(&with_route, false)), "api.routes[0].rewrite");
+        with_route.routes[0].rewrite = "v2".to_owned();
+        assert_eq!(field_of(api(&with_route, false)), "api.routes[0].rewrite");
+        with_route.routes[0].match_kind = pb::MatchKind::Regex.into();
+        with_route.routes[0].pattern = "/items/(?P<sku>[0-9]+)".to_owned();
+        with_route.routes[0].rewrite = "/catalog/{sku}".to_owned();
+        api(&with_route, false).unwrap();
     }
 
     #[test]

@@ -7,9 +7,15 @@ use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of every response the edge sends.
+pub type EdgeBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// What passed through one body.
 #[derive(Debug, Default)]
@@ -135,43 +141,67 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// Cuts a body that is still streaming at its deadline (an API's total
-    /// upstream timeout), with an error the client sees as a broken stream.
+    /// Cuts a response body that is still streaming at its deadline (an
+    /// API's total upstream timeout) or that goes quiet for longer than
+    /// the read timeout, with an error the client sees as a broken stream.
     pub struct Deadline<B> {
         #[pin]
         inner: B,
         #[pin]
-        sleep: tokio::time::Sleep,
+        total: tokio::time::Sleep,
+        #[pin]
+        quiet: tokio::time::Sleep,
+        idle: Duration,
     }
 }
 
 impl<B> Deadline<B> {
-    pub fn new(inner: B, at: tokio::time::Instant) -> Self {
+    /// `total`: when the body must have ended, if ever; `idle`: the longest
+    /// gap between two frames.
+    pub fn new(inner: B, total: Option<tokio::time::Instant>, idle: Duration) -> Self {
+        let now = tokio::time::Instant::now();
+        // Far enough to never fire, near enough for the timer wheel.
+        let never = now + Duration::from_secs(365 * 86_400);
         Self {
             inner,
-            sleep: tokio::time::sleep_until(at),
+            total: tokio::time::sleep_until(total.unwrap_or(never)),
+            quiet: tokio::time::sleep_until(now + idle),
+            idle,
         }
     }
 }
 
 impl<B> Body for Deadline<B>
 where
-    B: Body<Data = Bytes, Error = crate::proxy::BoxError>,
+    B: Body<Data = Bytes, Error = BoxError>,
 {
     type Data = Bytes;
-    type Error = crate::proxy::BoxError;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        if this.sleep.poll(cx).is_ready() {
+        let mut this = self.project();
+        if this.total.poll(cx).is_ready() {
             return Poll::Ready(Some(Err(
                 "the upstream exchange exceeded its total timeout".into(),
             )));
         }
-        this.inner.poll_frame(cx)
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => {
+                let next = tokio::time::Instant::now() + *this.idle;
+                this.quiet.as_mut().reset(next);
+            }
+            Poll::Pending if this.quiet.as_mut().poll(cx).is_ready() => {
+                return Poll::Ready(Some(Err(
+                    "the upstream body paused for longer than the read timeout".into(),
+                )));
+            }
+            _ => {}
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -6,18 +6,25 @@
 //! upstream from the catalog snapshot, and reported to usage through the
 //! sender library once the response has ended.
 
+pub mod account;
+pub mod admit;
+pub mod auth;
+pub mod balance;
 pub mod body;
 pub mod client_ids;
 pub mod config;
 pub mod early_errors;
 pub mod egress;
 pub mod floor;
+pub mod forward;
 pub mod grpc;
+pub mod headers;
 pub mod leases;
 pub mod path;
+pub mod pipeline;
+pub mod policy;
 pub mod principals;
 pub mod problem;
-pub mod proxy;
 pub mod ratelimit;
 pub mod request_id;
 pub mod tls;
@@ -38,8 +45,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::pipeline::Proxy;
 use crate::principals::Principals;
-use crate::proxy::Proxy;
 
 gateway_runtime::process_config! {
     /// The configuration of the standalone `gateway-edge` binary.
@@ -120,7 +127,7 @@ impl Edge {
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken, grace: Duration) {
         tracing::info!(addr = ?listener.local_addr().ok(), "edge listening");
         let background = TaskTracker::new();
-        background.spawn(Arc::clone(&self.proxy.principals).follow(shutdown.clone()));
+        background.spawn(Arc::clone(&self.proxy.auth.principals).follow(shutdown.clone()));
         let credential_name: &'static str = gateway_auth::ADMIN_KEY_HEADER;
         background.spawn(gateway_catalog_client::follow(
             gateway_catalog_client::Connection {
@@ -184,7 +191,11 @@ impl Edge {
             tracing::warn!(open = connections.len(), "edge drain timed out");
         }
         // Unused lease budget goes back to quota now, not at expiry.
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.proxy.leases.release_all()).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.proxy.admission.leases.release_all(),
+        )
+        .await;
         background.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), background.wait()).await;
         tracing::info!("edge stopped");

@@ -3,7 +3,9 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full};
+
+use crate::body::EdgeBody;
 use serde::Serialize;
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
@@ -69,6 +71,12 @@ impl Problem {
         bytes
     }
 
+    /// As [`Self::into_response`], boxed as the edge's body type.
+    pub fn into_edge_response(self) -> Response<EdgeBody> {
+        self.into_response()
+            .map(|body| body.map_err(|never| match never {}).boxed_unsync())
+    }
+
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         // Serialising plain strings and integers cannot fail; fall back to a
@@ -85,10 +93,27 @@ impl Problem {
     }
 }
 
+/// A stage's answer that ends the request early (boxed: responses are
+/// large, and the happy path should not pay for moving them).
+pub type Halt = Box<Response<EdgeBody>>;
+
+/// A problem response as a [`Halt`].
+pub fn halt(status: StatusCode, detail: impl Into<String>, request_id: &str) -> Halt {
+    Box::new(response(status, detail, request_id))
+}
+
+/// A problem response in one call: the form most stages use.
+pub fn response(
+    status: StatusCode,
+    detail: impl Into<String>,
+    request_id: &str,
+) -> Response<EdgeBody> {
+    Problem::new(status, detail, request_id).into_edge_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt as _;
 
     #[tokio::test]
     async fn problem_renders_as_problem_json() {

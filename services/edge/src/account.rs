@@ -1,0 +1,189 @@
+//! Stage: account. After the response has ended (or failed), the quota
+//! reservation is settled and one usage event goes to the usage stream,
+//! both off the request path.
+
+use std::time::Instant;
+
+use gateway_proto::identity::v1 as id;
+use gateway_proto::quota::v1 as quota;
+use gateway_proto::quota::v1::quota_service_client::QuotaServiceClient;
+use gateway_proto::usage::v1 as usage;
+use gateway_proto::{duration_from_micros, timestamp_from_micros};
+use gateway_usage_sender::UsageSender;
+
+use crate::admit::Admitted;
+use crate::body::Seen;
+use crate::grpc::Authed;
+
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_micros()).unwrap_or(0))
+}
+
+/// What the usage event needs from the request side.
+pub struct Exchange {
+    pub request_id: String,
+    pub trace_id: String,
+    pub started: Instant,
+    pub started_micros: i64,
+    pub principal: id::Principal,
+    pub api_id: String,
+    pub route: String,
+    pub method: String,
+    pub path: String,
+    pub remote_ip: String,
+    pub user_agent: String,
+    pub admitted: Admitted,
+    pub capture: Option<usize>,
+    pub request_headers: Vec<usage::HttpHeader>,
+    pub request_content_type: String,
+}
+
+/// How an exchange ended.
+#[derive(Default)]
+pub struct Ended {
+    pub status: u16,
+    pub request: Seen,
+    pub response: Seen,
+    pub upstream_micros: Option<i64>,
+    pub error: Option<String>,
+    pub response_headers: Vec<usage::HttpHeader>,
+    pub response_content_type: String,
+}
+
+/// Commit and usage, shared by every request.
+#[derive(Clone)]
+pub struct Accounting {
+    pub usage: Option<UsageSender>,
+    pub quota: QuotaServiceClient<Authed>,
+}
+
+fn saturating(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl Accounting {
+    /// Settles the reservation and sends the usage event.
+    pub fn finish(&self, exchange: Exchange, ended: Ended) {
+        let latency =
+            saturating(u64::try_from(exchange.started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        metrics::counter!(
+            "edge_requests_total",
+            "tenant" => exchange.principal.tenant_id.clone(),
+            "api" => exchange.api_id.clone(),
+            "route" => exchange.route.clone(),
+            "status" => ended.status.to_string()
+        )
+        .increment(1);
+        if let Some(micros) = ended.upstream_micros {
+            metrics::histogram!("edge_upstream_seconds").record(micros as f64 / 1e6);
+        }
+        let succeeded = ended.status < 500 && ended.response.complete;
+        self.commit(&exchange, succeeded);
+        let Some(sender) = &self.usage else { return };
+        sender.send(event(exchange, ended, latency));
+    }
+
+    fn commit(&self, exchange: &Exchange, succeeded: bool) {
+        if exchange.admitted.reservation_id.is_empty() {
+            return;
+        }
+        let commit = quota::CommitRequest {
+            reservation_id: exchange.admitted.reservation_id.clone(),
+            outcome: if succeeded {
+                quota::CommitOutcome::Success
+            } else {
+                quota::CommitOutcome::Failure
+            }
+            .into(),
+            tenant_id: exchange.principal.tenant_id.clone(),
+            scopes: exchange.admitted.scopes.clone(),
+            ..quota::CommitRequest::default()
+        };
+        let mut quota = self.quota.clone();
+        tokio::spawn(async move {
+            if let Err(status) = quota.commit(commit).await {
+                tracing::debug!(%status, "commit failed; the reservation will lapse");
+            }
+        });
+    }
+
+    /// A usage event for a request refused before reaching the upstream:
+    /// who was limited, where, when.
+    pub fn refusal(&self, principal: &id::Principal, api_id: &str, request: Refused<'_>) {
+        let Some(sender) = &self.usage else { return };
+        sender.send(usage::UsageEvent {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            time: Some(timestamp_from_micros(now_micros())),
+            tenant_id: principal.tenant_id.clone(),
+            user_id: principal.user_id.clone(),
+            key_id: principal.key_id.clone(),
+            api_id: api_id.to_owned(),
+            method: request.method.to_owned(),
+            path: request.path.to_owned(),
+            status: i32::from(request.status),
+            request_id: request.request_id.to_owned(),
+            error_message: request.reason.to_owned(),
+            remote_ip: request.remote_ip.to_owned(),
+            ..usage::UsageEvent::default()
+        });
+    }
+}
+
+/// A refused request, as its usage event records it.
+pub struct Refused<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub status: u16,
+    pub request_id: &'a str,
+    pub remote_ip: &'a str,
+    pub reason: &'a str,
+}
+
+fn event(exchange: Exchange, ended: Ended, latency: i64) -> usage::UsageEvent {
+    let bodies = exchange.capture.map(|_| usage::AuditBodies {
+        request_headers: exchange.request_headers,
+        request_body: ended.request.captured.unwrap_or_default(),
+        request_content_type: exchange.request_content_type,
+        request_truncated: ended.request.truncated,
+        request_body_bytes: saturating(ended.request.bytes),
+        response_headers: ended.response_headers,
+        response_body: ended.response.captured.unwrap_or_default(),
+        response_content_type: ended.response_content_type,
+        response_truncated: ended.response.truncated,
+        response_body_bytes: saturating(ended.response.bytes),
+    });
+    let principal = exchange.principal;
+    usage::UsageEvent {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        time: Some(timestamp_from_micros(exchange.started_micros)),
+        tenant_id: principal.tenant_id,
+        user_id: principal.user_id,
+        key_id: principal.key_id,
+        client_id: principal
+            .client
+            .map(|client| client.client_id)
+            .unwrap_or_default(),
+        group_id: principal
+            .groups
+            .first()
+            .map(|group| group.id.clone())
+            .unwrap_or_default(),
+        api_id: exchange.api_id,
+        method: exchange.method,
+        path: exchange.path,
+        status: i32::from(ended.status),
+        latency: Some(duration_from_micros(latency)),
+        upstream_latency: ended.upstream_micros.map(duration_from_micros),
+        bytes_in: saturating(ended.request.bytes),
+        bytes_out: saturating(ended.response.bytes),
+        request_id: exchange.request_id,
+        trace_id: exchange.trace_id,
+        error_message: ended.error.unwrap_or_default(),
+        remote_ip: exchange.remote_ip,
+        user_agent: exchange.user_agent,
+        bodies,
+        ..usage::UsageEvent::default()
+    }
+}

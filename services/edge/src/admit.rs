@@ -1,0 +1,202 @@
+//! Stage: admit. Quota `Check` for every scope of the caller (key, client,
+//! user, groups, tenant), or a local quota lease for keys whose only limits
+//! count requests; with quota unreachable, the configured failure policy
+//! (`fail_open` with the edge's floor, or `fail_closed`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_proto::identity::v1 as id;
+use gateway_proto::quota::v1 as quota;
+use gateway_proto::quota::v1::quota_service_client::QuotaServiceClient;
+use http::{Response, StatusCode};
+
+use crate::auth::Caller;
+use crate::body::EdgeBody;
+use crate::config::QuotaFailure;
+use crate::floor::Floor;
+use crate::grpc::Authed;
+use crate::leases::Leases;
+use crate::problem::{Halt, Problem, halt};
+
+/// How long the edge waits for quota before applying its failure policy.
+const QUOTA_DEADLINE: Duration = Duration::from_millis(250);
+
+/// What Commit must repeat; empty when there is nothing to settle.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    pub reservation_id: String,
+    pub scopes: Vec<quota::Scope>,
+}
+
+/// The quota scopes of a principal: its key (with plan and lifetime spend
+/// cap), its client, its user, each group, and the tenant. With an
+/// unregistered `X-Client-ID` value the key's plan counts per value, in a
+/// client scope of its own; the key keeps its lifetime spend cap.
+pub fn scopes(principal: &id::Principal, unregistered_client: Option<&str>) -> Vec<quota::Scope> {
+    let scope = |kind: quota::ScopeKind, id: &str, plan_id: &str| quota::Scope {
+        kind: kind.into(),
+        id: id.to_owned(),
+        plan_id: plan_id.to_owned(),
+        spend_limit_micros: None,
+    };
+    let key_plan = match unregistered_client {
+        Some(_) => "",
+        None => principal.plan_id.as_str(),
+    };
+    let mut scopes = vec![quota::Scope {
+        spend_limit_micros: principal.spend_limit_micros,
+        ..scope(quota::ScopeKind::Key, &principal.key_id, key_plan)
+    }];
+    if let Some(value) = unregistered_client {
+        let id = format!("{}:{value}", principal.key_id);
+        scopes.push(scope(quota::ScopeKind::Client, &id, &principal.plan_id));
+    } else if let Some(client) = &principal.client {
+        scopes.push(scope(quota::ScopeKind::Client, &client.id, &client.plan_id));
+    }
+    scopes.push(scope(quota::ScopeKind::User, &principal.user_id, ""));
+    for group in &principal.groups {
+        scopes.push(scope(quota::ScopeKind::Group, &group.id, ""));
+    }
+    scopes.push(scope(quota::ScopeKind::Tenant, &principal.tenant_id, ""));
+    scopes
+}
+
+/// The 429/402 for a refused Check.
+fn refused(answer: &quota::CheckResponse, request_id: &str) -> Response<EdgeBody> {
+    let mut response = crate::ratelimit::refusal(answer, request_id).into_edge_response();
+    crate::ratelimit::headers(answer, response.headers_mut());
+    response
+}
+
+pub struct Admission {
+    pub quota: QuotaServiceClient<Authed>,
+    pub leases: Arc<Leases>,
+    floor: Floor,
+    failure: QuotaFailure,
+    floor_per_minute: u64,
+}
+
+impl Admission {
+    pub fn new(
+        quota: QuotaServiceClient<Authed>,
+        failure: QuotaFailure,
+        floor_per_minute: u64,
+    ) -> Self {
+        Self {
+            leases: Arc::new(Leases::new(quota.clone())),
+            quota,
+            floor: Floor::new(floor_per_minute),
+            failure,
+            floor_per_minute,
+        }
+    }
+
+    /// Admits the caller's request or answers why not. A key holding a
+    /// lease is admitted without building its scopes.
+    pub async fn admit(&self, caller: &Caller, request_id: &str) -> Result<Admitted, Halt> {
+        let principal = &caller.principal;
+        let unregistered = caller.unregistered_client.as_deref();
+        let client = match unregistered {
+            Some(value) => value,
+            None => principal
+                .client
+                .as_ref()
+                .map_or("", |client| client.id.as_str()),
+        };
+        let lease_key = format!("{}|{client}", principal.key_id);
+        if self.leases.try_admit(&lease_key) {
+            metrics::counter!("edge_admitted_total", "by" => "lease").increment(1);
+            return Ok(Admitted::default());
+        }
+        let scopes = scopes(principal, unregistered);
+        let request = quota::CheckRequest {
+            request_id: request_id.to_owned(),
+            tenant_id: principal.tenant_id.clone(),
+            scopes: scopes.clone(),
+            ..quota::CheckRequest::default()
+        };
+        match tokio::time::timeout(QUOTA_DEADLINE, self.quota.clone().check(request)).await {
+            Ok(Ok(answer)) => {
+                let answer = answer.into_inner();
+                if !answer.allowed {
+                    metrics::counter!("edge_refused_total", "reason" => "quota").increment(1);
+                    return Err(Box::new(refused(&answer, request_id)));
+                }
+                metrics::counter!("edge_admitted_total", "by" => "check").increment(1);
+                self.leases
+                    .maybe_renew(&lease_key, &principal.tenant_id, &scopes, &answer);
+                // Nothing to settle: skip Commit (a call per request).
+                Ok(if answer.commit_required {
+                    Admitted {
+                        reservation_id: answer.reservation_id,
+                        scopes,
+                    }
+                } else {
+                    Admitted::default()
+                })
+            }
+            Ok(Err(_)) | Err(_) => self.unreachable(&principal.key_id, request_id),
+        }
+    }
+
+    /// Quota did not answer: the failure policy decides.
+    fn unreachable(&self, key_id: &str, request_id: &str) -> Result<Admitted, Halt> {
+        match self.failure {
+            QuotaFailure::FailClosed => Err(halt(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "rate limiting is temporarily unavailable",
+                request_id,
+            )),
+            QuotaFailure::FailOpen => {
+                metrics::counter!("edge_quota_fail_open_total").increment(1);
+                if self.floor.admit(key_id) {
+                    return Ok(Admitted::default());
+                }
+                Err(Box::new(
+                    Problem::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        format!(
+                            "Rate limit exceeded: the edge's fallback limit of {} requests per minute per key",
+                            self.floor_per_minute
+                        ),
+                        request_id,
+                    )
+                    .into_edge_response(),
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal() -> id::Principal {
+        id::Principal {
+            key_id: "k1".to_owned(),
+            plan_id: "p1".to_owned(),
+            user_id: "u1".to_owned(),
+            tenant_id: "t1".to_owned(),
+            spend_limit_micros: Some(5),
+            ..id::Principal::default()
+        }
+    }
+
+    #[test]
+    fn an_unregistered_client_id_counts_the_keys_plan_per_value() {
+        let plain = scopes(&principal(), None);
+        assert_eq!(plain[0].plan_id, "p1");
+        assert_eq!(plain.len(), 3, "key, user, tenant");
+        let per_client = scopes(&principal(), Some("app-a"));
+        assert_eq!(
+            per_client[0].plan_id, "",
+            "the key scope keeps only its spend cap"
+        );
+        assert_eq!(per_client[0].spend_limit_micros, Some(5));
+        assert_eq!(per_client[1].kind(), quota::ScopeKind::Client);
+        assert_eq!(per_client[1].id, "k1:app-a");
+        assert_eq!(per_client[1].plan_id, "p1");
+    }
+}

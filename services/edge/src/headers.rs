@@ -1,0 +1,177 @@
+//! Header hygiene between client and upstream: hop-by-hop headers go, the
+//! caller's credentials go, forwarding headers and the trace context are
+//! set, and the API's upstream credential is injected.
+
+use gateway_catalog_client::ApiEntry;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::request_id;
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Headers never written to the audit log.
+const SECRET: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "cookie",
+    "set-cookie",
+];
+
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// Headers as the audit log keeps them: without credentials.
+pub fn audit(headers: &HeaderMap) -> Vec<gateway_proto::usage::v1::HttpHeader> {
+    headers
+        .iter()
+        .filter(|(name, _)| !SECRET.contains(&name.as_str()))
+        .map(|(name, value)| gateway_proto::usage::v1::HttpHeader {
+            name: name.as_str().to_owned(),
+            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        })
+        .collect()
+}
+
+/// A W3C traceparent for the upstream, and its trace id: the caller's, or
+/// a new one.
+pub fn traceparent(headers: &HeaderMap) -> (String, String) {
+    if let Some(value) = headers
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+    {
+        let parts: Vec<&str> = value.split('-').collect();
+        if parts.len() == 4 && parts[1].len() == 32 && parts[2].len() == 16 {
+            return (value.to_owned(), parts[1].to_owned());
+        }
+    }
+    let trace = uuid::Uuid::now_v7().simple().to_string();
+    let span = &uuid::Uuid::now_v7().simple().to_string()[16..];
+    (format!("00-{trace}-{span}-01"), trace)
+}
+
+/// What the upstream request's headers are made from.
+pub struct Outgoing<'a> {
+    pub key_header: &'a HeaderName,
+    pub remote_ip: &'a str,
+    pub request_id: &'a str,
+    pub traceparent: &'a str,
+    pub api: &'a ApiEntry,
+}
+
+/// Turns the client's headers into the upstream request's.
+pub fn for_upstream(headers: &mut HeaderMap, outgoing: &Outgoing<'_>) {
+    let host = headers.remove(header::HOST);
+    strip_hop_by_hop(headers);
+    headers.remove(outgoing.key_header);
+    headers.remove("x-client-id");
+    let forwarded_for = match headers
+        .get("x-forwarded-for")
+        .and_then(|value| value.to_str().ok())
+    {
+        Some(previous) => format!("{previous}, {}", outgoing.remote_ip),
+        None => outgoing.remote_ip.to_owned(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert("x-forwarded-for", value);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Some(host) = host {
+        headers.insert("x-forwarded-host", host);
+    }
+    if let Ok(value) = HeaderValue::from_str(outgoing.request_id) {
+        headers.insert(request_id::HEADER, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(outgoing.traceparent) {
+        headers.insert("traceparent", value);
+    }
+    if let Some(auth) = &outgoing.api.api.upstream_auth
+        && !auth.header_name.is_empty()
+        && let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(auth.header_name.as_bytes()),
+            HeaderValue::from_str(&outgoing.api.upstream_auth_secret),
+        )
+    {
+        headers.insert(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_the_callers_key_go() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
+        headers.insert("x-private", HeaderValue::from_static("1"));
+        headers.insert("te", HeaderValue::from_static("trailers"));
+        headers.insert("x-api-key", HeaderValue::from_static("sk-caller"));
+        headers.insert("host", HeaderValue::from_static("edge.example"));
+        headers.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        let api = ApiEntry {
+            api: gateway_proto::catalog::v1::Api {
+                upstream_auth: Some(gateway_proto::catalog::v1::UpstreamAuth {
+                    header_name: "X-Upstream-Token".to_owned(),
+                    secret_hint: String::new(),
+                }),
+                ..Default::default()
+            },
+            upstream_auth_secret: "s3cret".to_owned(),
+        };
+        let key_header = HeaderName::from_static("x-api-key");
+        for_upstream(
+            &mut headers,
+            &Outgoing {
+                key_header: &key_header,
+                remote_ip: "127.0.0.1",
+                request_id: "req-1",
+                traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                api: &api,
+            },
+        );
+        assert!(headers.get("x-private").is_none() && headers.get("te").is_none());
+        assert!(headers.get("x-api-key").is_none() && headers.get("host").is_none());
+        assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+        assert_eq!(headers["x-forwarded-host"], "edge.example");
+        assert_eq!(headers["x-upstream-token"], "s3cret");
+        assert_eq!(headers["x-request-id"], "req-1");
+    }
+
+    #[test]
+    fn audit_headers_leave_credentials_out() {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", HeaderValue::from_static("Bearer x"));
+        headers.insert("content-type", HeaderValue::from_static("text/plain"));
+        let kept = audit(&headers);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].name, "content-type");
+    }
+}

@@ -1,0 +1,358 @@
+//! The API policies the edge enforces, end to end against real upstream
+//! servers: route rules with per-route upstreams and rewrites, load
+//! balancing, and the connect and read timeouts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use gateway_e2e::{Backend, Credentials, TenantFixture, TestSuite};
+use gateway_proto::catalog::v1 as cat;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt as _;
+
+mod edge_support;
+
+use edge_support::*;
+
+async fn register(suite: &TestSuite, tenant: &TenantFixture, api: cat::Api) {
+    let mut catalog = suite
+        .catalog_as(Credentials::bearer(&tenant.admin_token))
+        .await;
+    catalog
+        .create_api(cat::CreateApiRequest {
+            api: Some(cat::Api {
+                name: api.slug.clone(),
+                enabled: true,
+                ..api
+            }),
+            upstream_auth_secret: String::new(),
+        })
+        .await
+        .unwrap();
+}
+
+fn target(addr: SocketAddr, base: &str, weight: i32) -> cat::UpstreamTarget {
+    cat::UpstreamTarget {
+        url: format!("http://{addr}{base}"),
+        weight,
+    }
+}
+
+fn rule(name: &str, kind: cat::MatchKind, pattern: &str) -> cat::RouteRule {
+    cat::RouteRule {
+        name: name.to_owned(),
+        match_kind: kind.into(),
+        pattern: pattern.to_owned(),
+        ..Default::default()
+    }
+}
+
+async fn send(
+    client: &HttpClient,
+    edge: SocketAddr,
+    method: &str,
+    path: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, http::HeaderMap, bytes::Bytes) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(format!("http://{edge}{path}"))
+        .header("x-api-key", key);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = client
+        .request(request.body(empty()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+fn upstream_path(answer: &(StatusCode, http::HeaderMap, bytes::Bytes)) -> String {
+    assert_eq!(
+        answer.0,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&answer.2)
+    );
+    answer.1["x-upstream-path"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_choose_upstreams_and_rewrite_paths() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let (main, orders) = (start_upstream().await, start_upstream().await);
+    let acme = suite.tenant("acme").await;
+    let mut users = rule("users", cat::MatchKind::Parameterised, "/users/{id}/orders");
+    users.methods = vec!["GET".to_owned()];
+    users.rewrite = "/v2/users/{id}".to_owned();
+    let mut items = rule("items", cat::MatchKind::Regex, "/items/(?P<sku>[0-9]+)");
+    items.rewrite = "/catalog/{sku}".to_owned();
+    let mut orders_rule = rule("orders", cat::MatchKind::Prefix, "/orders");
+    orders_rule.upstreams = vec![target(orders, "/orders-svc", 1)];
+    let mut everything = rule("fallback", cat::MatchKind::Prefix, "/");
+    everything.priority = -1;
+    everything.methods = vec!["DELETE".to_owned()];
+    register(
+        &suite,
+        &acme,
+        cat::Api {
+            slug: "shop".to_owned(),
+            upstreams: vec![target(main, "/main", 1)],
+            routes: vec![
+                rule("health", cat::MatchKind::Exact, "/health"),
+                users,
+                items,
+                orders_rule,
+                everything,
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    let (_, key) = create_key(&suite, &acme, "k", "").await;
+    let client = http_client();
+    let edge = suite.addresses.edge;
+    let first = first_served(&client, edge, "/acme/shop/health", &key).await;
+    assert_eq!(upstream_path(&first), "/main/health");
+
+    let get = |path: &'static str| send(&client, edge, "GET", path, &key, &[]);
+    assert_eq!(
+        upstream_path(&get("/acme/shop/users/42/orders?page=2").await),
+        "/main/v2/users/42"
+    );
+    assert_eq!(
+        upstream_path(&get("/acme/shop/items/12").await),
+        "/main/catalog/12"
+    );
+    assert_eq!(
+        upstream_path(&get("/acme/shop/orders/7").await),
+        "/orders-svc/orders/7"
+    );
+    assert_eq!(
+        upstream_path(&get("/acme/shop/orders").await),
+        "/orders-svc/orders"
+    );
+    let deleted = send(&client, edge, "DELETE", "/acme/shop/anything", &key, &[]).await;
+    assert_eq!(upstream_path(&deleted), "/main/anything");
+    for (method, path) in [
+        ("POST", "/acme/shop/users/42/orders"),
+        ("GET", "/acme/shop/items/abc"),
+        ("GET", "/acme/shop/ordersx"),
+        ("GET", "/acme/shop/health/deep"),
+    ] {
+        let answer = send(&client, edge, method, path, &key, &[]).await;
+        let problem = problem_of(&answer, StatusCode::NOT_FOUND);
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("no route of acme/shop matches"),
+            "{method} {path}: {problem}"
+        );
+    }
+    suite.stop().await.unwrap();
+}
+
+/// How many of `rounds` requests each upstream base path received.
+async fn spread(
+    client: &HttpClient,
+    edge: SocketAddr,
+    path: &str,
+    key: &str,
+    rounds: usize,
+    headers: &[(&str, &str)],
+) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for _ in 0..rounds {
+        let answer = send(client, edge, "GET", path, key, headers).await;
+        let base = upstream_path(&answer).split('/').nth(1).unwrap().to_owned();
+        *counts.entry(base).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancing_follows_the_apis_algorithm() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let upstreams = [
+        start_upstream().await,
+        start_upstream().await,
+        start_upstream().await,
+    ];
+    let acme = suite.tenant("acme").await;
+    let targets = |weights: [i32; 3]| {
+        upstreams
+            .iter()
+            .zip(weights)
+            .enumerate()
+            .map(|(index, (addr, weight))| target(*addr, &format!("/t{index}"), weight))
+            .collect::<Vec<_>>()
+    };
+    for (slug, algorithm, weights, hash_header) in [
+        (
+            "weighted",
+            cat::LoadBalancingAlgorithm::Weighted,
+            [3, 1, 0],
+            "",
+        ),
+        ("rr", cat::LoadBalancingAlgorithm::RoundRobin, [5, 1, 1], ""),
+        ("random", cat::LoadBalancingAlgorithm::Random, [1, 1, 0], ""),
+        (
+            "sticky",
+            cat::LoadBalancingAlgorithm::ConsistentHash,
+            [1, 1, 1],
+            "X-User",
+        ),
+        (
+            "least",
+            cat::LoadBalancingAlgorithm::LeastRequests,
+            [1, 1, 0],
+            "",
+        ),
+    ] {
+        register(
+            &suite,
+            &acme,
+            cat::Api {
+                slug: slug.to_owned(),
+                upstreams: targets(weights),
+                load_balancing: Some(cat::LoadBalancing {
+                    algorithm: algorithm.into(),
+                    hash_header: hash_header.to_owned(),
+                }),
+                ..Default::default()
+            },
+        )
+        .await;
+    }
+    let (_, key) = create_key(&suite, &acme, "k", "").await;
+    let client = http_client();
+    let edge = suite.addresses.edge;
+    for slug in ["weighted", "rr", "random", "sticky", "least"] {
+        first_served(&client, edge, &format!("/acme/{slug}/"), &key).await;
+    }
+
+    // Smooth weighted round robin is exact over whole cycles; weight 0
+    // drains.
+    let weighted = spread(&client, edge, "/acme/weighted/", &key, 40, &[]).await;
+    assert_eq!(weighted.get("t0"), Some(&30), "{weighted:?}");
+    assert_eq!(weighted.get("t1"), Some(&10), "{weighted:?}");
+    assert_eq!(weighted.get("t2"), None, "{weighted:?}");
+    // Round robin ignores weights.
+    let rr = spread(&client, edge, "/acme/rr/", &key, 30, &[]).await;
+    assert!(rr.values().all(|count| *count == 10), "{rr:?}");
+    // Random and least-requests use both live targets, never the drained.
+    for slug in ["random", "least"] {
+        let counts = spread(&client, edge, &format!("/acme/{slug}/"), &key, 60, &[]).await;
+        assert!(
+            !counts.contains_key("t2") && counts.len() == 2,
+            "{slug}: {counts:?}"
+        );
+    }
+    // Consistent hashing: a user keeps its target; users spread out.
+    let mut seen = std::collections::HashSet::new();
+    for user in 0..12 {
+        let user = format!("user-{user}");
+        let counts = spread(
+            &client,
+            edge,
+            "/acme/sticky/",
+            &key,
+            4,
+            &[("x-user", &user)],
+        )
+        .await;
+        assert_eq!(counts.len(), 1, "{user} moved: {counts:?}");
+        seen.extend(counts.into_keys());
+    }
+    assert!(seen.len() >= 2, "{seen:?}");
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_and_read_timeouts_answer_504_and_cut_quiet_bodies() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    // Accepts TCP (the kernel's backlog) but never speaks TLS.
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let trickle = start_trickle_upstream(Duration::from_secs(2)).await;
+    let acme = suite.tenant("acme").await;
+    let timeouts = |connect_ms: u64, read_ms: u64| cat::Timeouts {
+        connect: Some(prost_types::Duration {
+            seconds: 0,
+            nanos: i32::try_from(connect_ms * 1_000_000).unwrap(),
+        }),
+        read: Some(prost_types::Duration {
+            seconds: 0,
+            nanos: i32::try_from(read_ms * 1_000_000).unwrap(),
+        }),
+        total: None,
+    };
+    register(
+        &suite,
+        &acme,
+        cat::Api {
+            slug: "mute".to_owned(),
+            upstreams: vec![cat::UpstreamTarget {
+                url: format!("https://{}/", mute.local_addr().unwrap()),
+                weight: 1,
+            }],
+            timeouts: Some(timeouts(200, 900)),
+            ..Default::default()
+        },
+    )
+    .await;
+    register(
+        &suite,
+        &acme,
+        cat::Api {
+            slug: "trickle".to_owned(),
+            upstreams: vec![target(trickle, "/", 1)],
+            timeouts: Some(timeouts(900, 500)),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (_, key) = create_key(&suite, &acme, "k", "").await;
+    let client = http_client();
+    let edge = suite.addresses.edge;
+    let started = std::time::Instant::now();
+    let answer = first_served(&client, edge, "/acme/mute/", &key).await;
+    let problem = problem_of(&answer, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        problem["detail"],
+        "the upstream did not accept a connection within 200 ms"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // The head and first chunk come at once; the body then pauses for 2 s,
+    // past the 500 ms read timeout: the stream is cut.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let response = loop {
+        let request = Request::get(format!("http://{edge}/acme/trickle/"))
+            .header("x-api-key", &key)
+            .body(empty())
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        if response.status() != StatusCode::NOT_FOUND {
+            break response;
+        }
+        assert!(std::time::Instant::now() < deadline, "never served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = tokio::time::timeout(Duration::from_secs(5), response.into_body().collect())
+        .await
+        .expect("the quiet body is cut, not waited for");
+    assert!(body.is_err(), "the body should end in an error");
+    suite.stop().await.unwrap();
+}
