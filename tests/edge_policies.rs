@@ -1,6 +1,7 @@
 //! The API policies the edge enforces, end to end against real upstream
 //! servers: route rules with per-route upstreams and rewrites, load
-//! balancing, and the connect and read timeouts.
+//! balancing, the connect and read timeouts, retries, circuit breakers and
+//! health (active probes and passive ejection).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -354,5 +355,253 @@ async fn connect_and_read_timeouts_answer_504_and_cut_quiet_bodies() {
         .await
         .expect("the quiet body is cut, not waited for");
     assert!(body.is_err(), "the body should end in an error");
+    suite.stop().await.unwrap();
+}
+
+fn millis(ms: u64) -> Option<prost_types::Duration> {
+    Some(prost_types::Duration {
+        seconds: i64::try_from(ms / 1000).unwrap(),
+        nanos: i32::try_from((ms % 1000) * 1_000_000).unwrap(),
+    })
+}
+
+fn round_robin() -> Option<cat::LoadBalancing> {
+    Some(cat::LoadBalancing {
+        algorithm: cat::LoadBalancingAlgorithm::RoundRobin.into(),
+        hash_header: String::new(),
+    })
+}
+
+/// `(status, upstream base)` of one call; the base is "-" for answers the
+/// edge made itself.
+async fn hit(
+    client: &HttpClient,
+    edge: SocketAddr,
+    method: &str,
+    path: &str,
+    key: &str,
+) -> (StatusCode, String) {
+    let (status, headers, _) = send(client, edge, method, path, key, &[]).await;
+    let base = headers
+        .get("x-upstream-path")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|path| path.split('/').nth(1))
+        .unwrap_or("-")
+        .to_owned();
+    (status, base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_fail_over_to_another_target_only_where_safe() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let good = start_upstream().await;
+    let (failing, failing_status) = start_switchable_upstream().await;
+    failing_status.store(503, std::sync::atomic::Ordering::Relaxed);
+    let dead = closed_port();
+    let acme = suite.tenant("acme").await;
+    let retry = |statuses: Vec<i32>, on_connect: bool| {
+        Some(cat::RetryPolicy {
+            max_attempts: 3,
+            retry_on_statuses: statuses,
+            retry_on_connect_failure: on_connect,
+            initial_backoff: millis(5),
+            max_backoff: millis(20),
+            retry_non_idempotent: false,
+        })
+    };
+    register(
+        &suite,
+        &acme,
+        cat::Api {
+            slug: "statuses".to_owned(),
+            upstreams: vec![target(failing, "/bad", 1), target(good, "/good", 1)],
+            load_balancing: round_robin(),
+            retry: retry(vec![503], false),
+            ..Default::default()
+        },
+    )
+    .await;
+    register(
+        &suite,
+        &acme,
+        cat::Api {
+            slug: "connect".to_owned(),
+            upstreams: vec![target(dead, "/dead", 1), target(good, "/good", 1)],
+            load_balancing: round_robin(),
+            retry: retry(Vec::new(), true),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (_, key) = create_key(&suite, &acme, "k", "").await;
+    let client = http_client();
+    let edge = suite.addresses.edge;
+    first_served(&client, edge, "/acme/statuses/", &key).await;
+    first_served(&client, edge, "/acme/connect/", &key).await;
+    for slug in ["statuses", "connect"] {
+        for round in 0..8 {
+            let (status, base) = hit(&client, edge, "GET", &format!("/acme/{slug}/"), &key).await;
+            assert_eq!(
+                (status, base.as_str()),
+                (StatusCode::OK, "good"),
+                "{slug} round {round}"
+            );
+        }
+    }
+    // POST is not idempotent: the failing target's 503 reaches the client.
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        answers.push(hit(&client, edge, "POST", "/acme/statuses/", &key).await);
+    }
+    assert!(
+        answers.contains(&(StatusCode::SERVICE_UNAVAILABLE, "bad".to_owned())),
+        "{answers:?}"
+    );
+    assert!(
+        answers.contains(&(StatusCode::OK, "good".to_owned())),
+        "{answers:?}"
+    );
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_opens_on_failures_and_closes_after_a_good_probe() {
+    use std::sync::atomic::Ordering;
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let (flaky, flaky_status) = start_switchable_upstream().await;
+    let acme = suite.tenant("acme").await;
+    register(
+        &suite,
+        &acme,
+        cat::Api {
+            slug: "flaky".to_owned(),
+            upstreams: vec![target(flaky, "/flaky", 1)],
+            circuit_breaker: Some(cat::CircuitBreaker {
+                enabled: true,
+                consecutive_failures: 3,
+                open_duration: millis(700),
+                half_open_requests: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (_, key) = create_key(&suite, &acme, "k", "").await;
+    let client = http_client();
+    let edge = suite.addresses.edge;
+    first_served(&client, edge, "/acme/flaky/", &key).await;
+    flaky_status.store(500, Ordering::Relaxed);
+    for _ in 0..3 {
+        assert_eq!(
+            hit(&client, edge, "GET", "/acme/flaky/", &key).await,
+            (StatusCode::INTERNAL_SERVER_ERROR, "flaky".to_owned())
+        );
+    }
+    // Open: the edge answers without calling the upstream.
+    let open = send(&client, edge, "GET", "/acme/flaky/", &key, &[]).await;
+    let problem = problem_of(&open, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        problem["detail"],
+        "no upstream target of this API is available"
+    );
+    assert_eq!(open.1["retry-after"], "1");
+    // After open_duration one probe goes through; a good one closes it.
+    flaky_status.store(200, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for _ in 0..3 {
+        assert_eq!(
+            hit(&client, edge, "GET", "/acme/flaky/", &key).await,
+            (StatusCode::OK, "flaky".to_owned())
+        );
+    }
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unhealthy_targets_get_no_traffic_until_they_recover() {
+    use std::sync::atomic::Ordering;
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let good = start_upstream().await;
+    let (probed, probed_status) = start_switchable_upstream().await;
+    let (failing, failing_status) = start_switchable_upstream().await;
+    let acme = suite.tenant("acme").await;
+    register(
+        &suite,
+        &acme,
+        cat::Api {
+            slug: "probed".to_owned(),
+            upstreams: vec![target(probed, "/probed", 1), target(good, "/good", 1)],
+            load_balancing: round_robin(),
+            health_check: Some(cat::HealthCheck {
+                enabled: true,
+                path: "/healthz".to_owned(),
+                interval: millis(100),
+                timeout: millis(500),
+                healthy_threshold: 1,
+                unhealthy_threshold: 1,
+                expected_statuses: vec![200],
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    // Probes almost never run here: only passive detection acts.
+    register(
+        &suite,
+        &acme,
+        cat::Api {
+            slug: "passive".to_owned(),
+            upstreams: vec![target(failing, "/failing", 1), target(good, "/good", 1)],
+            load_balancing: round_robin(),
+            health_check: Some(cat::HealthCheck {
+                enabled: true,
+                path: "/healthz".to_owned(),
+                interval: millis(3_600_000),
+                timeout: millis(500),
+                healthy_threshold: 1,
+                unhealthy_threshold: 2,
+                expected_statuses: Vec::new(),
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (_, key) = create_key(&suite, &acme, "k", "").await;
+    let client = http_client();
+    let edge = suite.addresses.edge;
+    first_served(&client, edge, "/acme/probed/", &key).await;
+    first_served(&client, edge, "/acme/passive/", &key).await;
+
+    probed_status.store(503, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..6 {
+        assert_eq!(
+            hit(&client, edge, "GET", "/acme/probed/", &key).await.1,
+            "good"
+        );
+    }
+    probed_status.store(200, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut bases = std::collections::HashSet::new();
+    for _ in 0..4 {
+        bases.insert(hit(&client, edge, "GET", "/acme/probed/", &key).await.1);
+    }
+    assert!(bases.contains("probed"), "{bases:?}");
+
+    failing_status.store(500, Ordering::Relaxed);
+    let mut failures = 0;
+    for _ in 0..6 {
+        if hit(&client, edge, "GET", "/acme/passive/", &key).await.0 != StatusCode::OK {
+            failures += 1;
+        }
+    }
+    assert_eq!(failures, 2, "ejected after two consecutive failures");
+    for _ in 0..6 {
+        assert_eq!(
+            hit(&client, edge, "GET", "/acme/passive/", &key).await.1,
+            "good"
+        );
+    }
     suite.stop().await.unwrap();
 }

@@ -314,3 +314,46 @@ pub async fn start_trickle_upstream(pause: Duration) -> SocketAddr {
     });
     addr
 }
+
+/// An upstream that answers every request with the status in the returned
+/// cell (200 to begin with), naming itself in `x-upstream-path`.
+pub async fn start_switchable_upstream()
+-> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU16>) {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    let status = std::sync::Arc::new(AtomicU16::new(200));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shared = std::sync::Arc::clone(&status);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let status = std::sync::Arc::clone(&shared);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let code = status.load(Ordering::Relaxed);
+                    async move {
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .status(code)
+                                .header("x-upstream-path", request.uri().path())
+                                .body(Full::new(Bytes::from_static(b"switchable")))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, status)
+}
+
+/// A loopback address where nothing listens (connections are refused).
+pub fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}

@@ -131,6 +131,11 @@ impl CatalogView {
         self.apis_by_id.get(id)
     }
 
+    /// Every API, in no order.
+    pub fn apis(&self) -> impl Iterator<Item = &Arc<ApiEntry>> {
+        self.apis_by_id.values()
+    }
+
     pub fn api_count(&self) -> usize {
         self.apis_by_id.len()
     }

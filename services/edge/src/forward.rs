@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use gateway_egress::EgressPolicy;
 use http::{Request, Response, Uri};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -152,6 +153,23 @@ impl Forwarder {
     }
 }
 
+impl Forwarder {
+    /// A health probe: `GET url` within `timeout`, through the same egress
+    /// policy; the status, or `None` when nothing answered.
+    pub async fn probe(&self, url: &str, timeout: Duration) -> Option<u16> {
+        let uri: Uri = url.parse().ok()?;
+        let empty = http_body_util::Empty::<bytes::Bytes>::new().map_err(|never| match never {});
+        let mut request = Request::new(empty.boxed_unsync());
+        *request.uri_mut() = uri;
+        request.headers_mut().insert(
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static("gateway-edge-health-check"),
+        );
+        let response = self.send(request, timeout, timeout).await.ok()?;
+        Some(response.status().as_u16())
+    }
+}
+
 /// The upstream URI: the target's base path, then the request path, then
 /// the query as sent.
 pub fn upstream_uri(target: &str, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
@@ -169,7 +187,6 @@ pub fn upstream_uri(target: &str, path: &str, query: Option<&str>) -> Result<Uri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt as _;
 
     #[test]
     fn upstream_uris_keep_the_base_path_and_the_query() {

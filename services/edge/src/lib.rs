@@ -11,6 +11,7 @@ pub mod admit;
 pub mod auth;
 pub mod balance;
 pub mod body;
+pub mod breaker;
 pub mod client_ids;
 pub mod config;
 pub mod early_errors;
@@ -19,14 +20,18 @@ pub mod floor;
 pub mod forward;
 pub mod grpc;
 pub mod headers;
+pub mod health;
 pub mod leases;
+pub mod outbound;
 pub mod path;
 pub mod pipeline;
 pub mod policy;
 pub mod principals;
+pub mod probes;
 pub mod problem;
 pub mod ratelimit;
 pub mod request_id;
+pub mod retry;
 pub mod tls;
 
 pub use config::{Config, QuotaFailure};
@@ -135,6 +140,12 @@ impl Edge {
                 credential: (credential_name, self.credential.1.clone()),
             },
             self.catalog.clone(),
+            shutdown.clone(),
+        ));
+        background.spawn(probes::follow(
+            self.catalog.clone(),
+            Arc::clone(&self.proxy.policies),
+            Arc::clone(&self.proxy.forwarder),
             shutdown.clone(),
         ));
         let connections = TaskTracker::new();

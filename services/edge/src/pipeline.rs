@@ -23,7 +23,7 @@ use gateway_proto::quota::v1::quota_service_client::QuotaServiceClient;
 use gateway_usage_sender::UsageSender;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt as _, Limited};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
 use crate::account::{Accounting, Ended, Exchange, Refused, now_micros};
@@ -34,10 +34,12 @@ use crate::config::Config;
 use crate::forward::{Failure, Forwarder};
 use crate::grpc::Authed;
 use crate::headers::{self as hygiene, Outgoing};
-use crate::policy::{Chosen, CompiledApi, InFlight, Policies, RouteChoice};
+use crate::outbound::Outbound;
+use crate::policy::{CompiledApi, InFlight, Policies, RouteChoice};
 use crate::principals::Principals;
 use crate::problem::{Halt, halt, response as problem};
 use crate::request_id;
+use crate::retry::RetryPolicy;
 
 /// Everything the request path needs, shared by all connections.
 pub struct Proxy {
@@ -45,8 +47,8 @@ pub struct Proxy {
     pub catalog: CatalogCache,
     pub auth: Authenticator,
     pub admission: Admission,
-    pub policies: Policies,
-    forwarder: Forwarder,
+    pub policies: Arc<Policies>,
+    pub forwarder: Arc<Forwarder>,
     accounting: Accounting,
 }
 
@@ -89,7 +91,6 @@ struct Forwarding<'a> {
     caller: Caller,
     api: &'a CompiledApi,
     route: &'a RouteChoice<'a>,
-    chosen: Chosen<'a>,
     /// The path below the API, as routed.
     rest: &'a str,
     path: &'a str,
@@ -114,8 +115,8 @@ impl Proxy {
                 config.quota_failure,
                 config.fail_open_requests_per_minute,
             ),
-            policies: Policies::default(),
-            forwarder: Forwarder::new(&config.upstream_ca_file, egress)?,
+            policies: Arc::new(Policies::default()),
+            forwarder: Arc::new(Forwarder::new(&config.upstream_ca_file, egress)?),
             accounting: Accounting { usage, quota },
             catalog,
             config,
@@ -206,19 +207,10 @@ impl Proxy {
                 return *response;
             }
         };
-        let Some(chosen) = api.choose(&route, request.headers(), &caller.remote_ip, &|_| true)
-        else {
-            return problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no upstream target of this API is available",
-                request_id,
-            );
-        };
         let forwarding = Forwarding {
             caller,
             api: &api,
             route: &route,
-            chosen,
             rest,
             path: &path,
             admitted,
@@ -280,31 +272,18 @@ impl Proxy {
         );
     }
 
-    /// Stages 8 and 9: the upstream request, and accounting once the
-    /// response has ended.
+    /// Stages 7 to 9: a target, the upstream request (retried where the
+    /// policy allows), and accounting once the response has ended.
     async fn forward(
         &self,
         request: Request<Incoming>,
         mut forwarding: Forwarding<'_>,
     ) -> Response<EdgeBody> {
         let request_id = forwarding.request_id;
-        let target = &forwarding.chosen.target.url;
-        let upstream_path = forwarding.route.upstream_path(forwarding.rest);
-        let uri = match crate::forward::upstream_uri(target, &upstream_path, request.uri().query())
-        {
-            Ok(uri) => uri,
-            Err(error) => {
-                tracing::error!(%error, api_id = forwarding.api.entry.api.id, "bad upstream URL");
-                return problem(
-                    StatusCode::BAD_GATEWAY,
-                    "the API's upstream URL is invalid",
-                    request_id,
-                );
-            }
-        };
+        let api = forwarding.api;
         let (parts, body) = request.into_parts();
         let (traceparent, trace_id) = hygiene::traceparent(&parts.headers);
-        let capture = self.capture(forwarding.api);
+        let capture = self.capture(api);
         let admitted = std::mem::take(&mut forwarding.admitted);
         let principal = std::mem::take(&mut forwarding.caller.principal);
         let exchange = exchange(
@@ -322,55 +301,184 @@ impl Proxy {
                 remote_ip: &forwarding.caller.remote_ip,
                 request_id,
                 traceparent: &traceparent,
-                api: &forwarding.api.entry,
+                api: &api.entry,
             },
         );
-        let tap = Tap::default();
-        let body = Observed::tapped(
-            Limited::new(
-                body,
-                usize::try_from(forwarding.max_body).unwrap_or(usize::MAX),
-            ),
+        let retry = api
+            .retry
+            .as_ref()
+            .filter(|retry| retry.allows_method(&parts.method));
+        let outbound = match retry {
+            Some(_) => Outbound::replayable(body, &headers, forwarding.max_body).await,
+            None => Ok(Outbound::streaming(body, forwarding.max_body)),
+        };
+        let mut outbound = match outbound {
+            Ok(outbound) => outbound,
+            Err(status) => {
+                let detail = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE => format!(
+                        "the request body is over the {}-byte limit",
+                        forwarding.max_body
+                    ),
+                    _ => "the request body could not be read".to_owned(),
+                };
+                self.accounting.finish(
+                    exchange,
+                    Ended {
+                        status: status.as_u16(),
+                        error: Some(detail.clone()),
+                        ..Ended::default()
+                    },
+                );
+                return problem(status, detail, request_id);
+            }
+        };
+        let timing = self.timing(api);
+        let _active = api.budget.start();
+        let request = Repeated {
+            method: &parts.method,
+            headers: &headers,
+            query: parts.uri.query(),
             capture,
-            tap.clone(),
-        );
-        let mut upstream = Request::new(body.boxed_unsync());
-        *upstream.method_mut() = parts.method;
-        *upstream.uri_mut() = uri;
-        *upstream.headers_mut() = headers;
+        };
+        self.attempts(
+            &forwarding,
+            &request,
+            &mut outbound,
+            exchange,
+            timing,
+            retry,
+        )
+        .await
+    }
 
-        let api = forwarding.api;
+    /// Attempts until one answers, the policy stops retrying, or the budget
+    /// or the total timeout runs out.
+    async fn attempts(
+        &self,
+        forwarding: &Forwarding<'_>,
+        request: &Repeated<'_>,
+        outbound: &mut Outbound,
+        exchange: Exchange,
+        timing: Timing,
+        retry: Option<&RetryPolicy>,
+    ) -> Response<EdgeBody> {
+        let (api, request_id) = (forwarding.api, forwarding.request_id);
+        let mut tried = Vec::new();
+        let mut _retrying = None;
+        for attempt in 1_u32.. {
+            let chosen = match api.choose(
+                forwarding.route,
+                request.headers,
+                &forwarding.caller.remote_ip,
+                &tried,
+            ) {
+                Ok(chosen) => chosen,
+                Err(unavailable) => return self.unavailable(exchange, unavailable, request_id),
+            };
+            tried.push(chosen.index);
+            let upstream_path = forwarding.route.upstream_path(forwarding.rest);
+            let uri = match crate::forward::upstream_uri(
+                &chosen.target.url,
+                &upstream_path,
+                request.query,
+            ) {
+                Ok(uri) => uri,
+                Err(error) => {
+                    tracing::error!(%error, api_id = api.entry.api.id, "bad upstream URL");
+                    return problem(
+                        StatusCode::BAD_GATEWAY,
+                        "the API's upstream URL is invalid",
+                        request_id,
+                    );
+                }
+            };
+            let (body, tap) = outbound.body(request.capture);
+            let mut upstream = Request::new(body);
+            *upstream.method_mut() = request.method.clone();
+            *upstream.uri_mut() = uri;
+            *upstream.headers_mut() = request.headers.clone();
+            let result = self
+                .forwarder
+                .send(upstream, timing.connect, timing.read_now())
+                .await;
+            api.record(chosen.target, breaks(&result));
+            if let Some(retry) = retry
+                && attempt < retry.max_attempts
+                && outbound.can_replay()
+                && retries(retry, &result)
+                && let Some(slot) = api.budget.try_retry()
+            {
+                let wait = retry.backoff(attempt);
+                if timing.leaves_room(wait) {
+                    metrics::counter!("edge_retries_total", "api" => api.entry.api.id.clone())
+                        .increment(1);
+                    tracing::debug!(attempt, target = chosen.target.url, "retrying");
+                    _retrying = Some(slot);
+                    drop(result);
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            }
+            return match result {
+                Ok(response) => self.respond(response, exchange, tap, chosen.in_flight, timing),
+                Err(failure) => {
+                    let seen = tap.take();
+                    let (status, detail) =
+                        failure_status(&failure, &seen, forwarding.max_body, &exchange);
+                    let ended = Ended {
+                        status: status.as_u16(),
+                        request: seen,
+                        error: Some(detail.clone()),
+                        ..Ended::default()
+                    };
+                    self.accounting.finish(exchange, ended);
+                    problem(status, detail, request_id)
+                }
+            };
+        }
+        unreachable!("the attempt loop returns")
+    }
+
+    /// No target may take the request: 503, with Retry-After when an open
+    /// breaker will let a probe through.
+    fn unavailable(
+        &self,
+        exchange: Exchange,
+        unavailable: crate::policy::Unavailable,
+        request_id: &str,
+    ) -> Response<EdgeBody> {
+        let detail = "no upstream target of this API is available";
+        self.accounting.finish(
+            exchange,
+            Ended {
+                status: 503,
+                error: Some(detail.to_owned()),
+                ..Ended::default()
+            },
+        );
+        let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, detail, request_id);
+        if let Some(wait) = unavailable.retry_after {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        response
+    }
+
+    fn timing(&self, api: &CompiledApi) -> Timing {
         let connect = api.connect_timeout.unwrap_or(Duration::from_millis(
             self.config.upstream_connect_timeout_ms,
         ));
         let idle = api
             .read_timeout
             .unwrap_or(Duration::from_millis(self.config.upstream_read_timeout_ms));
-        // The head must come within the read timeout and the total one.
-        let read = api.total_timeout.map_or(idle, |total| idle.min(total));
-        let started = Instant::now();
-        match self.forwarder.send(upstream, connect, read).await {
-            Ok(response) => {
-                let timing = Timing {
-                    started,
-                    total: api.total_timeout,
-                    idle,
-                };
-                self.respond(response, exchange, tap, forwarding.chosen.in_flight, timing)
-            }
-            Err(failure) => {
-                let seen = tap.take();
-                let (status, detail) =
-                    failure_status(&failure, &seen, forwarding.max_body, &exchange);
-                let ended = Ended {
-                    status: status.as_u16(),
-                    request: seen,
-                    error: Some(detail.clone()),
-                    ..Ended::default()
-                };
-                self.accounting.finish(exchange, ended);
-                problem(status, detail, request_id)
-            }
+        Timing {
+            started: Instant::now(),
+            connect,
+            total: api.total_timeout,
+            idle,
         }
     }
 
@@ -440,8 +548,55 @@ impl Proxy {
 /// When the upstream exchange started, and its time limits.
 struct Timing {
     started: Instant,
+    connect: Duration,
+    /// Every attempt, and the response body, within this.
     total: Option<Duration>,
+    /// The read timeout: for the response head, and between body chunks.
     idle: Duration,
+}
+
+impl Timing {
+    /// The wait for the response head now: the read timeout, within what
+    /// is left of the total one.
+    fn read_now(&self) -> Duration {
+        match self.total {
+            Some(total) => self.idle.min(total.saturating_sub(self.started.elapsed())),
+            None => self.idle,
+        }
+    }
+
+    /// Whether waiting `wait` still leaves time for another attempt.
+    fn leaves_room(&self, wait: Duration) -> bool {
+        self.total
+            .is_none_or(|total| self.started.elapsed() + wait < total)
+    }
+}
+
+/// The parts of the request every attempt repeats.
+struct Repeated<'a> {
+    method: &'a http::Method,
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+    capture: Option<usize>,
+}
+
+/// Whether an attempt's outcome counts against the target (breaker,
+/// passive health): no response, or a 5xx.
+fn breaks(result: &Result<Response<Incoming>, Failure>) -> bool {
+    match result {
+        Ok(response) => response.status().is_server_error(),
+        Err(_) => true,
+    }
+}
+
+/// Whether the policy retries this outcome.
+fn retries(retry: &RetryPolicy, result: &Result<Response<Incoming>, Failure>) -> bool {
+    match result {
+        Ok(response) => retry.retries_status(response.status().as_u16()),
+        Err(Failure::Connect | Failure::ConnectTimeout(_)) => retry.on_connect_failure,
+        Err(Failure::ReadTimeout(_)) => retry.retries_status(504),
+        Err(Failure::Refused(_) | Failure::Upstream) => false,
+    }
 }
 
 /// The status and detail for a request that got no response.

@@ -5,6 +5,7 @@
 //! registries keyed by API id and target URL, and picked up again by the
 //! recompiled policy.
 
+pub mod compile;
 pub mod routes;
 
 use std::collections::HashMap;
@@ -17,12 +18,17 @@ use gateway_proto::catalog::v1 as pb;
 use gateway_proto::micros_from_duration;
 
 use crate::balance::{self, Algorithm, BalancerState, Candidates};
+use crate::breaker::{Breaker, BreakerPolicy, BreakerState, Transition};
+use crate::health::{self, Health, HealthPolicy};
+use crate::retry::{RetryBudget, RetryPolicy};
 use routes::{Matched, Route, Routes};
 
 /// What a target keeps across snapshot updates.
 #[derive(Debug, Default)]
 pub struct TargetState {
     in_flight: AtomicUsize,
+    pub breaker: Breaker,
+    pub health: Health,
 }
 
 impl TargetState {
@@ -45,7 +51,7 @@ impl Drop for InFlight {
 pub struct Target {
     pub url: String,
     weight: u32,
-    state: Arc<TargetState>,
+    pub state: Arc<TargetState>,
 }
 
 /// The targets one route (or the API) balances over.
@@ -60,7 +66,16 @@ struct TargetGroup {
 #[derive(Debug)]
 pub struct Chosen<'a> {
     pub target: &'a Target,
+    /// Its index in the route's group, to avoid it on a retry.
+    pub index: usize,
     pub in_flight: InFlight,
+}
+
+/// No target may take the request now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable {
+    /// When an open breaker lets a probe through, if one will.
+    pub retry_after: Option<Duration>,
 }
 
 /// Where a request goes within the API.
@@ -98,6 +113,10 @@ pub struct CompiledApi {
     pub connect_timeout: Option<Duration>,
     pub read_timeout: Option<Duration>,
     pub total_timeout: Option<Duration>,
+    pub retry: Option<RetryPolicy>,
+    pub budget: Arc<RetryBudget>,
+    breaker: Option<BreakerPolicy>,
+    pub health: Option<HealthPolicy>,
 }
 
 fn algorithm(policy: Option<&pb::LoadBalancing>) -> Algorithm {
@@ -135,16 +154,62 @@ impl CompiledApi {
         })
     }
 
-    /// A target for the route by the API's balancing algorithm, among those
-    /// `eligible` allows; `None` when none is usable.
+    /// A target for the route by the API's balancing algorithm: not one
+    /// of `avoid` (earlier attempts) while another will do, with its
+    /// breaker admitting, and healthy unless no target is (then all are
+    /// used rather than failing everything).
     pub fn choose<'a>(
         &'a self,
         route: &RouteChoice<'_>,
         headers: &http::HeaderMap,
         remote_ip: &str,
-        eligible: &dyn Fn(&Target) -> bool,
-    ) -> Option<Chosen<'a>> {
-        let group = self.groups.get(route.group)?;
+        avoid: &[usize],
+    ) -> Result<Chosen<'a>, Unavailable> {
+        let group = self
+            .groups
+            .get(route.group)
+            .ok_or(Unavailable { retry_after: None })?;
+        let now = std::time::Instant::now();
+        let admits = |target: &Target| {
+            self.breaker
+                .as_ref()
+                .is_none_or(|policy| target.state.breaker.admits(policy, now))
+        };
+        let passes: [&Eligible<'_>; 3] = [
+            &|index, target| {
+                !avoid.contains(&index) && admits(target) && target.state.health.usable(now)
+            },
+            &|_, target| admits(target) && target.state.health.usable(now),
+            &|_, target| admits(target),
+        ];
+        for eligible in passes {
+            for _ in 0..group.targets.len() {
+                let Some(index) = self.pick(group, headers, remote_ip, eligible) else {
+                    break;
+                };
+                if let Some(chosen) = self.acquire(group, index, now) {
+                    return Ok(chosen);
+                }
+            }
+        }
+        Err(Unavailable {
+            retry_after: self.breaker.as_ref().and_then(|policy| {
+                group
+                    .targets
+                    .iter()
+                    .filter_map(|target| target.state.breaker.retry_after(policy, now))
+                    .min()
+            }),
+        })
+    }
+
+    fn pick(
+        &self,
+        group: &TargetGroup,
+        headers: &http::HeaderMap,
+        remote_ip: &str,
+        eligible: &Eligible<'_>,
+    ) -> Option<usize> {
         let names: Vec<&str> = group
             .targets
             .iter()
@@ -155,24 +220,87 @@ impl CompiledApi {
             None => Some(remote_ip.as_bytes()),
         };
         let in_flight = |index: usize| group.targets[index].state.in_flight();
-        let usable = |index: usize| eligible(&group.targets[index]);
+        let usable = |index: usize| eligible(index, &group.targets[index]);
         let candidates = Candidates {
             weights: &group.weights,
             eligible: &usable,
             in_flight: &in_flight,
             names: &names,
         };
-        let index = balance::pick(self.algorithm, &group.balancer, &candidates, hash_key)?;
+        balance::pick(self.algorithm, &group.balancer, &candidates, hash_key)
+    }
+
+    /// Takes the breaker's permission (a half-open probe slot) and counts
+    /// the request in flight.
+    fn acquire<'a>(
+        &self,
+        group: &'a TargetGroup,
+        index: usize,
+        now: std::time::Instant,
+    ) -> Option<Chosen<'a>> {
         let target = &group.targets[index];
+        if let Some(policy) = &self.breaker {
+            let (allowed, transition) = target.state.breaker.try_acquire(policy, now);
+            self.log_transition(target, transition);
+            if !allowed {
+                return None;
+            }
+        }
         target.state.in_flight.fetch_add(1, Ordering::Relaxed);
         Some(Chosen {
             target,
+            index,
             in_flight: InFlight(Arc::clone(&target.state)),
         })
+    }
+
+    /// One attempt's outcome: a connect error, a timeout or a 5xx is a
+    /// failure for the breaker and for passive health.
+    pub fn record(&self, target: &Target, failed: bool) {
+        let now = std::time::Instant::now();
+        if let Some(policy) = &self.breaker {
+            let transition = target.state.breaker.record(policy, failed, now);
+            self.log_transition(target, transition);
+        }
+        if let Some(policy) = &self.health {
+            let eject_after = if policy.unhealthy_threshold > 0 {
+                policy.unhealthy_threshold
+            } else {
+                health::DEFAULT_EJECT_AFTER
+            };
+            if let Some(period) = target.state.health.observed(failed, eject_after, now) {
+                tracing::warn!(
+                    api_id = self.entry.api.id,
+                    target = target.url,
+                    seconds = period.as_secs(),
+                    "target ejected after consecutive failures"
+                );
+                metrics::counter!("edge_target_ejections_total", "api" => self.entry.api.id.clone()).increment(1);
+            }
+        }
+    }
+
+    fn log_transition(&self, target: &Target, transition: Option<Transition>) {
+        let Some(Transition { from, to }) = transition else {
+            return;
+        };
+        tracing::warn!(
+            api_id = self.entry.api.id,
+            target = target.url,
+            from = from.as_str(),
+            to = to.as_str(),
+            "circuit breaker state changed"
+        );
+        let open = if to == BreakerState::Open { 1.0 } else { 0.0 };
+        metrics::gauge!("edge_breaker_open", "api" => self.entry.api.id.clone(), "target" => target.url.clone()).set(open);
+        metrics::counter!("edge_breaker_transitions_total", "api" => self.entry.api.id.clone(), "to" => to.as_str()).increment(1);
     }
 }
 
 type TargetKey = (String, String);
+
+/// Whether target `index` may take this attempt.
+type Eligible<'a> = dyn Fn(usize, &Target) -> bool + 'a;
 
 /// Compiled APIs, and the runtime state they share across recompilations.
 #[derive(Default)]
@@ -180,6 +308,7 @@ pub struct Policies {
     compiled: RwLock<HashMap<String, Arc<CompiledApi>>>,
     targets: Mutex<HashMap<TargetKey, Arc<TargetState>>>,
     balancers: Mutex<HashMap<TargetKey, Arc<BalancerState>>>,
+    budgets: Mutex<HashMap<String, Arc<RetryBudget>>>,
 }
 
 impl Policies {
@@ -217,6 +346,13 @@ impl Policies {
             compiled_routes.extend(Route::compile(rule, group));
         }
         let timeouts = api.timeouts.as_ref();
+        let budget = Arc::clone(
+            self.budgets
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(api.id.clone())
+                .or_default(),
+        );
         CompiledApi {
             entry: Arc::clone(entry),
             routes: Routes::new(compiled_routes),
@@ -232,7 +368,22 @@ impl Policies {
             connect_timeout: positive(timeouts.and_then(|timeouts| timeouts.connect.as_ref())),
             read_timeout: positive(timeouts.and_then(|timeouts| timeouts.read.as_ref())),
             total_timeout: positive(timeouts.and_then(|timeouts| timeouts.total.as_ref())),
+            retry: compile::retry(api.retry.as_ref()),
+            budget,
+            breaker: compile::breaker(api.circuit_breaker.as_ref()),
+            health: compile::health(api.health_check.as_ref()),
         }
+    }
+
+    /// The runtime state of one target of one API.
+    pub fn target_state(&self, api_id: &str, url: &str) -> Arc<TargetState> {
+        Arc::clone(
+            self.targets
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry((api_id.to_owned(), url.to_owned()))
+                .or_default(),
+        )
     }
 
     fn group(&self, api_id: &str, upstreams: &[pb::UpstreamTarget]) -> TargetGroup {
@@ -302,7 +453,7 @@ mod tests {
         assert!(Arc::ptr_eq(&compiled, &policies.get(&first)), "reused");
         let route = compiled.route(&http::Method::GET, "/").unwrap();
         let chosen = compiled
-            .choose(&route, &http::HeaderMap::new(), "10.0.0.1", &|_| true)
+            .choose(&route, &http::HeaderMap::new(), "10.0.0.1", &[])
             .unwrap();
         let url = chosen.target.url.clone();
         // A snapshot update with the same targets: a new compilation that
@@ -348,11 +499,11 @@ mod tests {
         let headers = http::HeaderMap::new();
         let orders = compiled.route(&http::Method::GET, "/orders/1").unwrap();
         assert_eq!(orders.name(), "orders");
-        let chosen = compiled.choose(&orders, &headers, "ip", &|_| true).unwrap();
+        let chosen = compiled.choose(&orders, &headers, "ip", &[]).unwrap();
         assert_eq!(chosen.target.url, "http://orders");
         let users = compiled.route(&http::Method::GET, "/users/1").unwrap();
         assert_eq!(users.name(), "/users");
-        let chosen = compiled.choose(&users, &headers, "ip", &|_| true).unwrap();
+        let chosen = compiled.choose(&users, &headers, "ip", &[]).unwrap();
         assert_eq!(chosen.target.url, "http://main");
         assert!(compiled.route(&http::Method::GET, "/other").is_none());
     }
