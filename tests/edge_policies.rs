@@ -605,3 +605,157 @@ async fn unhealthy_targets_get_no_traffic_until_they_recover() {
     }
     suite.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflights_are_answered_by_the_edge_and_transforms_apply() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let upstream = start_upstream().await;
+    let acme = suite.tenant("acme").await;
+    let edits = |set: &[(&str, &str)], remove: &[&str], rename: &[(&str, &str)]| {
+        Some(cat::HeaderTransform {
+            set: set
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            remove: remove.iter().map(|name| (*name).to_owned()).collect(),
+            rename: rename
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        })
+    };
+    register(
+        &suite,
+        &acme,
+        cat::Api {
+            slug: "web".to_owned(),
+            upstreams: vec![target(upstream, "/svc", 1)],
+            cors: Some(cat::CorsPolicy {
+                enabled: true,
+                allowed_origins: vec!["https://app.example".to_owned()],
+                allowed_methods: vec!["GET".to_owned(), "POST".to_owned()],
+                allowed_headers: vec!["content-type".to_owned(), "x-api-key".to_owned()],
+                expose_headers: vec!["x-request-id".to_owned()],
+                allow_credentials: true,
+                max_age: Some(prost_types::Duration {
+                    seconds: 600,
+                    nanos: 0,
+                }),
+            }),
+            transform: Some(cat::TransformPolicy {
+                // The upstream echoes x-upstream-token back as x-seen-x-upstream-token.
+                request_headers: edits(&[("x-upstream-token", "from-transform")], &[], &[]),
+                response_headers: edits(
+                    &[("x-served-by", "edge")],
+                    &["x-seen-traceparent"],
+                    &[("x-upstream-method", "x-method")],
+                ),
+                strip_path_prefix: "/public".to_owned(),
+                add_path_prefix: "/v2".to_owned(),
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (_, key) = create_key(&suite, &acme, "k", "").await;
+    let client = http_client();
+    let edge = suite.addresses.edge;
+    first_served(&client, edge, "/acme/web/", &key).await;
+
+    // A preflight: no key, never reaches the upstream.
+    let preflight = |origin: &'static str| {
+        Request::builder()
+            .method("OPTIONS")
+            .uri(format!("http://{edge}/acme/web/public/items"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type, x-api-key")
+            .body(empty())
+            .unwrap()
+    };
+    let allowed = client
+        .request(preflight("https://app.example"))
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), StatusCode::NO_CONTENT);
+    let headers = allowed.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    assert_eq!(headers["access-control-allow-methods"], "GET, POST");
+    assert_eq!(headers["access-control-max-age"], "600");
+    assert!(headers.get("x-upstream-path").is_none(), "not proxied");
+    let refused = client
+        .request(preflight("https://evil.example"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::NO_CONTENT);
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+
+    // The actual request: CORS headers, and every transform.
+    let answer = send(
+        &client,
+        edge,
+        "GET",
+        "/acme/web/public/items",
+        &key,
+        &[("origin", "https://app.example")],
+    )
+    .await;
+    assert_eq!(answer.0, StatusCode::OK);
+    let headers = &answer.1;
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(headers["access-control-expose-headers"], "x-request-id");
+    assert_eq!(headers["x-upstream-path"], "/svc/v2/items");
+    assert_eq!(headers["x-seen-x-upstream-token"], "from-transform");
+    assert_eq!(headers["x-served-by"], "edge");
+    assert_eq!(headers["x-method"], "GET");
+    assert!(
+        headers.get("x-upstream-method").is_none() && headers.get("x-seen-traceparent").is_none()
+    );
+    let other = send(
+        &client,
+        edge,
+        "GET",
+        "/acme/web/x",
+        &key,
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert!(other.1.get("access-control-allow-origin").is_none());
+
+    // A response cache is refused at registration, not accepted and ignored.
+    let mut catalog = suite
+        .catalog_as(Credentials::bearer(&acme.admin_token))
+        .await;
+    let refused = catalog
+        .create_api(cat::CreateApiRequest {
+            api: Some(cat::Api {
+                name: "cached".to_owned(),
+                slug: "cached".to_owned(),
+                upstreams: vec![target(upstream, "/", 1)],
+                cache: Some(cat::CachePolicy {
+                    enabled: true,
+                    ..Default::default()
+                }),
+                enabled: true,
+                ..Default::default()
+            }),
+            upstream_auth_secret: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("api.cache.enabled"), "{refused}");
+    suite.stop().await.unwrap();
+}

@@ -371,17 +371,13 @@ pub fn api(api: &pb::Api, has_auth_secret: bool) -> Result<(), CatalogError> {
         )?;
         duration("api.circuit_breaker.window", breaker.window.as_ref(), false)?;
     }
-    if let Some(cache) = api.cache.as_ref().filter(|cache| cache.enabled) {
-        duration("api.cache.ttl", cache.ttl.as_ref(), true)?;
-        for method_name in &cache.methods {
-            method("api.cache.methods", method_name)?;
-        }
-        for header in &cache.vary_headers {
-            header_name("api.cache.vary_headers", header)?;
-        }
-        if cache.max_body_bytes < 0 {
-            return Err(invalid("api.cache.max_body_bytes", "must not be negative"));
-        }
+    if api.cache.as_ref().is_some_and(|cache| cache.enabled) {
+        // Refused rather than accepted and ignored: the edge has no
+        // response cache yet.
+        return Err(invalid(
+            "api.cache.enabled",
+            "the edge's response cache is not available yet; leave it disabled",
+        ));
     }
     if let Some(cors) = api.cors.as_ref().filter(|cors| cors.enabled) {
         for origin in &cors.allowed_origins {

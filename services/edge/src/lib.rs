@@ -14,6 +14,7 @@ pub mod body;
 pub mod breaker;
 pub mod client_ids;
 pub mod config;
+pub mod cors;
 pub mod early_errors;
 pub mod egress;
 pub mod floor;
@@ -32,7 +33,9 @@ pub mod problem;
 pub mod ratelimit;
 pub mod request_id;
 pub mod retry;
+pub mod tenants;
 pub mod tls;
+pub mod transform;
 
 pub use config::{Config, QuotaFailure};
 
@@ -94,7 +97,8 @@ impl Edge {
             grpc::channel(&config.identity_url, Duration::from_secs(5)).map_err(Error::Setup)?;
         let quota =
             grpc::channel(&config.quota_url, Duration::from_secs(5)).map_err(Error::Setup)?;
-        let principals = Arc::new(Principals::new(identity, credential.clone()));
+        let principals = Arc::new(Principals::new(identity.clone(), credential.clone()));
+        let tenants = tenants::Tenants::new(identity, credential.clone());
         let catalog = CatalogCache::new();
         let sender_config = SenderConfig::new(
             config.usage_url.clone(),
@@ -111,6 +115,7 @@ impl Edge {
                 QuotaServiceClient::with_interceptor(quota, grpc::authed(credential.clone())),
                 Some(usage),
                 egress,
+                tenants,
             )
             .map_err(Error::Setup)?,
         );

@@ -40,6 +40,7 @@ use crate::principals::Principals;
 use crate::problem::{Halt, halt, response as problem};
 use crate::request_id;
 use crate::retry::RetryPolicy;
+use crate::tenants::Tenants;
 
 /// Everything the request path needs, shared by all connections.
 pub struct Proxy {
@@ -49,6 +50,7 @@ pub struct Proxy {
     pub admission: Admission,
     pub policies: Arc<Policies>,
     pub forwarder: Arc<Forwarder>,
+    tenants: Tenants,
     accounting: Accounting,
 }
 
@@ -107,8 +109,10 @@ impl Proxy {
         quota: QuotaServiceClient<Authed>,
         usage: Option<UsageSender>,
         egress: gateway_egress::EgressPolicy,
+        tenants: Tenants,
     ) -> Result<Self, String> {
         Ok(Self {
+            tenants,
             auth: Authenticator::new(principals, config.max_client_ids_per_key),
             admission: Admission::new(
                 quota.clone(),
@@ -162,6 +166,13 @@ impl Proxy {
                 request_id,
             )
         };
+        if crate::cors::is_preflight(request.method(), request.headers())
+            && let Some(answer) = self
+                .preflight(tenant_slug, api_slug, request.headers())
+                .await
+        {
+            return answer;
+        }
         let caller = match self
             .auth
             .authenticate(
@@ -179,6 +190,27 @@ impl Proxy {
         let Some(api) = self.api(&caller.principal.tenant_id, api_slug) else {
             return not_found();
         };
+        let origin = request.headers().get(header::ORIGIN).cloned();
+        let mut response = self
+            .serve_api(request, caller, &api, &path, rest, request_id)
+            .await;
+        if let Some(cors) = &api.cors {
+            cors.decorate(origin.as_ref(), response.headers_mut());
+        }
+        response
+    }
+
+    /// Stages 4 to 9, for a caller of a known API.
+    async fn serve_api(
+        &self,
+        request: Request<Incoming>,
+        caller: Caller,
+        api: &Arc<CompiledApi>,
+        path: &str,
+        rest: &str,
+        request_id: &str,
+    ) -> Response<EdgeBody> {
+        let (tenant_slug, api_slug) = (&caller.principal.tenant_slug, &api.entry.api.slug);
         let Some(route) = api.route(request.method(), rest) else {
             return problem(
                 StatusCode::NOT_FOUND,
@@ -189,7 +221,7 @@ impl Proxy {
                 request_id,
             );
         };
-        let max_body = match self.body_limit(&api, request.headers(), request_id) {
+        let max_body = match self.body_limit(api, request.headers(), request_id) {
             Ok(max_body) => max_body,
             Err(response) => return *response,
         };
@@ -198,9 +230,9 @@ impl Proxy {
             Err(response) => {
                 self.record_refusal(
                     &caller,
-                    &api,
+                    api,
                     &request,
-                    &path,
+                    path,
                     response.status(),
                     request_id,
                 );
@@ -209,15 +241,30 @@ impl Proxy {
         };
         let forwarding = Forwarding {
             caller,
-            api: &api,
+            api,
             route: &route,
             rest,
-            path: &path,
+            path,
             admitted,
             max_body,
             request_id,
         };
         self.forward(request, forwarding).await
+    }
+
+    /// A CORS preflight for an API with a CORS policy, answered here:
+    /// no key, no upstream. `None` lets the request take the normal path.
+    async fn preflight(
+        &self,
+        tenant_slug: &str,
+        api_slug: &str,
+        headers: &HeaderMap,
+    ) -> Option<Response<EdgeBody>> {
+        let tenant_id = self.tenants.id(tenant_slug).await?;
+        let api = self.api(&tenant_id, api_slug)?;
+        let cors = api.cors.as_ref()?;
+        metrics::counter!("edge_cors_preflights_total").increment(1);
+        Some(cors.preflight(headers))
     }
 
     /// Stage 2: the API, enabled, with its compiled policy.
@@ -304,6 +351,7 @@ impl Proxy {
                 api: &api.entry,
             },
         );
+        api.transform.request.apply(&mut headers);
         let retry = api
             .retry
             .as_ref()
@@ -377,7 +425,9 @@ impl Proxy {
                 Err(unavailable) => return self.unavailable(exchange, unavailable, request_id),
             };
             tried.push(chosen.index);
-            let upstream_path = forwarding.route.upstream_path(forwarding.rest);
+            let upstream_path = api
+                .transform
+                .path(&forwarding.route.upstream_path(forwarding.rest));
             let uri = match crate::forward::upstream_uri(
                 &chosen.target.url,
                 &upstream_path,
@@ -421,7 +471,10 @@ impl Proxy {
                 }
             }
             return match result {
-                Ok(response) => self.respond(response, exchange, tap, chosen.in_flight, timing),
+                Ok(mut response) => {
+                    api.transform.response.apply(response.headers_mut());
+                    self.respond(response, exchange, tap, chosen.in_flight, timing)
+                }
                 Err(failure) => {
                     let seen = tap.take();
                     let (status, detail) =

@@ -19,8 +19,10 @@ use gateway_proto::micros_from_duration;
 
 use crate::balance::{self, Algorithm, BalancerState, Candidates};
 use crate::breaker::{Breaker, BreakerPolicy, BreakerState, Transition};
+use crate::cors::Cors;
 use crate::health::{self, Health, HealthPolicy};
 use crate::retry::{RetryBudget, RetryPolicy};
+use crate::transform::Transform;
 use routes::{Matched, Route, Routes};
 
 /// What a target keeps across snapshot updates.
@@ -117,6 +119,8 @@ pub struct CompiledApi {
     pub budget: Arc<RetryBudget>,
     breaker: Option<BreakerPolicy>,
     pub health: Option<HealthPolicy>,
+    pub transform: Transform,
+    pub cors: Option<Cors>,
 }
 
 fn algorithm(policy: Option<&pb::LoadBalancing>) -> Algorithm {
@@ -372,6 +376,8 @@ impl Policies {
             budget,
             breaker: compile::breaker(api.circuit_breaker.as_ref()),
             health: compile::health(api.health_check.as_ref()),
+            transform: Transform::compile(api.transform.as_ref()),
+            cors: Cors::compile(api.cors.as_ref()),
         }
     }
 
