@@ -759,3 +759,147 @@ async fn cors_preflights_are_answered_by_the_edge_and_transforms_apply() {
     assert!(refused.message().contains("api.cache.enabled"), "{refused}");
     suite.stop().await.unwrap();
 }
+
+/// A test plugin: refuses `X-Block: yes`, stamps responses, counts errors.
+struct Stamp(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl gateway_edge::plugin::EdgePlugin for Stamp {
+    fn name(&self) -> &str {
+        "stamp"
+    }
+
+    fn on_request(
+        &self,
+        request: &gateway_edge::plugin::RequestInfo<'_>,
+    ) -> Option<http::Response<gateway_edge::body::EdgeBody>> {
+        (request
+            .headers
+            .get("x-block")
+            .is_some_and(|value| value == "yes"))
+        .then(|| {
+            gateway_edge::problem::response(
+                StatusCode::FORBIDDEN,
+                "blocked by plugin",
+                request.request_id,
+            )
+        })
+    }
+
+    fn on_response(
+        &self,
+        _answered: &gateway_edge::plugin::Answered<'_>,
+        headers: &mut http::HeaderMap,
+    ) {
+        headers.insert("x-stamp", http::HeaderValue::from_static("yes"));
+    }
+
+    fn on_error(&self, _answered: &gateway_edge::plugin::Answered<'_>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_ip_lists_and_plugins_act_before_quota_and_upstream() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let upstream = start_upstream().await;
+    let acme = suite.tenant("acme").await;
+    let access = |maintenance: bool, allow: &[&str], deny: &[&str]| {
+        Some(cat::AccessPolicy {
+            maintenance,
+            maintenance_message: if maintenance {
+                "back at 10:00 UTC".to_owned()
+            } else {
+                String::new()
+            },
+            maintenance_retry_after: millis(120_000),
+            allow_cidrs: allow.iter().map(|cidr| (*cidr).to_owned()).collect(),
+            deny_cidrs: deny.iter().map(|cidr| (*cidr).to_owned()).collect(),
+        })
+    };
+    for (slug, policy) in [
+        ("down", access(true, &[], &[])),
+        ("denied", access(false, &[], &["127.0.0.0/8"])),
+        ("elsewhere", access(false, &["10.0.0.0/8"], &[])),
+        ("open", access(false, &["127.0.0.1"], &["10.0.0.0/8"])),
+    ] {
+        register(
+            &suite,
+            &acme,
+            cat::Api {
+                slug: slug.to_owned(),
+                upstreams: vec![target(upstream, "/", 1)],
+                access: policy,
+                ..Default::default()
+            },
+        )
+        .await;
+    }
+    let mut quota_admin = suite.quota_as(Credentials::bearer(&acme.admin_token)).await;
+    let one = quota_admin
+        .create_plan(gateway_proto::quota::v1::CreatePlanRequest {
+            plan: Some(gateway_proto::quota::v1::Plan {
+                name: "one".to_owned(),
+                requests_per_minute: Some(1),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .plan
+        .unwrap();
+    let (_, key) = create_key(&suite, &acme, "k", &one.id).await;
+    let errors = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let shutdown = gateway_runtime::CancellationToken::new();
+    let egress = gateway_egress::EgressPolicy::strict()
+        .allow_entry("127.0.0.1")
+        .unwrap();
+    let plugins: Vec<Box<dyn gateway_edge::plugin::EdgePlugin>> =
+        vec![Box::new(Stamp(std::sync::Arc::clone(&errors)))];
+    let edge = side_edge_with_plugins(
+        &suite,
+        &shutdown,
+        Duration::from_secs(1),
+        egress,
+        plugins,
+        |_| {},
+    )
+    .await;
+    let client = http_client();
+    // None of these spends the key's one request a minute.
+    let down = first_served(&client, edge.addr, "/acme/down/", &key).await;
+    let problem = problem_of(&down, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(problem["detail"], "back at 10:00 UTC");
+    assert_eq!(down.1["retry-after"], "120");
+    for slug in ["denied", "elsewhere"] {
+        let answer = first_served(&client, edge.addr, &format!("/acme/{slug}/"), &key).await;
+        problem_of(&answer, StatusCode::FORBIDDEN);
+    }
+    let blocked = send(
+        &client,
+        edge.addr,
+        "GET",
+        "/acme/open/",
+        &key,
+        &[("x-block", "yes")],
+    )
+    .await;
+    let problem = problem_of(&blocked, StatusCode::FORBIDDEN);
+    assert_eq!(problem["detail"], "blocked by plugin");
+    let open = first_served(&client, edge.addr, "/acme/open/", &key).await;
+    assert_eq!(
+        open.0,
+        StatusCode::OK,
+        "the plan's one request was not spent before"
+    );
+    assert_eq!(open.1["x-stamp"], "yes");
+    let limited = send(&client, edge.addr, "GET", "/acme/open/", &key, &[]).await;
+    problem_of(&limited, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        errors.load(std::sync::atomic::Ordering::Relaxed) >= 5,
+        "the error hook saw the refusals"
+    );
+    shutdown.cancel();
+    let _ = edge.serving.await;
+    suite.stop().await.unwrap();
+}

@@ -191,6 +191,18 @@ pub async fn side_edge_with_egress(
     egress: gateway_egress::EgressPolicy,
     tweak: impl FnOnce(&mut gateway_edge::Config),
 ) -> SideEdge {
+    side_edge_with_plugins(suite, shutdown, grace, egress, Vec::new(), tweak).await
+}
+
+/// As [`side_edge`], with its own egress policy and extra plugins.
+pub async fn side_edge_with_plugins(
+    suite: &TestSuite,
+    shutdown: &gateway_runtime::CancellationToken,
+    grace: Duration,
+    egress: gateway_egress::EgressPolicy,
+    plugins: Vec<Box<dyn gateway_edge::plugin::EdgePlugin>>,
+    tweak: impl FnOnce(&mut gateway_edge::Config),
+) -> SideEdge {
     let url = |addr: SocketAddr| format!("http://{addr}");
     let spool = tempfile::tempdir().unwrap();
     let mut config = gateway_edge::Config {
@@ -206,7 +218,7 @@ pub async fn side_edge_with_egress(
         admin_key: gateway_e2e::ADMIN_KEY.into(),
         ..gateway_auth::AuthConfig::default()
     };
-    let edge = gateway_edge::Edge::new(config, &auth, egress, shutdown).unwrap();
+    let edge = gateway_edge::Edge::with_plugins(config, &auth, egress, plugins, shutdown).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let serving = tokio::spawn(edge.serve(listener, shutdown.clone(), grace));

@@ -392,6 +392,7 @@ impl Registry {
                 body_capture,
                 max_request_body_bytes,
                 enabled,
+                access,
             ]
         );
         let sealed = match secret {

@@ -66,6 +66,36 @@ pub fn upstream_url(field: &str, value: &str) -> Result<(), CatalogError> {
     Ok(())
 }
 
+fn access_policy(access: &pb::AccessPolicy) -> Result<(), CatalogError> {
+    if access.maintenance_message.chars().count() > 500 {
+        return Err(invalid(
+            "api.access.maintenance_message",
+            "must be at most 500 characters",
+        ));
+    }
+    duration(
+        "api.access.maintenance_retry_after",
+        access.maintenance_retry_after.as_ref(),
+        false,
+    )?;
+    for (field, list) in [
+        ("api.access.allow_cidrs", &access.allow_cidrs),
+        ("api.access.deny_cidrs", &access.deny_cidrs),
+    ] {
+        for entry in list {
+            let valid =
+                entry.parse::<ipnet::IpNet>().is_ok() || entry.parse::<std::net::IpAddr>().is_ok();
+            if !valid {
+                return Err(invalid(
+                    field,
+                    format!("{entry:?} is not a CIDR or an IP address"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The egress policy on every upstream URL of an API: a literal internal
 /// address is refused here, so a tenant learns at once, not at first call.
 pub fn api_egress(api: &pb::Api, egress: &EgressPolicy) -> Result<(), CatalogError> {
@@ -370,6 +400,9 @@ pub fn api(api: &pb::Api, has_auth_secret: bool) -> Result<(), CatalogError> {
             false,
         )?;
         duration("api.circuit_breaker.window", breaker.window.as_ref(), false)?;
+    }
+    if let Some(access) = &api.access {
+        access_policy(access)?;
     }
     if api.cache.as_ref().is_some_and(|cache| cache.enabled) {
         // Refused rather than accepted and ignored: the edge has no

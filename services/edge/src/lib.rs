@@ -6,6 +6,7 @@
 //! upstream from the catalog snapshot, and reported to usage through the
 //! sender library once the response has ended.
 
+pub mod access;
 pub mod account;
 pub mod admit;
 pub mod auth;
@@ -26,6 +27,7 @@ pub mod leases;
 pub mod outbound;
 pub mod path;
 pub mod pipeline;
+pub mod plugin;
 pub mod policy;
 pub mod principals;
 pub mod probes;
@@ -89,6 +91,17 @@ impl Edge {
         egress: gateway_egress::EgressPolicy,
         shutdown: &CancellationToken,
     ) -> Result<Self, Error> {
+        Self::with_plugins(config, auth, egress, Vec::new(), shutdown)
+    }
+
+    /// As [`Self::new`], with `plugins` after the built-in ones.
+    pub fn with_plugins(
+        config: Config,
+        auth: &AuthConfig,
+        egress: gateway_egress::EgressPolicy,
+        plugins: Vec<Box<dyn plugin::EdgePlugin>>,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, Error> {
         let credential = (
             gateway_auth::ADMIN_KEY_HEADER.to_owned(),
             auth.admin_key.expose().to_owned(),
@@ -110,12 +123,18 @@ impl Edge {
         let proxy = Arc::new(
             Proxy::new(
                 config.clone(),
-                principals,
-                catalog.clone(),
-                QuotaServiceClient::with_interceptor(quota, grpc::authed(credential.clone())),
-                Some(usage),
-                egress,
-                tenants,
+                pipeline::Wiring {
+                    principals,
+                    catalog: catalog.clone(),
+                    quota: QuotaServiceClient::with_interceptor(
+                        quota,
+                        grpc::authed(credential.clone()),
+                    ),
+                    usage: Some(usage),
+                    egress,
+                    tenants,
+                    plugins: plugin::Plugins::with_builtins(plugins),
+                },
             )
             .map_err(Error::Setup)?,
         );
@@ -136,6 +155,7 @@ impl Edge {
     /// requests finish for up to `grace`.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken, grace: Duration) {
         tracing::info!(addr = ?listener.local_addr().ok(), "edge listening");
+        self.proxy.plugins.startup();
         let background = TaskTracker::new();
         background.spawn(Arc::clone(&self.proxy.auth.principals).follow(shutdown.clone()));
         let credential_name: &'static str = gateway_auth::ADMIN_KEY_HEADER;
@@ -214,6 +234,7 @@ impl Edge {
         .await;
         background.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), background.wait()).await;
+        self.proxy.plugins.shutdown();
         tracing::info!("edge stopped");
     }
 }

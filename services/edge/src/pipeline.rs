@@ -35,6 +35,7 @@ use crate::forward::{Failure, Forwarder};
 use crate::grpc::Authed;
 use crate::headers::{self as hygiene, Outgoing};
 use crate::outbound::Outbound;
+use crate::plugin::{Answered, Plugins, RequestInfo};
 use crate::policy::{CompiledApi, InFlight, Policies, RouteChoice};
 use crate::principals::Principals;
 use crate::problem::{Halt, halt, response as problem};
@@ -51,6 +52,7 @@ pub struct Proxy {
     pub policies: Arc<Policies>,
     pub forwarder: Arc<Forwarder>,
     tenants: Tenants,
+    pub plugins: Plugins,
     accounting: Accounting,
 }
 
@@ -101,18 +103,31 @@ struct Forwarding<'a> {
     request_id: &'a str,
 }
 
+/// What a [`Proxy`] is built from, besides its config.
+pub struct Wiring {
+    pub principals: Arc<Principals>,
+    pub catalog: CatalogCache,
+    pub quota: QuotaServiceClient<Authed>,
+    pub usage: Option<UsageSender>,
+    pub egress: gateway_egress::EgressPolicy,
+    pub tenants: Tenants,
+    pub plugins: Plugins,
+}
+
 impl Proxy {
-    pub fn new(
-        config: Config,
-        principals: Arc<Principals>,
-        catalog: CatalogCache,
-        quota: QuotaServiceClient<Authed>,
-        usage: Option<UsageSender>,
-        egress: gateway_egress::EgressPolicy,
-        tenants: Tenants,
-    ) -> Result<Self, String> {
+    pub fn new(config: Config, wiring: Wiring) -> Result<Self, String> {
+        let Wiring {
+            principals,
+            catalog,
+            quota,
+            usage,
+            egress,
+            tenants,
+            plugins,
+        } = wiring;
         Ok(Self {
             tenants,
+            plugins,
             auth: Authenticator::new(principals, config.max_client_ids_per_key),
             admission: Admission::new(
                 quota.clone(),
@@ -194,6 +209,18 @@ impl Proxy {
         let mut response = self
             .serve_api(request, caller, &api, &path, rest, request_id)
             .await;
+        if response
+            .extensions()
+            .get::<crate::problem::EdgeAnswer>()
+            .is_some()
+        {
+            let answered = Answered {
+                request_id,
+                api: &api,
+                status: response.status(),
+            };
+            self.plugins.error(&answered);
+        }
         if let Some(cors) = &api.cors {
             cors.decorate(origin.as_ref(), response.headers_mut());
         }
@@ -221,6 +248,22 @@ impl Proxy {
                 request_id,
             );
         };
+        let info = RequestInfo {
+            request_id,
+            method: request.method(),
+            path,
+            headers: request.headers(),
+            remote_ip: caller
+                .remote_ip
+                .parse()
+                .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
+            tenant_id: &caller.principal.tenant_id,
+            api,
+        };
+        // Stage: access (plugins, maintenance and client addresses first).
+        if let Some(answer) = self.plugins.request(&info) {
+            return answer;
+        }
         let max_body = match self.body_limit(api, request.headers(), request_id) {
             Ok(max_body) => max_body,
             Err(response) => return *response,
@@ -228,14 +271,7 @@ impl Proxy {
         let admitted = match self.admission.admit(&caller, request_id).await {
             Ok(admitted) => admitted,
             Err(response) => {
-                self.record_refusal(
-                    &caller,
-                    api,
-                    &request,
-                    path,
-                    response.status(),
-                    request_id,
-                );
+                self.record_refusal(&caller, api, &request, path, response.status(), request_id);
                 return *response;
             }
         };
@@ -473,6 +509,12 @@ impl Proxy {
             return match result {
                 Ok(mut response) => {
                     api.transform.response.apply(response.headers_mut());
+                    let answered = Answered {
+                        request_id,
+                        api,
+                        status: response.status(),
+                    };
+                    self.plugins.response(&answered, response.headers_mut());
                     self.respond(response, exchange, tap, chosen.in_flight, timing)
                 }
                 Err(failure) => {

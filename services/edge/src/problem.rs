@@ -10,6 +10,11 @@ use serde::Serialize;
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
+/// Marks a response the edge made itself (not the upstream's), for the
+/// plugins' error hook.
+#[derive(Debug, Clone, Copy)]
+pub struct EdgeAnswer;
+
 /// A problem details object (<https://www.rfc-editor.org/rfc/rfc9457>).
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
@@ -71,10 +76,14 @@ impl Problem {
         bytes
     }
 
-    /// As [`Self::into_response`], boxed as the edge's body type.
+    /// As [`Self::into_response`], boxed as the edge's body type and
+    /// marked as the edge's own answer.
     pub fn into_edge_response(self) -> Response<EdgeBody> {
-        self.into_response()
-            .map(|body| body.map_err(|never| match never {}).boxed_unsync())
+        let mut response = self
+            .into_response()
+            .map(|body| body.map_err(|never| match never {}).boxed_unsync());
+        response.extensions_mut().insert(EdgeAnswer);
+        response
     }
 
     pub fn into_response(self) -> Response<Full<Bytes>> {

@@ -17,6 +17,7 @@ use gateway_catalog_client::ApiEntry;
 use gateway_proto::catalog::v1 as pb;
 use gateway_proto::micros_from_duration;
 
+use crate::access::Access;
 use crate::balance::{self, Algorithm, BalancerState, Candidates};
 use crate::breaker::{Breaker, BreakerPolicy, BreakerState, Transition};
 use crate::cors::Cors;
@@ -121,6 +122,7 @@ pub struct CompiledApi {
     pub health: Option<HealthPolicy>,
     pub transform: Transform,
     pub cors: Option<Cors>,
+    pub access: Access,
 }
 
 fn algorithm(policy: Option<&pb::LoadBalancing>) -> Algorithm {
@@ -378,6 +380,7 @@ impl Policies {
             health: compile::health(api.health_check.as_ref()),
             transform: Transform::compile(api.transform.as_ref()),
             cors: Cors::compile(api.cors.as_ref()),
+            access: Access::compile(api.access.as_ref()),
         }
     }
 
