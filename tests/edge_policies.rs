@@ -652,6 +652,7 @@ async fn cors_preflights_are_answered_by_the_edge_and_transforms_apply() {
                 ),
                 strip_path_prefix: "/public".to_owned(),
                 add_path_prefix: "/v2".to_owned(),
+                ..Default::default()
             }),
             ..Default::default()
         },
@@ -901,5 +902,65 @@ async fn maintenance_ip_lists_and_plugins_act_before_quota_and_upstream() {
     );
     shutdown.cancel();
     let _ = edge.serving.await;
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_headers_and_the_json_envelope_shape_responses() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let json = start_json_upstream().await;
+    let acme = suite.tenant("acme").await;
+    register(
+        &suite,
+        &acme,
+        cat::Api {
+            slug: "json".to_owned(),
+            upstreams: vec![target(json, "/", 1)],
+            transform: Some(cat::TransformPolicy {
+                security_headers: Some(cat::SecurityHeaders {
+                    hsts_max_age: Some(prost_types::Duration {
+                        seconds: 86_400,
+                        nanos: 0,
+                    }),
+                    hsts_include_subdomains: false,
+                    nosniff: true,
+                    frame_options: "SAMEORIGIN".to_owned(),
+                    referrer_policy: "no-referrer".to_owned(),
+                    content_security_policy: "default-src 'none'".to_owned(),
+                }),
+                json_envelope: Some(cat::JsonEnvelope {
+                    enabled: true,
+                    max_bytes: 1024,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (_, key) = create_key(&suite, &acme, "k", "").await;
+    let client = http_client();
+    let edge = suite.addresses.edge;
+    let (status, headers, body) = first_served(&client, edge, "/acme/json/item", &key).await;
+    assert_eq!(status, StatusCode::OK);
+    let wrapped: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(wrapped["data"], serde_json::json!({"id": 1}));
+    assert_eq!(
+        wrapped["meta"]["request_id"],
+        headers["x-request-id"].to_str().unwrap()
+    );
+    assert_eq!(headers["content-length"], body.len().to_string());
+    assert_eq!(headers["strict-transport-security"], "max-age=86400");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "SAMEORIGIN");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["content-security-policy"], "default-src 'none'");
+    // Before the key names the tenant, no API's policy applies.
+    let (status, headers, _) = send(&client, edge, "GET", "/acme/json/", "wrong-key", &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        headers.get("x-frame-options").is_none(),
+        "no API is known before the key"
+    );
     suite.stop().await.unwrap();
 }

@@ -66,6 +66,57 @@ pub fn upstream_url(field: &str, value: &str) -> Result<(), CatalogError> {
     Ok(())
 }
 
+const REFERRER_POLICIES: [&str; 8] = [
+    "no-referrer",
+    "no-referrer-when-downgrade",
+    "origin",
+    "origin-when-cross-origin",
+    "same-origin",
+    "strict-origin",
+    "strict-origin-when-cross-origin",
+    "unsafe-url",
+];
+
+fn response_shaping(transform: &pb::TransformPolicy) -> Result<(), CatalogError> {
+    if let Some(security) = &transform.security_headers {
+        let field = "api.transform.security_headers";
+        duration(
+            &format!("{field}.hsts_max_age"),
+            security.hsts_max_age.as_ref(),
+            false,
+        )?;
+        if !matches!(security.frame_options.as_str(), "" | "DENY" | "SAMEORIGIN") {
+            return Err(invalid(
+                format!("{field}.frame_options"),
+                "must be DENY or SAMEORIGIN",
+            ));
+        }
+        if !security.referrer_policy.is_empty()
+            && !REFERRER_POLICIES.contains(&security.referrer_policy.as_str())
+        {
+            return Err(invalid(
+                format!("{field}.referrer_policy"),
+                "is not a Referrer-Policy value",
+            ));
+        }
+        if http::HeaderValue::from_str(&security.content_security_policy).is_err() {
+            return Err(invalid(
+                format!("{field}.content_security_policy"),
+                "is not a valid header value",
+            ));
+        }
+    }
+    if let Some(envelope) = &transform.json_envelope
+        && !(0..=64 * 1024 * 1024).contains(&envelope.max_bytes)
+    {
+        return Err(invalid(
+            "api.transform.json_envelope.max_bytes",
+            "must be 0 to 64 MiB",
+        ));
+    }
+    Ok(())
+}
+
 fn access_policy(access: &pb::AccessPolicy) -> Result<(), CatalogError> {
     if access.maintenance_message.chars().count() > 500 {
         return Err(invalid(
@@ -434,6 +485,7 @@ pub fn api(api: &pb::Api, has_auth_secret: bool) -> Result<(), CatalogError> {
         }
     }
     if let Some(transform) = &api.transform {
+        response_shaping(transform)?;
         for (side, headers) in [
             ("request_headers", &transform.request_headers),
             ("response_headers", &transform.response_headers),

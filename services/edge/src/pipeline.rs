@@ -224,6 +224,7 @@ impl Proxy {
         if let Some(cors) = &api.cors {
             cors.decorate(origin.as_ref(), response.headers_mut());
         }
+        api.transform.secure(response.headers_mut());
         response
     }
 
@@ -515,6 +516,10 @@ impl Proxy {
                         status: response.status(),
                     };
                     self.plugins.response(&answered, response.headers_mut());
+                    let response = match api.transform.envelope {
+                        Some(max) => enveloped(response, max, request_id).await,
+                        None => response.map(|body| body.map_err(BoxError::from).boxed_unsync()),
+                    };
                     self.respond(response, exchange, tap, chosen.in_flight, timing)
                 }
                 Err(failure) => {
@@ -595,7 +600,7 @@ impl Proxy {
     /// headers dropped, the body timed and accounted when it ends.
     fn respond(
         &self,
-        response: Response<Incoming>,
+        response: Response<EdgeBody>,
         exchange: Exchange,
         tap: Tap,
         in_flight: InFlight,
@@ -627,7 +632,7 @@ impl Proxy {
             };
             accounting.finish(exchange, ended);
         });
-        let body = Observed::reporting(body.map_err(BoxError::from), capture, on_end);
+        let body = Observed::reporting(body, capture, on_end);
         // The body must end by the total timeout, counted from the upstream
         // request, and never pause longer than the read timeout.
         let total = timing
@@ -738,6 +743,38 @@ fn failure_status(
         ),
         Failure::Upstream => (StatusCode::BAD_GATEWAY, "the upstream failed".to_owned()),
     }
+}
+
+/// A JSON response of known length up to `max` bytes, wrapped in the
+/// envelope; anything else unchanged.
+async fn enveloped(response: Response<Incoming>, max: u64, request_id: &str) -> Response<EdgeBody> {
+    let json = header_str(response.headers(), header::CONTENT_TYPE)
+        .split(';')
+        .next()
+        .is_some_and(|kind| kind.trim().eq_ignore_ascii_case("application/json"));
+    let length = header_str(response.headers(), header::CONTENT_LENGTH)
+        .parse::<u64>()
+        .ok();
+    if !json || length.is_none_or(|length| length > max) {
+        return response.map(|body| body.map_err(BoxError::from).boxed_unsync());
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            tracing::debug!(%error, "upstream body failed before the envelope");
+            return problem(StatusCode::BAD_GATEWAY, "the upstream failed", request_id);
+        }
+    };
+    let body = match crate::transform::envelope(&bytes, request_id) {
+        Some(wrapped) => bytes::Bytes::from(wrapped),
+        None => bytes,
+    };
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    let full = http_body_util::Full::new(body).map_err(|never| -> BoxError { match never {} });
+    Response::from_parts(parts, full.boxed_unsync())
 }
 
 fn too_large(max_body: u64, request_id: &str) -> Response<EdgeBody> {

@@ -74,6 +74,58 @@ pub struct Transform {
     pub response: HeaderEdits,
     strip_prefix: String,
     add_prefix: String,
+    /// Set on every response of the API.
+    security: Vec<(HeaderName, HeaderValue)>,
+    /// Wrap JSON responses up to this many bytes.
+    pub envelope: Option<u64>,
+}
+
+/// The security headers a policy asks for.
+fn security_headers(policy: Option<&pb::SecurityHeaders>) -> Vec<(HeaderName, HeaderValue)> {
+    let Some(policy) = policy else {
+        return Vec::new();
+    };
+    let mut headers = Vec::new();
+    if let Some(age) = policy.hsts_max_age.as_ref().filter(|age| age.seconds > 0) {
+        let mut value = format!("max-age={}", age.seconds);
+        if policy.hsts_include_subdomains {
+            value.push_str("; includeSubDomains");
+        }
+        headers.push((http::header::STRICT_TRANSPORT_SECURITY, value));
+    }
+    if policy.nosniff {
+        headers.push((http::header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()));
+    }
+    for (name, value) in [
+        (http::header::X_FRAME_OPTIONS, &policy.frame_options),
+        (http::header::REFERRER_POLICY, &policy.referrer_policy),
+        (
+            http::header::CONTENT_SECURITY_POLICY,
+            &policy.content_security_policy,
+        ),
+    ] {
+        if !value.is_empty() {
+            headers.push((name, value.clone()));
+        }
+    }
+    headers
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, HeaderValue::from_str(&value).ok()?)))
+        .collect()
+}
+
+/// `{"data": <body>, "meta": {"request_id": ...}}`, or `None` when the
+/// body is not JSON.
+pub fn envelope(body: &[u8], request_id: &str) -> Option<Vec<u8>> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).ok()?;
+    let meta = serde_json::json!({ "request_id": request_id });
+    let mut wrapped = Vec::with_capacity(body.len() + 64);
+    wrapped.extend_from_slice(b"{\"data\":");
+    wrapped.extend_from_slice(body);
+    wrapped.extend_from_slice(b",\"meta\":");
+    wrapped.extend_from_slice(meta.to_string().as_bytes());
+    wrapped.push(b'}');
+    Some(wrapped)
 }
 
 impl Transform {
@@ -86,6 +138,24 @@ impl Transform {
             response: HeaderEdits::compile(policy.response_headers.as_ref()),
             strip_prefix: policy.strip_path_prefix.trim_end_matches('/').to_owned(),
             add_prefix: policy.add_path_prefix.trim_end_matches('/').to_owned(),
+            security: security_headers(policy.security_headers.as_ref()),
+            envelope: policy
+                .json_envelope
+                .as_ref()
+                .filter(|envelope| envelope.enabled)
+                .map(|envelope| {
+                    u64::try_from(envelope.max_bytes)
+                        .ok()
+                        .filter(|max| *max > 0)
+                        .unwrap_or(1024 * 1024)
+                }),
+        }
+    }
+
+    /// Adds the security headers to a response.
+    pub fn secure(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.security {
+            headers.insert(name.clone(), value.clone());
         }
     }
 
@@ -147,6 +217,46 @@ mod tests {
         assert_eq!(headers["x-new"], "value");
         assert_eq!(headers["x-old"], "set-after-rename");
         assert_eq!(headers["x-env"], "prod");
+    }
+
+    #[test]
+    fn security_headers_and_the_json_envelope() {
+        let transform = Transform::compile(Some(&pb::TransformPolicy {
+            security_headers: Some(pb::SecurityHeaders {
+                hsts_max_age: Some(prost_types::Duration {
+                    seconds: 31_536_000,
+                    nanos: 0,
+                }),
+                hsts_include_subdomains: true,
+                nosniff: true,
+                frame_options: "DENY".to_owned(),
+                referrer_policy: "no-referrer".to_owned(),
+                content_security_policy: String::new(),
+            }),
+            json_envelope: Some(pb::JsonEnvelope {
+                enabled: true,
+                max_bytes: 0,
+            }),
+            ..Default::default()
+        }));
+        let mut headers = HeaderMap::new();
+        transform.secure(&mut headers);
+        assert_eq!(
+            headers["strict-transport-security"],
+            "max-age=31536000; includeSubDomains"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["x-frame-options"], "DENY");
+        assert_eq!(headers["referrer-policy"], "no-referrer");
+        assert!(headers.get("content-security-policy").is_none());
+        assert_eq!(transform.envelope, Some(1024 * 1024));
+        let wrapped = envelope(br#"{"id":1}"#, "req-1").unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&wrapped).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"data": {"id": 1}, "meta": {"request_id": "req-1"}})
+        );
+        assert!(envelope(b"not json", "req-1").is_none());
     }
 
     #[test]
