@@ -50,6 +50,8 @@ pub struct Ended {
     pub error: Option<String>,
     pub response_headers: Vec<usage::HttpHeader>,
     pub response_content_type: String,
+    /// Upstream attempts made (0 when none was).
+    pub attempts: u32,
 }
 
 /// Commit and usage, shared by every request.
@@ -57,6 +59,13 @@ pub struct Ended {
 pub struct Accounting {
     pub usage: Option<UsageSender>,
     pub quota: QuotaServiceClient<Authed>,
+    /// The access log's level; `None` = off.
+    pub access_log: Option<tracing::Level>,
+}
+
+/// The configured access-log level.
+pub fn access_log_level(name: &str) -> Option<tracing::Level> {
+    name.parse().ok()
 }
 
 fn saturating(value: u64) -> i64 {
@@ -81,6 +90,7 @@ impl Accounting {
         }
         let succeeded = ended.status < 500 && ended.response.complete;
         self.commit(&exchange, succeeded);
+        self.access_log(&exchange, &ended, latency);
         let Some(sender) = &self.usage else { return };
         sender.send(event(exchange, ended, latency));
     }
@@ -107,6 +117,41 @@ impl Accounting {
                 tracing::debug!(%status, "commit failed; the reservation will lapse");
             }
         });
+    }
+
+    /// One structured event per request, at the operator's level.
+    fn access_log(&self, exchange: &Exchange, ended: &Ended, latency_micros: i64) {
+        macro_rules! log_at {
+            ($level:expr) => {
+                tracing::event!(
+                    target: "gateway_edge::access",
+                    $level,
+                    request_id = exchange.request_id,
+                    tenant_id = exchange.principal.tenant_id,
+                    api_id = exchange.api_id,
+                    route = exchange.route,
+                    method = exchange.method,
+                    path = exchange.path,
+                    status = ended.status,
+                    duration_ms = latency_micros as f64 / 1000.0,
+                    upstream_ms = ended.upstream_micros.map(|micros| micros as f64 / 1000.0),
+                    attempts = ended.attempts,
+                    bytes_in = ended.request.bytes,
+                    bytes_out = ended.response.bytes,
+                    remote_ip = exchange.remote_ip,
+                    error = ended.error.as_deref(),
+                    "access"
+                )
+            };
+        }
+        match self.access_log {
+            Some(tracing::Level::ERROR) => log_at!(tracing::Level::ERROR),
+            Some(tracing::Level::WARN) => log_at!(tracing::Level::WARN),
+            Some(tracing::Level::INFO) => log_at!(tracing::Level::INFO),
+            Some(tracing::Level::DEBUG) => log_at!(tracing::Level::DEBUG),
+            Some(tracing::Level::TRACE) => log_at!(tracing::Level::TRACE),
+            None => {}
+        }
     }
 
     /// A usage event for a request refused before reaching the upstream:
@@ -185,5 +230,94 @@ fn event(exchange: Exchange, ended: Ended, latency: i64) -> usage::UsageEvent {
         user_agent: exchange.user_agent,
         bodies,
         ..usage::UsageEvent::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn exchange() -> Exchange {
+        Exchange {
+            request_id: "req-1".to_owned(),
+            trace_id: String::new(),
+            started: Instant::now(),
+            started_micros: 0,
+            principal: id::Principal {
+                tenant_id: "t1".to_owned(),
+                ..Default::default()
+            },
+            api_id: "api-1".to_owned(),
+            route: "orders".to_owned(),
+            method: "GET".to_owned(),
+            path: "/acme/shop/orders".to_owned(),
+            remote_ip: "127.0.0.1".to_owned(),
+            user_agent: String::new(),
+            admitted: Admitted::default(),
+            capture: None,
+            request_headers: Vec::new(),
+            request_content_type: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_access_log_event_per_request_at_the_configured_level() {
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        let quota = QuotaServiceClient::with_interceptor(
+            channel,
+            crate::grpc::authed(("x".to_owned(), "y".to_owned())),
+        );
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish();
+        let ended = || Ended {
+            status: 200,
+            attempts: 2,
+            ..Ended::default()
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            let at_info = Accounting {
+                usage: None,
+                quota: quota.clone(),
+                access_log: access_log_level("info"),
+            };
+            at_info.finish(exchange(), ended());
+            let at_debug = Accounting {
+                usage: None,
+                quota,
+                access_log: access_log_level("debug"),
+            };
+            at_debug.finish(exchange(), ended());
+        });
+        let logged = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = logged
+            .lines()
+            .filter(|line| line.contains("gateway_edge::access"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{logged}");
+        let event: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(event["fields"]["status"], 200);
+        assert_eq!(event["fields"]["attempts"], 2);
+        assert_eq!(event["fields"]["route"], "orders");
+        assert_eq!(access_log_level("off"), None);
     }
 }

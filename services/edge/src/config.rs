@@ -39,6 +39,10 @@ pub struct Config {
     /// Distinct unregistered `X-Client-ID` values one key may use per UTC
     /// day (each counts the key's plan on its own); 429 past it.
     pub max_client_ids_per_key: usize,
+    /// The level of the one access-log event per request (`off`, `error`,
+    /// `warn`, `info`, `debug`, `trace`); it goes where the logs go, as
+    /// JSON with `log_format = json`.
+    pub access_log: String,
 }
 
 /// What the edge does when quota does not answer.
@@ -68,6 +72,7 @@ impl Default for Config {
             spool_dir: "data/edge-spool".to_owned(),
             upstream_ca_file: String::new(),
             max_client_ids_per_key: 100,
+            access_log: "debug".to_owned(),
         }
     }
 }
@@ -79,6 +84,14 @@ impl Config {
         }
         if self.upstream_connect_timeout_ms == 0 || self.upstream_read_timeout_ms == 0 {
             problems.push("edge.upstream_*_timeout_ms: must be positive".to_owned());
+        }
+        if !matches!(
+            self.access_log.as_str(),
+            "off" | "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            problems.push(
+                "edge.access_log: expected off, error, warn, info, debug or trace".to_owned(),
+            );
         }
         if self.max_client_ids_per_key == 0 {
             problems.push("edge.max_client_ids_per_key: must be positive".to_owned());

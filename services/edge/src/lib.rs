@@ -20,6 +20,8 @@ pub mod early_errors;
 pub mod egress;
 pub mod floor;
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grpc;
 pub mod headers;
 pub mod health;

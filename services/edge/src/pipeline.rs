@@ -136,7 +136,11 @@ impl Proxy {
             ),
             policies: Arc::new(Policies::default()),
             forwarder: Arc::new(Forwarder::new(&config.upstream_ca_file, egress)?),
-            accounting: Accounting { usage, quota },
+            accounting: Accounting {
+                usage,
+                quota,
+                access_log: crate::account::access_log_level(&config.access_log),
+            },
             catalog,
             config,
         })
@@ -445,7 +449,7 @@ impl Proxy {
         request: &Repeated<'_>,
         outbound: &mut Outbound,
         exchange: Exchange,
-        timing: Timing,
+        mut timing: Timing,
         retry: Option<&RetryPolicy>,
     ) -> Response<EdgeBody> {
         let (api, request_id) = (forwarding.api, forwarding.request_id);
@@ -462,6 +466,7 @@ impl Proxy {
                 Err(unavailable) => return self.unavailable(exchange, unavailable, request_id),
             };
             tried.push(chosen.index);
+            timing.attempts = attempt;
             let upstream_path = api
                 .transform
                 .path(&forwarding.route.upstream_path(forwarding.rest));
@@ -530,6 +535,7 @@ impl Proxy {
                         status: status.as_u16(),
                         request: seen,
                         error: Some(detail.clone()),
+                        attempts: timing.attempts,
                         ..Ended::default()
                     };
                     self.accounting.finish(exchange, ended);
@@ -579,6 +585,7 @@ impl Proxy {
             connect,
             total: api.total_timeout,
             idle,
+            attempts: 0,
         }
     }
 
@@ -617,7 +624,7 @@ impl Proxy {
         let response_content_type = header_str(&parts.headers, header::CONTENT_TYPE).to_owned();
         let capture = exchange.capture;
         let accounting = self.accounting.clone();
-        let started = timing.started;
+        let (started, attempts) = (timing.started, timing.attempts);
         let on_end = Box::new(move |seen: Seen| {
             drop(in_flight);
             let upstream_micros = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
@@ -629,6 +636,7 @@ impl Proxy {
                 error: None,
                 response_headers,
                 response_content_type,
+                attempts,
             };
             accounting.finish(exchange, ended);
         });
@@ -653,6 +661,8 @@ struct Timing {
     total: Option<Duration>,
     /// The read timeout: for the response head, and between body chunks.
     idle: Duration,
+    /// Upstream attempts made so far.
+    attempts: u32,
 }
 
 impl Timing {

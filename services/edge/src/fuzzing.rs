@@ -1,0 +1,131 @@
+//! Entry points for the fuzz targets in `services/edge/fuzz/` and for the
+//! test that replays their corpus: the path normaliser and the route
+//! matcher must never panic, whatever bytes arrive.
+
+use std::sync::OnceLock;
+
+use gateway_proto::catalog::v1 as pb;
+
+use crate::policy::routes::{Route, Routes};
+
+fn rule(kind: pb::MatchKind, pattern: &str, rewrite: &str) -> pb::RouteRule {
+    pb::RouteRule {
+        match_kind: kind.into(),
+        pattern: pattern.to_owned(),
+        rewrite: rewrite.to_owned(),
+        ..pb::RouteRule::default()
+    }
+}
+
+/// A route table with every kind of rule.
+fn table() -> &'static Routes {
+    static TABLE: OnceLock<Routes> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let rules = [
+            rule(pb::MatchKind::Exact, "/health", ""),
+            rule(pb::MatchKind::Prefix, "/v1", ""),
+            rule(
+                pb::MatchKind::Parameterised,
+                "/users/{id}/orders/{order}",
+                "/v2/{id}/{order}/{missing}",
+            ),
+            rule(
+                pb::MatchKind::Regex,
+                "/items/(?P<sku>[^/]+)/(?P<rest>.*)",
+                "/c/{sku}/{rest}",
+            ),
+            rule(pb::MatchKind::Prefix, "/", ""),
+        ];
+        Routes::new(
+            rules
+                .iter()
+                .enumerate()
+                .filter_map(|(index, rule)| Route::compile(rule, index))
+                .collect(),
+        )
+    })
+}
+
+/// Normalises `data` as a request path and, if that succeeds, routes and
+/// rewrites what is below `/{tenant}/{api}`.
+pub fn path_and_routes(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let path = format!("/t/a/{text}");
+    let Ok(normalized) = crate::path::normalize(&path) else {
+        return;
+    };
+    let rest = normalized
+        .splitn(4, '/')
+        .nth(3)
+        .map_or("/".to_owned(), |rest| format!("/{rest}"));
+    for method in [http::Method::GET, http::Method::POST] {
+        if let Some(matched) = table().find(&method, &rest) {
+            let _ = matched.upstream_path(&rest);
+        }
+    }
+}
+
+/// Compiles `data` as a route pattern of each kind and matches a few paths.
+pub fn patterns(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (pattern, path) = text.split_once('\n').unwrap_or((text, "/x"));
+    for kind in [
+        pb::MatchKind::Exact,
+        pb::MatchKind::Prefix,
+        pb::MatchKind::Parameterised,
+        pb::MatchKind::Regex,
+    ] {
+        let rules = Routes::new(
+            Route::compile(&rule(kind, pattern, pattern), 0)
+                .into_iter()
+                .collect(),
+        );
+        if let Some(matched) = rules.find(&http::Method::GET, path) {
+            let _ = matched.upstream_path(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replays the fuzz corpus checked in under `services/edge/fuzz/corpus`.
+    #[test]
+    fn the_fuzz_corpus_replays_without_panicking() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+        let mut replayed = 0;
+        for (target, run) in [
+            ("path", path_and_routes as fn(&[u8])),
+            ("patterns", patterns),
+        ] {
+            let Ok(entries) = std::fs::read_dir(root.join(target)) else {
+                panic!("no corpus for {target}");
+            };
+            for entry in entries.flatten() {
+                run(&std::fs::read(entry.path()).unwrap());
+                replayed += 1;
+            }
+        }
+        assert!(replayed >= 20, "{replayed}");
+    }
+
+    /// A short random run on every test, beside the corpus.
+    #[test]
+    fn random_inputs_never_panic() {
+        const ALPHABET: &[u8] = b"/.%2eEfFcC5\\{}()[]?*+^$|azAZ09-_~: \n";
+        let mut rng = fastrand::Rng::with_seed(0x5eed);
+        for _ in 0..20_000 {
+            let length = rng.usize(0..40);
+            let data: Vec<u8> = (0..length)
+                .map(|_| ALPHABET[rng.usize(..ALPHABET.len())])
+                .collect();
+            path_and_routes(&data);
+            patterns(&data);
+        }
+    }
+}
