@@ -22,9 +22,21 @@ use tokio_util::task::TaskTracker;
 /// Components register as not ready and mark themselves ready once primed
 /// (a listener bound, a snapshot loaded); `/health/ready` answers 200 only
 /// when all are.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Readiness {
     components: Arc<Mutex<BTreeMap<String, bool>>>,
+    views: Arc<Mutex<BTreeMap<String, View>>>,
+}
+
+/// A JSON page of the ops port (`/admin/edge`), computed on each GET.
+pub type View = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+impl std::fmt::Debug for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Readiness")
+            .field("components", &self.snapshot())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Readiness {
@@ -39,6 +51,22 @@ impl Readiness {
 
     pub fn set_ready(&self, component: &str, ready: bool) {
         self.lock().insert(component.to_owned(), ready);
+    }
+
+    /// Serves `view` as JSON at `path` on the ops port.
+    pub fn add_view(&self, path: &str, view: View) {
+        self.views
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(path.to_owned(), view);
+    }
+
+    fn view(&self, path: &str) -> Option<View> {
+        self.views
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(path)
+            .cloned()
     }
 
     pub fn is_ready(&self) -> bool {
@@ -129,7 +157,10 @@ fn route(request: &Request<Incoming>, readiness: &Readiness) -> Response<Full<By
             "text/plain; version=0.0.4; charset=utf-8",
             crate::metrics::render(),
         ),
-        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+        path => match readiness.view(path) {
+            Some(view) => response(StatusCode::OK, "application/json", view().to_string()),
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        },
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod account;
+pub mod admin;
 pub mod admit;
 pub mod auth;
 pub mod balance;
@@ -37,6 +38,7 @@ pub mod problem;
 pub mod ratelimit;
 pub mod request_id;
 pub mod retry;
+pub mod stats;
 pub mod tenants;
 pub mod tls;
 pub mod transform;
@@ -146,6 +148,14 @@ impl Edge {
             catalog,
             credential,
         })
+    }
+
+    /// The ops port's `/admin/edge`: per API and target, requests, error
+    /// rate, latency percentiles, breaker and health state.
+    pub fn admin_view(&self) -> gateway_runtime::ops::View {
+        let policies = Arc::clone(&self.proxy.policies);
+        let catalog = self.catalog.clone();
+        Arc::new(move || admin::view(&policies, &catalog))
     }
 
     /// The catalog snapshot the edge serves from (primed = ready).

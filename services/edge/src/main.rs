@@ -26,6 +26,7 @@ async fn run(config: BinaryConfig, process: Process) -> anyhow::Result<()> {
     // Ready once the catalog snapshot is loaded: before that every API
     // would answer 404.
     process.readiness.register("catalog");
+    process.readiness.add_view("/admin/edge", edge.admin_view());
     let catalog = edge.catalog();
     let readiness = process.readiness.clone();
     tokio::spawn(async move {

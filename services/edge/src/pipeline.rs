@@ -490,11 +490,12 @@ impl Proxy {
             *upstream.method_mut() = request.method.clone();
             *upstream.uri_mut() = uri;
             *upstream.headers_mut() = request.headers.clone();
+            let sent = Instant::now();
             let result = self
                 .forwarder
                 .send(upstream, timing.connect, timing.read_now())
                 .await;
-            api.record(chosen.target, breaks(&result));
+            api.record(chosen.target, breaks(&result), sent.elapsed());
             if let Some(retry) = retry
                 && attempt < retry.max_attempts
                 && outbound.can_replay()

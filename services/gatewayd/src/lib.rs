@@ -179,6 +179,7 @@ impl Suite {
         let edge = Edge::new(edge_config, &self.auth, self.egress, &shutdown)
             .context("failed to start the edge")?;
         readiness.register(EDGE_CATALOG);
+        readiness.add_view("/admin/edge", edge.admin_view());
         let catalog = edge.catalog();
         tokio::spawn(async move {
             while !catalog.is_primed() {

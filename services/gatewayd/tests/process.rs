@@ -1,7 +1,7 @@
 //! The real `gatewayd` binary with `--demo`: `/health/ready` on the ops
 //! port answers 200 only once the in-process edge has loaded the catalog
-//! snapshot, and the printed curl line works through an egress policy
-//! that opens exactly the demo's upstream.
+//! snapshot, the printed curl line works through an egress policy that
+//! opens exactly the demo's upstream, and `/admin/edge` shows its target.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -100,4 +100,23 @@ fn gatewayd_is_ready_once_its_edge_has_the_snapshot_and_the_demo_answers() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // The ops port's view of the data plane has the demo's upstream.
+    let (status, body) = get(ops, "/admin/edge", None).expect("/admin/edge answers");
+    assert_eq!(status, 200);
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let apis = view["apis"].as_object().unwrap();
+    let demo = apis
+        .values()
+        .find(|api| api["slug"] == "echo")
+        .unwrap_or_else(|| panic!("{view}"));
+    let target = demo["targets"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    assert!(target["requests"].as_u64().unwrap() >= 1, "{target}");
+    assert_eq!(target["breaker"], "closed");
+    assert!(target["p99_ms"].as_f64().unwrap() > 0.0, "{target}");
 }

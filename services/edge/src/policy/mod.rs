@@ -32,6 +32,7 @@ pub struct TargetState {
     in_flight: AtomicUsize,
     pub breaker: Breaker,
     pub health: Health,
+    pub stats: crate::stats::TargetStats,
 }
 
 impl TargetState {
@@ -262,8 +263,9 @@ impl CompiledApi {
 
     /// One attempt's outcome: a connect error, a timeout or a 5xx is a
     /// failure for the breaker and for passive health.
-    pub fn record(&self, target: &Target, failed: bool) {
+    pub fn record(&self, target: &Target, failed: bool, took: Duration) {
         let now = std::time::Instant::now();
+        target.state.stats.record(failed, took);
         if let Some(policy) = &self.breaker {
             let transition = target.state.breaker.record(policy, failed, now);
             self.log_transition(target, transition);
@@ -303,7 +305,7 @@ impl CompiledApi {
     }
 }
 
-type TargetKey = (String, String);
+pub type TargetKey = (String, String);
 
 /// Whether target `index` may take this attempt.
 type Eligible<'a> = dyn Fn(usize, &Target) -> bool + 'a;
@@ -382,6 +384,16 @@ impl Policies {
             cors: Cors::compile(api.cors.as_ref()),
             access: Access::compile(api.access.as_ref()),
         }
+    }
+
+    /// Every target's runtime state, by API id and target URL.
+    pub fn targets(&self) -> Vec<(TargetKey, Arc<TargetState>)> {
+        self.targets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(key, state)| (key.clone(), Arc::clone(state)))
+            .collect()
     }
 
     /// The runtime state of one target of one API.
