@@ -161,6 +161,33 @@ async fn routes_choose_upstreams_and_rewrite_paths() {
             "{method} {path}: {problem}"
         );
     }
+    // The matched route's name is in the usage event.
+    let mut usage = suite.usage_as(Credentials::bearer(&acme.admin_token)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let logs = usage
+            .list_logs(gateway_proto::usage::v1::ListLogsRequest {
+                page_size: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .logs;
+        let routes: std::collections::HashSet<String> = logs
+            .iter()
+            .filter_map(|log| log.event.as_ref())
+            .map(|event| event.route.clone())
+            .collect();
+        if ["users", "items", "orders", "health"]
+            .iter()
+            .all(|name| routes.contains(*name))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{routes:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     suite.stop().await.unwrap();
 }
 
@@ -461,6 +488,31 @@ async fn retries_fail_over_to_another_target_only_where_safe() {
         answers.contains(&(StatusCode::OK, "good".to_owned())),
         "{answers:?}"
     );
+    // Usage events record the attempts (a retried GET took two).
+    let mut usage = suite.usage_as(Credentials::bearer(&acme.admin_token)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let logs = usage
+            .list_logs(gateway_proto::usage::v1::ListLogsRequest {
+                page_size: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .logs;
+        let attempts: Vec<i32> = logs
+            .iter()
+            .filter_map(|log| log.event.as_ref())
+            .filter(|event| event.method == "GET" && event.status == 200)
+            .map(|event| event.attempts)
+            .collect();
+        if attempts.contains(&2) && attempts.contains(&1) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{attempts:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     suite.stop().await.unwrap();
 }
 

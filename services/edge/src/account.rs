@@ -228,6 +228,8 @@ fn event(exchange: Exchange, ended: Ended, latency: i64) -> usage::UsageEvent {
         error_message: ended.error.unwrap_or_default(),
         remote_ip: exchange.remote_ip,
         user_agent: exchange.user_agent,
+        route: exchange.route,
+        attempts: i32::try_from(ended.attempts).unwrap_or(i32::MAX),
         bodies,
         ..usage::UsageEvent::default()
     }

@@ -124,6 +124,8 @@ fn log_to_proto(row: LogRow) -> pb::LogRecord {
             error_message: record.error_message,
             remote_ip: record.remote_ip,
             user_agent: record.user_agent,
+            route: record.route,
+            attempts: record.attempts,
             bodies: None,
         }),
         has_bodies: row.has_bodies,

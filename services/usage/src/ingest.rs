@@ -90,6 +90,8 @@ pub fn record_of(event: pb::UsageEvent) -> UsageRecord {
         error_message: event.error_message,
         remote_ip: event.remote_ip,
         user_agent: event.user_agent,
+        route: event.route,
+        attempts: event.attempts,
     }
 }
 

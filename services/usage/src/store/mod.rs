@@ -5,6 +5,7 @@ use gateway_storage::{Backend, Database, Migrations, StorageError, now_micros};
 pub static MIGRATIONS: Migrations = gateway_storage::migrations!(
     1 "usage events" => "0001_usage_events.sql",
     2 "audit index" => "0002_audit_index.sql",
+    3 "route and attempts" => "0003_route_and_attempts.sql",
 );
 
 pub mod query;
@@ -54,14 +55,16 @@ pub struct UsageRecord {
     pub error_message: String,
     pub remote_ip: String,
     pub user_agent: String,
+    pub route: String,
+    pub attempts: i32,
 }
 
 const COLUMNS: &str = "event_id, occurred_at, ingested_at, tenant_id, user_id, key_id, client_id, \
      group_id, api_id, model, upstream_model, channel_id, method, path, status, latency_micros, \
      upstream_latency_micros, bytes_in, bytes_out, prompt_tokens, completion_tokens, \
      cached_tokens, cost_micros, request_id, trace_id, is_stream, error_message, remote_ip, \
-     user_agent";
-const COLUMN_COUNT: usize = 29;
+     user_agent, route, attempts";
+const COLUMN_COUNT: usize = 31;
 
 /// Rows per INSERT statement: large ones are fastest on both (measured
 /// with `examples/ingest_load`), within the bound-parameter limits (SQLite
@@ -180,7 +183,9 @@ impl UsageStore {
                     .bind(record.stream)
                     .bind(record.error_message.as_str())
                     .bind(record.remote_ip.as_str())
-                    .bind(record.user_agent.as_str());
+                    .bind(record.user_agent.as_str())
+                    .bind(record.route.as_str())
+                    .bind(record.attempts);
             }
             stored += query.execute(&mut *transaction).await?.rows_affected();
         }
@@ -252,7 +257,7 @@ mod tests {
     #[test]
     fn column_list_matches_the_placeholder_count() {
         assert_eq!(COLUMNS.split(',').count(), COLUMN_COUNT);
-        assert!(insert_statement(Backend::Postgres, 2).contains("($30, "));
+        assert!(insert_statement(Backend::Postgres, 2).contains("($32, "));
         assert!(insert_statement(Backend::Sqlite, 2).contains("(?, ?"));
     }
 

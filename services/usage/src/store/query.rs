@@ -102,6 +102,8 @@ fn record(row: &AnyRow) -> Result<LogRow, sqlx::Error> {
             error_message: row.try_get("error_message")?,
             remote_ip: row.try_get("remote_ip")?,
             user_agent: row.try_get("user_agent")?,
+            route: row.try_get("route")?,
+            attempts: row.try_get("attempts")?,
         },
         ingested_at: row.try_get("ingested_at")?,
         has_bodies: row.try_get::<i64, _>("has_bodies")? != 0,
