@@ -1016,3 +1016,99 @@ async fn security_headers_and_the_json_envelope_shape_responses() {
     );
     suite.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_are_admitted_at_the_handshake_then_spliced() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let upstream = start_upgrade_upstream().await;
+    let acme = suite.tenant("acme").await;
+    register(
+        &suite,
+        &acme,
+        cat::Api {
+            slug: "ws".to_owned(),
+            upstreams: vec![target(upstream, "/", 1)],
+            ..Default::default()
+        },
+    )
+    .await;
+    let (_, key) = create_key(&suite, &acme, "k", "").await;
+    let edge = suite.addresses.edge;
+    let handshake = |key: &str| {
+        format!(
+            "GET /acme/ws/chat HTTP/1.1\r\nHost: edge\r\nX-API-Key: {key}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"
+        )
+    };
+    // Without a valid key the handshake is refused like any request.
+    let mut refused = tokio::net::TcpStream::connect(edge).await.unwrap();
+    refused
+        .write_all(handshake("sk-wrong").as_bytes())
+        .await
+        .unwrap();
+    let mut head = vec![0_u8; 1024];
+    let read = refused.read(&mut head).await.unwrap();
+    assert!(String::from_utf8_lossy(&head[..read]).starts_with("HTTP/1.1 401"));
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut tunnel = loop {
+        let mut stream = tokio::net::TcpStream::connect(edge).await.unwrap();
+        stream.write_all(handshake(&key).as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0_u8; 1];
+            if stream.read(&mut byte).await.unwrap() == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_string();
+        if head.starts_with("HTTP/1.1 101") {
+            assert!(
+                head.to_ascii_lowercase().contains("upgrade: echo"),
+                "{head}"
+            );
+            break stream;
+        }
+        assert!(std::time::Instant::now() < deadline, "{head}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tunnel.write_all(b"ping through the edge").await.unwrap();
+    let mut echoed = vec![0_u8; 21];
+    tokio::time::timeout(Duration::from_secs(5), tunnel.read_exact(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echoed, b"ping through the edge");
+    drop(tunnel);
+
+    // One usage event when the tunnel closes, with the bytes both ways.
+    let mut usage = suite.usage_as(Credentials::bearer(&acme.admin_token)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let logs = usage
+            .list_logs(gateway_proto::usage::v1::ListLogsRequest {
+                page_size: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .logs;
+        let upgraded: Vec<_> = logs
+            .iter()
+            .filter_map(|log| log.event.as_ref())
+            .filter(|event| event.status == 101)
+            .collect();
+        if let Some(event) = upgraded.first() {
+            assert_eq!((event.bytes_in, event.bytes_out), (21, 21));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no usage event for the tunnel"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    suite.stop().await.unwrap();
+}

@@ -396,3 +396,43 @@ pub async fn start_json_upstream() -> SocketAddr {
     });
     addr
 }
+
+/// An upstream that accepts `Upgrade: echo` with 101 and then echoes every
+/// byte back on the upgraded connection.
+pub async fn start_upgrade_upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(|mut request: Request<Incoming>| async move {
+                        let upgrade = hyper::upgrade::on(&mut request);
+                        tokio::spawn(async move {
+                            if let Ok(upgraded) = upgrade.await {
+                                let mut io = TokioIo::new(upgraded);
+                                let (mut reader, mut writer) = tokio::io::split(&mut io);
+                                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+                            }
+                        });
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .status(101)
+                                .header("connection", "upgrade")
+                                .header("upgrade", "echo")
+                                .body(Full::new(Bytes::new()))
+                                .unwrap(),
+                        )
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}

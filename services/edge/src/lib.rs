@@ -42,6 +42,7 @@ pub mod stats;
 pub mod tenants;
 pub mod tls;
 pub mod transform;
+pub mod upgrade;
 
 pub use config::{Config, QuotaFailure};
 
@@ -216,7 +217,8 @@ impl Edge {
                 );
                 let service = service_fn(move |request| Arc::clone(&proxy).handle(request, remote));
                 let stream = early_errors::EarlyErrors::new(stream);
-                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                let connection =
+                    builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 tokio::pin!(connection);
                 tokio::select! {
                     result = connection.as_mut() => {

@@ -364,11 +364,14 @@ impl Proxy {
     /// policy allows), and accounting once the response has ended.
     async fn forward(
         &self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         mut forwarding: Forwarding<'_>,
     ) -> Response<EdgeBody> {
         let request_id = forwarding.request_id;
         let api = forwarding.api;
+        let protocol = crate::upgrade::requested(request.headers())
+            .filter(|_| request.version() == http::Version::HTTP_11);
+        let client_upgrade = protocol.as_ref().map(|_| hyper::upgrade::on(&mut request));
         let (parts, body) = request.into_parts();
         let (traceparent, trace_id) = hygiene::traceparent(&parts.headers);
         let capture = self.capture(api);
@@ -392,6 +395,9 @@ impl Proxy {
                 api: &api.entry,
             },
         );
+        if let Some(protocol) = protocol {
+            crate::upgrade::restore(&mut headers, protocol);
+        }
         api.transform.request.apply(&mut headers);
         let retry = api
             .retry
@@ -429,6 +435,7 @@ impl Proxy {
             headers: &headers,
             query: parts.uri.query(),
             capture,
+            upgrade: std::sync::Mutex::new(client_upgrade),
         };
         self.attempts(
             &forwarding,
@@ -514,6 +521,37 @@ impl Proxy {
                 }
             }
             return match result {
+                Ok(mut response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                    let client = request
+                        .upgrade
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .take();
+                    let Some(client) = client else {
+                        return problem(
+                            StatusCode::BAD_GATEWAY,
+                            "the upstream switched protocols unasked",
+                            request_id,
+                        );
+                    };
+                    let upstream = hyper::upgrade::on(&mut response);
+                    let protocol = response.headers().get(header::UPGRADE).cloned();
+                    crate::upgrade::splice(
+                        client,
+                        upstream,
+                        self.accounting.clone(),
+                        exchange,
+                        chosen.in_flight,
+                    );
+                    let (mut parts, _) = response.into_parts();
+                    hygiene::strip_hop_by_hop(&mut parts.headers);
+                    if let Some(protocol) = protocol {
+                        crate::upgrade::restore(&mut parts.headers, protocol);
+                    }
+                    let empty = http_body_util::Empty::new()
+                        .map_err(|never| -> BoxError { match never {} });
+                    Response::from_parts(parts, empty.boxed_unsync())
+                }
                 Ok(mut response) => {
                     api.transform.response.apply(response.headers_mut());
                     let answered = Answered {
@@ -689,6 +727,8 @@ struct Repeated<'a> {
     headers: &'a HeaderMap,
     query: Option<&'a str>,
     capture: Option<usize>,
+    /// The client's side of an upgrade it asked for, taken on a 101.
+    upgrade: std::sync::Mutex<Option<hyper::upgrade::OnUpgrade>>,
 }
 
 /// Whether an attempt's outcome counts against the target (breaker,
