@@ -23,6 +23,8 @@ impl Interceptor for Credential {
         if let (Some(name), Some(value)) = (&self.name, &self.value) {
             request.metadata_mut().insert(name.clone(), value.clone());
         }
+        // The call is a child of the edge's stage span that makes it.
+        gateway_telemetry::inject_grpc_metadata(request.metadata_mut());
         Ok(request)
     }
 }

@@ -57,9 +57,20 @@ pub fn audit(headers: &HeaderMap) -> Vec<gateway_proto::usage::v1::HttpHeader> {
         .collect()
 }
 
-/// A W3C traceparent for the upstream, and its trace id: the caller's, or
-/// a new one.
+/// A W3C traceparent for the upstream, and its trace id. When the edge is
+/// traced, it names the edge's current span as the parent; otherwise the
+/// caller's is passed on, or a new one made.
 pub fn traceparent(headers: &HeaderMap) -> (String, String) {
+    let mut traced = HeaderMap::new();
+    gateway_telemetry::inject_context(&mut traced);
+    if let (Some(value), Some(trace_id)) = (
+        traced
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok()),
+        gateway_telemetry::trace_id_of_current_span(),
+    ) {
+        return (value.to_owned(), trace_id);
+    }
     if let Some(value) = headers
         .get("traceparent")
         .and_then(|value| value.to_str().ok())

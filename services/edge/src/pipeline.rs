@@ -25,6 +25,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
+use tracing::Instrument as _;
 
 use crate::account::{Accounting, Ended, Exchange, Refused, now_micros};
 use crate::admit::{Admission, Admitted};
@@ -153,7 +154,21 @@ impl Proxy {
     ) -> Result<Response<EdgeBody>, Infallible> {
         let request_id = request_id::from_headers(request.headers());
         let started = Instant::now();
-        let mut response = self.serve(request, remote, &request_id).await;
+        // One span per request, a child of the caller's trace if it sent one;
+        // the stages' spans and the outgoing calls hang under it.
+        let span = tracing::info_span!(
+            "edge.request",
+            otel.name = "edge request",
+            request_id = %request_id,
+            http.method = %request.method(),
+            http.status_code = tracing::field::Empty,
+        );
+        gateway_telemetry::set_parent_from_headers(&span, request.headers());
+        let mut response = self
+            .serve(request, remote, &request_id)
+            .instrument(span.clone())
+            .await;
+        span.record("http.status_code", response.status().as_u16());
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(request_id::HEADER, value);
         }
@@ -201,6 +216,7 @@ impl Proxy {
                 &not_found,
                 request_id,
             )
+            .instrument(tracing::info_span!("edge.authenticate"))
             .await
         {
             Ok(caller) => caller,
@@ -273,7 +289,12 @@ impl Proxy {
             Ok(max_body) => max_body,
             Err(response) => return *response,
         };
-        let admitted = match self.admission.admit(&caller, request_id).await {
+        let admitted = match self
+            .admission
+            .admit(&caller, request_id)
+            .instrument(tracing::info_span!("edge.admit"))
+            .await
+        {
             Ok(admitted) => admitted,
             Err(response) => {
                 self.record_refusal(&caller, api, &request, path, response.status(), request_id);
@@ -501,6 +522,9 @@ impl Proxy {
             let result = self
                 .forwarder
                 .send(upstream, timing.connect, timing.read_now())
+                .instrument(
+                    tracing::info_span!("edge.upstream", attempt, target = %chosen.target.url),
+                )
                 .await;
             api.record(chosen.target, breaks(&result), sent.elapsed());
             if let Some(retry) = retry
