@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Edge benchmark, measured in one run with wrk: the upstream called directly,
-# nginx as a plain reverse proxy to it (the reference proxy), and the edge
-# with authentication, limits and usage on (gatewayd --demo, a plan with
-# limits too high to refuse). Servers run on core 0, wrk on core 1.
+# nginx as a plain reverse proxy to it (the reference proxy), the edge with
+# authentication, limits and usage on (gatewayd --demo, a plan with limits
+# too high to refuse), and the edge on an API with routes (a parameterised
+# rule with a rewrite), weighted balancing over two targets, a circuit
+# breaker, CORS and header transforms. Servers run on core 0, wrk on core 1.
 #
 #   deploy/bench/edge.sh            # 10 s per run
 #   DURATION=30s deploy/bench/edge.sh
@@ -19,7 +21,7 @@ NGINX_PROXY_PORT=${NGINX_PROXY_PORT:-18082}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$REPO/target}
 
-for tool in nginx wrk taskset; do
+for tool in nginx wrk taskset grpcurl jq; do
   command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
 
@@ -64,12 +66,14 @@ pids+=($!)
 
 # The edge: the whole suite, seeded with an API on the same upstream.
 mkdir -p "$work/gatewayd"
+admin_key=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 (
   cd "$work/gatewayd"
+  GATEWAY_AUTH_ADMIN_KEY="$admin_key" \
   GATEWAY_DEMO_UPSTREAM_URL="http://127.0.0.1:$UPSTREAM_PORT" \
   GATEWAY_DEMO_REQUESTS_PER_MINUTE=1000000000000 \
   GATEWAY_DEMO_REQUESTS_PER_MONTH=1000000000000 \
-  GATEWAY_TELEMETRY_LOG_LEVEL=warn \
+  GATEWAY_TELEMETRY_LOG_FILTER=warn \
     exec taskset -c "$SERVER_CPU" "$TARGET/release/gatewayd" --demo > out.log 2> err.log
 ) &
 pids+=($!)
@@ -83,6 +87,31 @@ key=$(sed -n "s/^curl -i -H 'X-API-Key: \(sk-[A-Za-z0-9]*\)'.*/\1/p" "$work/gate
 edge_url="http://127.0.0.1:8080/demo/echo/"
 for _ in $(seq 1 100); do
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "$edge_url")" = 200 ] && break
+  sleep 0.1
+done
+
+# The API with policies, in the demo tenant, on the same upstream (two
+# targets 3:1, which the demo's egress opening covers: same address).
+tenant=$(grpcurl -plaintext -H "x-admin-key: $admin_key" -d '{"slug":"demo"}' \
+  127.0.0.1:50051 gateway.identity.v1.IdentityService/GetTenantBySlug | jq -r .tenant.id)
+grpcurl -plaintext -H "x-admin-key: $admin_key" -d @ \
+  127.0.0.1:50052 gateway.catalog.v1.CatalogService/CreateApi > /dev/null <<JSON
+{"api": {"tenantId": "$tenant", "name": "Policies", "slug": "policies", "enabled": true,
+  "upstreams": [{"url": "http://127.0.0.1:$UPSTREAM_PORT/", "weight": 3},
+                {"url": "http://127.0.0.1:$UPSTREAM_PORT/b", "weight": 1}],
+  "routes": [{"name": "items", "matchKind": "MATCH_KIND_PARAMETERISED",
+              "pattern": "/items/{id}", "rewrite": "/v2/items/{id}"},
+             {"name": "rest", "matchKind": "MATCH_KIND_PREFIX", "pattern": "/"}],
+  "loadBalancing": {"algorithm": "LOAD_BALANCING_ALGORITHM_WEIGHTED"},
+  "circuitBreaker": {"enabled": true, "consecutiveFailures": 5, "openDuration": "10s",
+                     "halfOpenRequests": 1},
+  "cors": {"enabled": true, "allowedOrigins": ["https://app.example"]},
+  "transform": {"requestHeaders": {"set": {"x-env": "bench"}},
+                "responseHeaders": {"remove": ["server"]}}}}
+JSON
+policies_url="http://127.0.0.1:8080/demo/policies/items/42"
+for _ in $(seq 1 100); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "$policies_url")" = 200 ] && break
   sleep 0.1
 done
 
@@ -118,6 +147,7 @@ measure() {
 read -r d_rps d_p50 d_p99 d_one < <(measure "http://127.0.0.1:$UPSTREAM_PORT/")
 read -r n_rps n_p50 n_p99 n_one < <(measure "http://127.0.0.1:$NGINX_PROXY_PORT/")
 read -r e_rps e_p50 e_p99 e_one < <(measure "$edge_url" "X-API-Key: $key")
+read -r p_rps p_p50 p_p99 p_one < <(measure "$policies_url" "X-API-Key: $key")
 
 echo "wrk, $CONNECTIONS connections and 1 connection, $DURATION each; servers on CPU $SERVER_CPU, wrk on CPU $LOAD_CPU"
 printf '| %-34s | %10s | %9s | %9s | %13s |\n' "path" "req/s" "p50 ms" "p99 ms" "p50 ms, 1 conn"
@@ -125,7 +155,9 @@ printf '|%s|%s|%s|%s|%s|\n' "------------------------------------" "------------
 printf '| %-34s | %10.0f | %9s | %9s | %13s |\n' "upstream, direct" "$d_rps" "$d_p50" "$d_p99" "$d_one"
 printf '| %-34s | %10.0f | %9s | %9s | %13s |\n' "nginx reverse proxy" "$n_rps" "$n_p50" "$n_p99" "$n_one"
 printf '| %-34s | %10.0f | %9s | %9s | %13s |\n' "edge (auth + limits + usage)" "$e_rps" "$e_p50" "$e_p99" "$e_one"
-awk -v e="$e_rps" -v n="$n_rps" -v eo="$e_one" -v d="$d_one" -v no="$n_one" 'BEGIN {
+printf '| %-34s | %10.0f | %9s | %9s | %13s |\n' "edge, API with policies" "$p_rps" "$p_p50" "$p_p99" "$p_one"
+awk -v e="$e_rps" -v n="$n_rps" -v p="$p_rps" -v eo="$e_one" -v d="$d_one" -v no="$n_one" -v po="$p_one" 'BEGIN {
   printf "edge / nginx throughput: %.2fx\n", e / n
+  printf "policies / plain edge throughput: %.2fx (cost %.1f%%); added p50 at 1 connection: %.3f ms\n", p / e, (1 - p / e) * 100, po - eo
   printf "added p50 at 1 connection over the direct call: edge %.3f ms, nginx %.3f ms\n", eo - d, no - d
 }'
