@@ -51,33 +51,6 @@ fn rule(name: &str, kind: cat::MatchKind, pattern: &str) -> cat::RouteRule {
     }
 }
 
-async fn send(
-    client: &HttpClient,
-    edge: SocketAddr,
-    method: &str,
-    path: &str,
-    key: &str,
-    headers: &[(&str, &str)],
-) -> (StatusCode, http::HeaderMap, bytes::Bytes) {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(format!("http://{edge}{path}"))
-        .header("x-api-key", key);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = client
-        .request(request.body(empty()).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = response.into_parts();
-    (
-        parts.status,
-        parts.headers,
-        body.collect().await.unwrap().to_bytes(),
-    )
-}
-
 fn upstream_path(answer: &(StatusCode, http::HeaderMap, bytes::Bytes)) -> String {
     assert_eq!(
         answer.0,
@@ -162,32 +135,15 @@ async fn routes_choose_upstreams_and_rewrite_paths() {
         );
     }
     // The matched route's name is in the usage event.
-    let mut usage = suite.usage_as(Credentials::bearer(&acme.admin_token)).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let logs = usage
-            .list_logs(gateway_proto::usage::v1::ListLogsRequest {
-                page_size: 100,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .logs;
-        let routes: std::collections::HashSet<String> = logs
+    let has_routes = |events: &[gateway_proto::usage::v1::UsageEvent]| {
+        let routes: std::collections::HashSet<&str> =
+            events.iter().map(|event| event.route.as_str()).collect();
+        ["users", "items", "orders", "health"]
             .iter()
-            .filter_map(|log| log.event.as_ref())
-            .map(|event| event.route.clone())
-            .collect();
-        if ["users", "items", "orders", "health"]
-            .iter()
-            .all(|name| routes.contains(*name))
-        {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{routes:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+            .all(|name| routes.contains(name))
+    };
+    let events = usage_events_until(&suite, &acme, has_routes).await;
+    assert!(has_routes(&events), "{events:?}");
     suite.stop().await.unwrap();
 }
 
@@ -489,30 +445,16 @@ async fn retries_fail_over_to_another_target_only_where_safe() {
         "{answers:?}"
     );
     // Usage events record the attempts (a retried GET took two).
-    let mut usage = suite.usage_as(Credentials::bearer(&acme.admin_token)).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let logs = usage
-            .list_logs(gateway_proto::usage::v1::ListLogsRequest {
-                page_size: 100,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .logs;
-        let attempts: Vec<i32> = logs
+    let both = |events: &[gateway_proto::usage::v1::UsageEvent]| {
+        let attempts: Vec<i32> = events
             .iter()
-            .filter_map(|log| log.event.as_ref())
             .filter(|event| event.method == "GET" && event.status == 200)
             .map(|event| event.attempts)
             .collect();
-        if attempts.contains(&2) && attempts.contains(&1) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{attempts:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        attempts.contains(&2) && attempts.contains(&1)
+    };
+    let events = usage_events_until(&suite, &acme, both).await;
+    assert!(both(&events), "{events:?}");
     suite.stop().await.unwrap();
 }
 
@@ -1083,32 +1025,14 @@ async fn upgrades_are_admitted_at_the_handshake_then_spliced() {
     drop(tunnel);
 
     // One usage event when the tunnel closes, with the bytes both ways.
-    let mut usage = suite.usage_as(Credentials::bearer(&acme.admin_token)).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let logs = usage
-            .list_logs(gateway_proto::usage::v1::ListLogsRequest {
-                page_size: 100,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .logs;
-        let upgraded: Vec<_> = logs
-            .iter()
-            .filter_map(|log| log.event.as_ref())
-            .filter(|event| event.status == 101)
-            .collect();
-        if let Some(event) = upgraded.first() {
-            assert_eq!((event.bytes_in, event.bytes_out), (21, 21));
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no usage event for the tunnel"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let tunnel = |events: &[gateway_proto::usage::v1::UsageEvent]| {
+        events.iter().any(|event| event.status == 101)
+    };
+    let events = usage_events_until(&suite, &acme, tunnel).await;
+    let event = events
+        .iter()
+        .find(|event| event.status == 101)
+        .expect("no usage event for the tunnel");
+    assert_eq!((event.bytes_in, event.bytes_out), (21, 21));
     suite.stop().await.unwrap();
 }

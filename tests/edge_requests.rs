@@ -9,8 +9,7 @@ use std::time::Duration;
 use gateway_e2e::{Backend, Credentials, TenantFixture, TestSuite};
 use gateway_proto::identity::v1 as id;
 use gateway_proto::quota::v1 as quota;
-use http::{Request, StatusCode};
-use http_body_util::BodyExt as _;
+use http::StatusCode;
 
 mod edge_support;
 
@@ -50,20 +49,11 @@ async fn get(
     key: &str,
     client_id: Option<&str>,
 ) -> (StatusCode, http::HeaderMap, bytes::Bytes) {
-    let mut request = Request::get(format!("http://{edge}{path}")).header("x-api-key", key);
-    if let Some(client_id) = client_id {
-        request = request.header("x-client-id", client_id);
-    }
-    let response = client
-        .request(request.body(empty()).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = response.into_parts();
-    (
-        parts.status,
-        parts.headers,
-        body.collect().await.unwrap().to_bytes(),
-    )
+    let headers: Vec<(&str, &str)> = client_id
+        .map(|id| ("x-client-id", id))
+        .into_iter()
+        .collect();
+    send(client, edge, "GET", path, key, &headers).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -436,3 +436,63 @@ pub async fn start_upgrade_upstream() -> SocketAddr {
     });
     addr
 }
+
+/// `(status, headers, body)` of a bodiless request with a key and extra
+/// headers.
+pub async fn send(
+    client: &HttpClient,
+    edge: SocketAddr,
+    method: &str,
+    path: &str,
+    key: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, http::HeaderMap, bytes::Bytes) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(format!("http://{edge}{path}"))
+        .header("x-api-key", key);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = client
+        .request(request.body(empty()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+/// The tenant's usage events, polled until `done` accepts them (15 s at
+/// most).
+pub async fn usage_events_until(
+    suite: &TestSuite,
+    tenant: &TenantFixture,
+    done: impl Fn(&[gateway_proto::usage::v1::UsageEvent]) -> bool,
+) -> Vec<gateway_proto::usage::v1::UsageEvent> {
+    let mut usage = suite
+        .usage_as(Credentials::bearer(&tenant.admin_token))
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let events: Vec<_> = usage
+            .list_logs(gateway_proto::usage::v1::ListLogsRequest {
+                page_size: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .logs
+            .into_iter()
+            .filter_map(|log| log.event)
+            .collect();
+        if done(&events) || std::time::Instant::now() > deadline {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -43,7 +43,7 @@ pub struct Candidates<'a> {
     /// In-flight requests per target (LEAST_REQUESTS).
     pub in_flight: &'a dyn Fn(usize) -> usize,
     /// Stable identity per target for hashing (its URL).
-    pub names: &'a [&'a str],
+    pub names: &'a [String],
 }
 
 impl Candidates<'_> {
@@ -174,7 +174,7 @@ fn rendezvous(key: &[u8], candidates: &Candidates<'_>, usable: &[usize]) -> usiz
 mod tests {
     use super::*;
 
-    fn candidates<'a>(weights: &'a [u32], names: &'a [&'a str]) -> Candidates<'a> {
+    fn candidates<'a>(weights: &'a [u32], names: &'a [String]) -> Candidates<'a> {
         Candidates {
             weights,
             eligible: &|_| true,
@@ -183,11 +183,16 @@ mod tests {
         }
     }
 
-    const NAMES: [&str; 4] = ["http://a", "http://b", "http://c", "http://d"];
+    fn names() -> Vec<String> {
+        ["http://a", "http://b", "http://c", "http://d"]
+            .map(str::to_owned)
+            .to_vec()
+    }
 
     fn counts(algorithm: Algorithm, weights: &[u32], rounds: usize) -> Vec<usize> {
+        let names = names();
         let state = BalancerState::default();
-        let choice = candidates(weights, &NAMES[..weights.len()]);
+        let choice = candidates(weights, &names[..weights.len()]);
         let mut counts = vec![0; weights.len()];
         for _ in 0..rounds {
             counts[pick(algorithm, &state, &choice, None).unwrap()] += 1;
@@ -202,8 +207,9 @@ mod tests {
 
     #[test]
     fn smooth_weighted_round_robin_interleaves_in_proportion() {
+        let names = names();
         let state = BalancerState::default();
-        let choice = candidates(&[5, 1, 1], &NAMES[..3]);
+        let choice = candidates(&[5, 1, 1], &names[..3]);
         let order: Vec<usize> = (0..7)
             .map(|_| pick(Algorithm::Weighted, &state, &choice, None).unwrap())
             .collect();
@@ -220,13 +226,14 @@ mod tests {
 
     #[test]
     fn least_requests_prefers_the_idle_target() {
+        let names = names();
         let state = BalancerState::default();
         let busy = |index: usize| if index == 0 { 10 } else { 0 };
         let choice = Candidates {
             weights: &[1, 1],
             eligible: &|_| true,
             in_flight: &busy,
-            names: &NAMES[..2],
+            names: &names[..2],
         };
         for _ in 0..50 {
             assert_eq!(
@@ -248,12 +255,13 @@ mod tests {
 
     #[test]
     fn ineligible_targets_are_skipped() {
+        let names = names();
         let state = BalancerState::default();
         let choice = Candidates {
             weights: &[1, 1, 1],
             eligible: &|index| index != 1,
             in_flight: &|_| 0,
-            names: &NAMES[..3],
+            names: &names[..3],
         };
         for algorithm in [
             Algorithm::RoundRobin,
@@ -277,9 +285,10 @@ mod tests {
 
     #[test]
     fn consistent_hashing_moves_about_one_in_n_keys_when_a_target_is_added() {
+        let names = names();
         let state = BalancerState::default();
-        let three = candidates(&[1, 1, 1], &NAMES[..3]);
-        let four = candidates(&[1, 1, 1, 1], &NAMES);
+        let three = candidates(&[1, 1, 1], &names[..3]);
+        let four = candidates(&[1, 1, 1, 1], &names);
         let keys: Vec<String> = (0..4_000).map(|key| format!("client-{key}")).collect();
         let mut moved = 0;
         for key in &keys {
@@ -314,8 +323,9 @@ mod tests {
 
     #[test]
     fn consistent_hashing_honours_weights() {
+        let names = names();
         let state = BalancerState::default();
-        let choice = candidates(&[3, 1], &NAMES[..2]);
+        let choice = candidates(&[3, 1], &names[..2]);
         let first = (0..8_000)
             .filter(|key| {
                 let key = format!("ip-{key}");

@@ -481,6 +481,10 @@ impl Proxy {
         retry: Option<&RetryPolicy>,
     ) -> Response<EdgeBody> {
         let (api, request_id) = (forwarding.api, forwarding.request_id);
+        // The same path for every attempt; only the target changes.
+        let upstream_path = api
+            .transform
+            .path(&forwarding.route.upstream_path(forwarding.rest));
         let mut tried = Vec::new();
         let mut _retrying = None;
         for attempt in 1_u32.. {
@@ -495,33 +499,25 @@ impl Proxy {
             };
             tried.push(chosen.index);
             timing.attempts = attempt;
-            let upstream_path = api
-                .transform
-                .path(&forwarding.route.upstream_path(forwarding.rest));
-            let uri = match crate::forward::upstream_uri(
-                &chosen.target.url,
-                &upstream_path,
-                request.query,
-            ) {
-                Ok(uri) => uri,
-                Err(error) => {
-                    tracing::error!(%error, api_id = api.entry.api.id, "bad upstream URL");
-                    return problem(
-                        StatusCode::BAD_GATEWAY,
-                        "the API's upstream URL is invalid",
-                        request_id,
-                    );
-                }
+            let Ok(uri) =
+                crate::forward::upstream_uri(&chosen.target.url, &upstream_path, request.query)
+            else {
+                tracing::error!(
+                    api_id = api.entry.api.id,
+                    target = chosen.target.url,
+                    "bad upstream URL"
+                );
+                return problem(
+                    StatusCode::BAD_GATEWAY,
+                    "the API's upstream URL is invalid",
+                    request_id,
+                );
             };
             let (body, tap) = outbound.body(request.capture);
-            let mut upstream = Request::new(body);
-            *upstream.method_mut() = request.method.clone();
-            *upstream.uri_mut() = uri;
-            *upstream.headers_mut() = request.headers.clone();
             let sent = Instant::now();
             let result = self
                 .forwarder
-                .send(upstream, timing.connect, timing.read_now())
+                .send(request.build(uri, body), timing.connect, timing.read_now())
                 .instrument(
                     tracing::info_span!("edge.upstream", attempt, target = %chosen.target.url),
                 )
@@ -544,69 +540,108 @@ impl Proxy {
                     continue;
                 }
             }
+            let attempted = Attempted {
+                exchange,
+                tap,
+                in_flight: chosen.in_flight,
+                timing,
+                api,
+                request_id,
+            };
             return match result {
-                Ok(mut response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
-                    let client = request
-                        .upgrade
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .take();
-                    let Some(client) = client else {
-                        return problem(
-                            StatusCode::BAD_GATEWAY,
-                            "the upstream switched protocols unasked",
-                            request_id,
-                        );
-                    };
-                    let upstream = hyper::upgrade::on(&mut response);
-                    let protocol = response.headers().get(header::UPGRADE).cloned();
-                    crate::upgrade::splice(
-                        client,
-                        upstream,
-                        self.accounting.clone(),
-                        exchange,
-                        chosen.in_flight,
-                    );
-                    let (mut parts, _) = response.into_parts();
-                    hygiene::strip_hop_by_hop(&mut parts.headers);
-                    if let Some(protocol) = protocol {
-                        crate::upgrade::restore(&mut parts.headers, protocol);
-                    }
-                    let empty = http_body_util::Empty::new()
-                        .map_err(|never| -> BoxError { match never {} });
-                    Response::from_parts(parts, empty.boxed_unsync())
+                Ok(response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                    self.switched(response, request, attempted)
                 }
-                Ok(mut response) => {
-                    api.transform.response.apply(response.headers_mut());
-                    let answered = Answered {
-                        request_id,
-                        api,
-                        status: response.status(),
-                    };
-                    self.plugins.response(&answered, response.headers_mut());
-                    let response = match api.transform.envelope {
-                        Some(max) => enveloped(response, max, request_id).await,
-                        None => response.map(|body| body.map_err(BoxError::from).boxed_unsync()),
-                    };
-                    self.respond(response, exchange, tap, chosen.in_flight, timing)
-                }
-                Err(failure) => {
-                    let seen = tap.take();
-                    let (status, detail) =
-                        failure_status(&failure, &seen, forwarding.max_body, &exchange);
-                    let ended = Ended {
-                        status: status.as_u16(),
-                        request: seen,
-                        error: Some(detail.clone()),
-                        attempts: timing.attempts,
-                        ..Ended::default()
-                    };
-                    self.accounting.finish(exchange, ended);
-                    problem(status, detail, request_id)
-                }
+                Ok(response) => self.shaped(response, attempted).await,
+                Err(failure) => self.failed(&failure, attempted, forwarding.max_body),
             };
         }
         unreachable!("the attempt loop returns")
+    }
+
+    /// A 101: the client's and the upstream's connections are spliced.
+    fn switched(
+        &self,
+        mut response: Response<Incoming>,
+        request: &Repeated<'_>,
+        attempted: Attempted<'_>,
+    ) -> Response<EdgeBody> {
+        let client = request
+            .upgrade
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(client) = client else {
+            return problem(
+                StatusCode::BAD_GATEWAY,
+                "the upstream switched protocols unasked",
+                attempted.request_id,
+            );
+        };
+        let upstream = hyper::upgrade::on(&mut response);
+        let protocol = response.headers().get(header::UPGRADE).cloned();
+        crate::upgrade::splice(
+            client,
+            upstream,
+            self.accounting.clone(),
+            attempted.exchange,
+            attempted.in_flight,
+        );
+        let (mut parts, _) = response.into_parts();
+        hygiene::strip_hop_by_hop(&mut parts.headers);
+        if let Some(protocol) = protocol {
+            crate::upgrade::restore(&mut parts.headers, protocol);
+        }
+        let empty = http_body_util::Empty::new().map_err(|never| -> BoxError { match never {} });
+        Response::from_parts(parts, empty.boxed_unsync())
+    }
+
+    /// An ordinary answer: response transforms, plugins, the envelope.
+    async fn shaped(
+        &self,
+        mut response: Response<Incoming>,
+        attempted: Attempted<'_>,
+    ) -> Response<EdgeBody> {
+        let (api, request_id) = (attempted.api, attempted.request_id);
+        api.transform.response.apply(response.headers_mut());
+        let answered = Answered {
+            request_id,
+            api,
+            status: response.status(),
+        };
+        self.plugins.response(&answered, response.headers_mut());
+        let response = match api.transform.envelope {
+            Some(max) => enveloped(response, max, request_id).await,
+            None => response.map(|body| body.map_err(BoxError::from).boxed_unsync()),
+        };
+        let Attempted {
+            exchange,
+            tap,
+            in_flight,
+            timing,
+            ..
+        } = attempted;
+        self.respond(response, exchange, tap, in_flight, timing)
+    }
+
+    /// No answer: the problem for the failure, accounted now.
+    fn failed(
+        &self,
+        failure: &Failure,
+        attempted: Attempted<'_>,
+        max_body: u64,
+    ) -> Response<EdgeBody> {
+        let seen = attempted.tap.take();
+        let (status, detail) = failure_status(failure, &seen, max_body, &attempted.exchange);
+        let ended = Ended {
+            status: status.as_u16(),
+            request: seen,
+            error: Some(detail.clone()),
+            attempts: attempted.timing.attempts,
+            ..Ended::default()
+        };
+        self.accounting.finish(attempted.exchange, ended);
+        problem(status, detail, attempted.request_id)
     }
 
     /// No target may take the request: 503, with Retry-After when an open
@@ -753,6 +788,27 @@ struct Repeated<'a> {
     capture: Option<usize>,
     /// The client's side of an upgrade it asked for, taken on a 101.
     upgrade: std::sync::Mutex<Option<hyper::upgrade::OnUpgrade>>,
+}
+
+/// The last attempt, and what its answer is accounted with.
+struct Attempted<'a> {
+    exchange: Exchange,
+    tap: Tap,
+    in_flight: InFlight,
+    timing: Timing,
+    api: &'a CompiledApi,
+    request_id: &'a str,
+}
+
+impl Repeated<'_> {
+    /// The upstream request of one attempt.
+    fn build(&self, uri: http::Uri, body: EdgeBody) -> Request<EdgeBody> {
+        let mut upstream = Request::new(body);
+        *upstream.method_mut() = self.method.clone();
+        *upstream.uri_mut() = uri;
+        *upstream.headers_mut() = self.headers.clone();
+        upstream
+    }
 }
 
 /// Whether an attempt's outcome counts against the target (breaker,

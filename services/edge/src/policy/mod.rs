@@ -63,6 +63,8 @@ pub struct Target {
 struct TargetGroup {
     targets: Vec<Target>,
     weights: Vec<u32>,
+    /// The targets' URLs, for hashing.
+    names: Vec<String>,
     balancer: Arc<BalancerState>,
 }
 
@@ -217,11 +219,6 @@ impl CompiledApi {
         remote_ip: &str,
         eligible: &Eligible<'_>,
     ) -> Option<usize> {
-        let names: Vec<&str> = group
-            .targets
-            .iter()
-            .map(|target| target.url.as_str())
-            .collect();
         let hash_key = match &self.hash_header {
             Some(name) => headers.get(name).map(http::HeaderValue::as_bytes),
             None => Some(remote_ip.as_bytes()),
@@ -232,7 +229,7 @@ impl CompiledApi {
             weights: &group.weights,
             eligible: &usable,
             in_flight: &in_flight,
-            names: &names,
+            names: &group.names,
         };
         balance::pick(self.algorithm, &group.balancer, &candidates, hash_key)
     }
@@ -434,6 +431,7 @@ impl Policies {
         );
         TargetGroup {
             weights: targets.iter().map(|target| target.weight).collect(),
+            names: targets.iter().map(|target| target.url.clone()).collect(),
             targets,
             balancer,
         }
