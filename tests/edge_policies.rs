@@ -729,18 +729,229 @@ async fn cors_preflights_are_answered_by_the_edge_and_transforms_apply() {
     .await;
     assert!(other.1.get("access-control-allow-origin").is_none());
 
-    // A response cache is refused at registration, not accepted and ignored.
+    suite.stop().await.unwrap();
+}
+
+fn cache_policy(vary: &[&str]) -> Option<cat::CachePolicy> {
+    Some(cat::CachePolicy {
+        enabled: true,
+        ttl: Some(prost_types::Duration {
+            seconds: 30,
+            nanos: 0,
+        }),
+        vary_headers: vary.iter().map(|name| (*name).to_owned()).collect(),
+        ..Default::default()
+    })
+}
+
+type Answer = (StatusCode, http::HeaderMap, bytes::Bytes);
+
+fn cache_result(answer: &Answer) -> (&str, String) {
+    assert!(
+        answer.0.is_success() || answer.0 == StatusCode::NOT_MODIFIED,
+        "{answer:?}"
+    );
+    (
+        answer.1["x-cache"].to_str().unwrap(),
+        String::from_utf8_lossy(&answer.2).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_response_cache_follows_http_caching_rules_and_stays_within_the_tenant() {
+    use std::sync::atomic::Ordering;
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let (upstream, served) = start_cache_upstream().await;
+    let acme = suite.tenant("acme").await;
+    let globex = suite.tenant("globex").await;
+    for tenant in [&acme, &globex] {
+        register(
+            &suite,
+            tenant,
+            cat::Api {
+                slug: "cached".to_owned(),
+                upstreams: vec![target(upstream, "/", 1)],
+                cache: cache_policy(&["accept-language"]),
+                ..Default::default()
+            },
+        )
+        .await;
+    }
+    let (_, key) = create_key(&suite, &acme, "k", "").await;
+    let shutdown = gateway_runtime::CancellationToken::new();
+    let edge = side_edge(&suite, &shutdown, Duration::from_secs(1), |_| {}).await;
+    let client = http_client();
+    let get = |path: &'static str, headers: &'static [(&'static str, &'static str)]| {
+        let (client, key) = (client.clone(), key.clone());
+        async move { send(&client, edge.addr, "GET", path, &key, headers).await }
+    };
+    let first = first_served(&client, edge.addr, "/acme/cached/items", &key).await;
+    assert_eq!(cache_result(&first), ("MISS", "1".to_owned()));
+    let again = get("/acme/cached/items", &[]).await;
+    assert_eq!(cache_result(&again), ("HIT", "1".to_owned()));
+    assert!(again.1.contains_key("age") && again.1["etag"] == "\"e1\"");
+    assert_eq!(
+        served.load(Ordering::SeqCst),
+        1,
+        "the hit never reached the upstream"
+    );
+
+    // The vary header and the query are part of the key.
+    assert_eq!(
+        cache_result(&get("/acme/cached/items", &[("accept-language", "fr")]).await).0,
+        "MISS"
+    );
+    assert_eq!(
+        cache_result(&get("/acme/cached/items", &[("accept-language", "fr")]).await).0,
+        "HIT"
+    );
+    assert_eq!(
+        cache_result(&get("/acme/cached/items?page=2", &[]).await).0,
+        "MISS"
+    );
+
+    // Validators: 304 from the cache; HEAD from the stored GET.
+    let conditional = get("/acme/cached/items", &[("if-none-match", "\"e1\"")]).await;
+    assert_eq!(conditional.0, StatusCode::NOT_MODIFIED);
+    assert_eq!(conditional.1["x-cache"], "HIT");
+    assert!(conditional.2.is_empty());
+    let head = send(&client, edge.addr, "HEAD", "/acme/cached/items", &key, &[]).await;
+    assert_eq!(
+        (head.0, head.1["x-cache"].to_str().unwrap()),
+        (StatusCode::OK, "HIT")
+    );
+
+    // A successful write makes the path stale under every query.
+    let before = served.load(Ordering::SeqCst);
+    let written = send(&client, edge.addr, "POST", "/acme/cached/items", &key, &[]).await;
+    assert_eq!(written.0, StatusCode::CREATED);
+    assert_eq!(
+        cache_result(&get("/acme/cached/items", &[]).await).0,
+        "MISS"
+    );
+    assert_eq!(
+        cache_result(&get("/acme/cached/items?page=2", &[]).await).0,
+        "MISS"
+    );
+    assert_eq!(served.load(Ordering::SeqCst), before + 3);
+
+    // What the upstream or the client forbids is never served from the cache.
+    for path in ["/acme/cached/nostore", "/acme/cached/cookie"] {
+        let path: &'static str = path;
+        assert_eq!(cache_result(&get(path, &[]).await).0, "MISS");
+        assert_eq!(cache_result(&get(path, &[]).await).0, "MISS", "{path}");
+    }
+    let refreshed = get("/acme/cached/items", &[("cache-control", "no-cache")]).await;
+    assert_eq!(cache_result(&refreshed).0, "MISS");
+    let only = get("/acme/cached/never", &[("cache-control", "only-if-cached")]).await;
+    problem_of(&only, StatusCode::GATEWAY_TIMEOUT);
+
+    // The upstream's max-age shortens the API's TTL: expired after 1 s.
+    assert_eq!(
+        cache_result(&get("/acme/cached/short", &[]).await).0,
+        "MISS"
+    );
+    assert_eq!(cache_result(&get("/acme/cached/short", &[]).await).0, "HIT");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(
+        cache_result(&get("/acme/cached/short", &[]).await).0,
+        "MISS"
+    );
+
+    // Concurrent misses make one upstream request.
+    let before = served.load(Ordering::SeqCst);
+    let concurrent: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(get("/acme/cached/slow", &[])))
+        .collect();
+    let mut answers = Vec::new();
+    for answer in concurrent {
+        answers.push(answer.await.unwrap());
+    }
+    assert_eq!(served.load(Ordering::SeqCst), before + 1, "coalesced");
+    let results: Vec<_> = answers.iter().map(cache_result).collect();
+    assert!(
+        results.iter().all(|(_, body)| *body == results[0].1),
+        "{results:?}"
+    );
+    assert_eq!(
+        results
+            .iter()
+            .filter(|(result, _)| *result == "MISS")
+            .count(),
+        1,
+        "{results:?}"
+    );
+
+    // Another tenant's API of the same slug and upstream: its own entries.
+    let (_, other_key) = create_key(&suite, &globex, "k", "").await;
+    let theirs = first_served(&client, edge.addr, "/globex/cached/items", &other_key).await;
+    assert_eq!(cache_result(&theirs).0, "MISS");
+
+    // Hits are admitted by quota like any request.
+    let mut quota_admin = suite.quota_as(Credentials::bearer(&acme.admin_token)).await;
+    let two = quota_admin
+        .create_plan(gateway_proto::quota::v1::CreatePlanRequest {
+            plan: Some(gateway_proto::quota::v1::Plan {
+                name: "two".to_owned(),
+                requests_per_minute: Some(2),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .plan
+        .unwrap();
+    let (_, limited) = create_key(&suite, &acme, "limited", &two.id).await;
+    for _ in 0..2 {
+        let answer = send(
+            &client,
+            edge.addr,
+            "GET",
+            "/acme/cached/items",
+            &limited,
+            &[],
+        )
+        .await;
+        assert_eq!(cache_result(&answer).0, "HIT");
+    }
+    let refused = send(
+        &client,
+        edge.addr,
+        "GET",
+        "/acme/cached/items",
+        &limited,
+        &[],
+    )
+    .await;
+    problem_of(&refused, StatusCode::TOO_MANY_REQUESTS);
+
+    // The hit ratio, on the ops port's view.
+    let view = (edge.admin)();
+    let api = view["apis"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|api| api["slug"] == "cached" && api["tenant_id"] == acme.id.as_str())
+        .unwrap();
+    let hits = api["cache"]["hits"].as_u64().unwrap();
+    assert!(hits >= 8, "{view}");
+    assert!(api["cache"]["hit_ratio"].as_f64().unwrap() > 0.3, "{view}");
+    assert!(view["cache"]["entries"].as_u64().unwrap() >= 3, "{view}");
+
+    // Only GET and HEAD can be cached.
     let mut catalog = suite
         .catalog_as(Credentials::bearer(&acme.admin_token))
         .await;
     let refused = catalog
         .create_api(cat::CreateApiRequest {
             api: Some(cat::Api {
-                name: "cached".to_owned(),
-                slug: "cached".to_owned(),
+                name: "posts".to_owned(),
+                slug: "posts".to_owned(),
                 upstreams: vec![target(upstream, "/", 1)],
                 cache: Some(cat::CachePolicy {
                     enabled: true,
+                    methods: vec!["POST".to_owned()],
                     ..Default::default()
                 }),
                 enabled: true,
@@ -751,7 +962,8 @@ async fn cors_preflights_are_answered_by_the_edge_and_transforms_apply() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
-    assert!(refused.message().contains("api.cache.enabled"), "{refused}");
+    assert!(refused.message().contains("api.cache.methods"), "{refused}");
+    shutdown.cancel();
     suite.stop().await.unwrap();
 }
 

@@ -168,6 +168,8 @@ pub async fn create_key(
 pub struct SideEdge {
     pub addr: SocketAddr,
     pub serving: tokio::task::JoinHandle<()>,
+    /// The edge's `/admin/edge` view.
+    pub admin: gateway_runtime::ops::View,
     _spool: tempfile::TempDir,
 }
 
@@ -221,10 +223,12 @@ pub async fn side_edge_with_plugins(
     let edge = gateway_edge::Edge::with_plugins(config, &auth, egress, plugins, shutdown).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let admin = edge.admin_view();
     let serving = tokio::spawn(edge.serve(listener, shutdown.clone(), grace));
     SideEdge {
         addr,
         serving,
+        admin,
         _spool: spool,
     }
 }
@@ -495,4 +499,63 @@ pub async fn usage_events_until(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// An upstream for the response cache: counts every request it serves
+/// (`x-count`, and the body), sends validators, and by path: `/nostore`
+/// (no-store), `/cookie` (Set-Cookie), `/short` (max-age=1), `/slow`
+/// (answers after 300 ms). Writes answer 201.
+pub async fn start_cache_upstream() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>)
+{
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let served = std::sync::Arc::clone(&count);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let count = std::sync::Arc::clone(&served);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                    async move {
+                        let path = request.uri().path().to_owned();
+                        if request.method() != http::Method::GET {
+                            return Ok::<_, Infallible>(
+                                Response::builder()
+                                    .status(201)
+                                    .body(Full::new(Bytes::from("created")))
+                                    .unwrap(),
+                            );
+                        }
+                        if path.ends_with("/slow") {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                        }
+                        let mut response = Response::builder()
+                            .header("x-count", n.to_string())
+                            .header("etag", "\"e1\"")
+                            .header("last-modified", "Tue, 01 Dec 2026 10:00:00 GMT")
+                            .header("content-type", "text/plain");
+                        if path.ends_with("/nostore") {
+                            response = response.header("cache-control", "no-store");
+                        } else if path.ends_with("/cookie") {
+                            response = response.header("set-cookie", "session=1");
+                        } else if path.ends_with("/short") {
+                            response = response.header("cache-control", "max-age=1");
+                        }
+                        Ok(response
+                            .body(Full::new(Bytes::from(n.to_string())))
+                            .unwrap())
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, count)
 }

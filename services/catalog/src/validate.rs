@@ -199,6 +199,27 @@ fn duration(
     Ok(value.seconds * 1_000 + i64::from(value.nanos) / 1_000_000)
 }
 
+/// The edge caches GET and HEAD only: a POST's answer depends on its body,
+/// which is not part of the key.
+fn cache_policy(cache: &pb::CachePolicy) -> Result<(), CatalogError> {
+    duration("api.cache.ttl", cache.ttl.as_ref(), true)?;
+    for method in &cache.methods {
+        if !matches!(method.as_str(), "GET" | "HEAD") {
+            return Err(invalid(
+                "api.cache.methods",
+                format!("only GET and HEAD answers are cached, not {method:?}"),
+            ));
+        }
+    }
+    for name in &cache.vary_headers {
+        header_name("api.cache.vary_headers", name)?;
+    }
+    if cache.max_body_bytes < 0 {
+        return Err(invalid("api.cache.max_body_bytes", "must not be negative"));
+    }
+    Ok(())
+}
+
 fn header_name(field: &str, value: &str) -> Result<(), CatalogError> {
     http::HeaderName::from_bytes(value.as_bytes())
         .map(|_| ())
@@ -455,13 +476,8 @@ pub fn api(api: &pb::Api, has_auth_secret: bool) -> Result<(), CatalogError> {
     if let Some(access) = &api.access {
         access_policy(access)?;
     }
-    if api.cache.as_ref().is_some_and(|cache| cache.enabled) {
-        // Refused rather than accepted and ignored: the edge has no
-        // response cache yet.
-        return Err(invalid(
-            "api.cache.enabled",
-            "the edge's response cache is not available yet; leave it disabled",
-        ));
+    if let Some(cache) = api.cache.as_ref().filter(|cache| cache.enabled) {
+        cache_policy(cache)?;
     }
     if let Some(cors) = api.cors.as_ref().filter(|cors| cors.enabled) {
         for origin in &cors.allowed_origins {

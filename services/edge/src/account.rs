@@ -52,6 +52,8 @@ pub struct Ended {
     pub response_content_type: String,
     /// Upstream attempts made (0 when none was).
     pub attempts: u32,
+    /// `HIT` or `MISS` when the API's cache was consulted.
+    pub cache: Option<&'static str>,
 }
 
 /// Commit and usage, shared by every request.
@@ -136,6 +138,7 @@ impl Accounting {
                     duration_ms = latency_micros as f64 / 1000.0,
                     upstream_ms = ended.upstream_micros.map(|micros| micros as f64 / 1000.0),
                     attempts = ended.attempts,
+                    cache = ended.cache,
                     bytes_in = ended.request.bytes,
                     bytes_out = ended.response.bytes,
                     remote_ip = exchange.remote_ip,

@@ -6,10 +6,16 @@ use std::time::Instant;
 
 use gateway_catalog_client::CatalogCache;
 
+use crate::cache::ResponseCache;
 use crate::policy::Policies;
 
-/// `{"apis": {api_id: {"tenant_id", "slug", "targets": {url: {...}}}}}`.
-pub fn view(policies: &Policies, catalog: &CatalogCache) -> serde_json::Value {
+/// `{"apis": {api_id: {"tenant_id", "slug", "targets": {url: {...}},
+/// "cache": {...}}}, "cache": {...}}`.
+pub fn view(
+    policies: &Policies,
+    catalog: &CatalogCache,
+    cache: &ResponseCache,
+) -> serde_json::Value {
     let snapshot = catalog.view();
     let now = Instant::now();
     let mut apis: BTreeMap<String, serde_json::Value> = BTreeMap::new();
@@ -31,5 +37,14 @@ pub fn view(policies: &Policies, catalog: &CatalogCache) -> serde_json::Value {
         });
         api["targets"][url] = target;
     }
-    serde_json::json!({ "catalog_version": snapshot.version, "apis": apis })
+    for (api_id, counters) in policies.cache_stats() {
+        if let Some(api) = apis.get_mut(&api_id) {
+            api["cache"] = counters.snapshot();
+        }
+    }
+    serde_json::json!({
+        "catalog_version": snapshot.version,
+        "apis": apis,
+        "cache": cache.snapshot(),
+    })
 }

@@ -43,6 +43,10 @@ pub struct Config {
     /// `warn`, `info`, `debug`, `trace`); it goes where the logs go, as
     /// JSON with `log_format = json`.
     pub access_log: String,
+    /// The response cache's bound, in bytes, over every API that has one.
+    pub cache_max_bytes: u64,
+    /// Larger answers are not cached unless the API sets its own cap.
+    pub cache_max_body_bytes: u64,
 }
 
 /// What the edge does when quota does not answer.
@@ -73,6 +77,8 @@ impl Default for Config {
             upstream_ca_file: String::new(),
             max_client_ids_per_key: 100,
             access_log: "debug".to_owned(),
+            cache_max_bytes: 64 * 1024 * 1024,
+            cache_max_body_bytes: 1024 * 1024,
         }
     }
 }
@@ -95,6 +101,11 @@ impl Config {
         }
         if self.max_client_ids_per_key == 0 {
             problems.push("edge.max_client_ids_per_key: must be positive".to_owned());
+        }
+        if self.cache_max_bytes == 0 || self.cache_max_body_bytes == 0 {
+            problems.push(
+                "edge.cache_max_bytes, edge.cache_max_body_bytes: must be positive".to_owned(),
+            );
         }
         if self.spool_dir.trim().is_empty() {
             problems.push("edge.spool_dir: must not be empty".to_owned());

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod balance;
 pub mod body;
 pub mod breaker;
+pub mod cache;
 pub mod client_ids;
 pub mod config;
 pub mod cors;
@@ -156,7 +157,8 @@ impl Edge {
     pub fn admin_view(&self) -> gateway_runtime::ops::View {
         let policies = Arc::clone(&self.proxy.policies);
         let catalog = self.catalog.clone();
-        Arc::new(move || admin::view(&policies, &catalog))
+        let cache = self.proxy.cache.clone();
+        Arc::new(move || admin::view(&policies, &catalog, &cache))
     }
 
     /// The catalog snapshot the edge serves from (primed = ready).

@@ -31,6 +31,7 @@ use crate::account::{Accounting, Ended, Exchange, Refused, now_micros};
 use crate::admit::{Admission, Admitted};
 use crate::auth::{Authenticator, Caller};
 use crate::body::{BoxError, Deadline, EdgeBody, Observed, Seen, Tap};
+use crate::cache::{Consulted, Entry, Fill, ResponseCache};
 use crate::config::Config;
 use crate::forward::{Failure, Forwarder};
 use crate::grpc::Authed;
@@ -52,6 +53,7 @@ pub struct Proxy {
     pub admission: Admission,
     pub policies: Arc<Policies>,
     pub forwarder: Arc<Forwarder>,
+    pub cache: ResponseCache,
     tenants: Tenants,
     pub plugins: Plugins,
     accounting: Accounting,
@@ -137,6 +139,7 @@ impl Proxy {
             ),
             policies: Arc::new(Policies::default()),
             forwarder: Arc::new(Forwarder::new(&config.upstream_ca_file, egress)?),
+            cache: ResponseCache::new(config.cache_max_bytes, config.cache_max_body_bytes),
             accounting: Accounting {
                 usage,
                 quota,
@@ -405,6 +408,17 @@ impl Proxy {
             trace_id,
             capture,
         );
+        let fill = match self.consult_cache(api, &parts, forwarding.rest).await {
+            None => None,
+            Some(Consulted::Miss(fill)) => Some(fill),
+            Some(Consulted::Hit(entry)) => {
+                return self
+                    .cached_answer(&entry, &parts, exchange, api, request_id)
+                    .await;
+            }
+            Some(Consulted::Absent) => return self.absent(exchange, request_id),
+        };
+        let cached = fill.is_some();
         let mut headers = parts.headers;
         hygiene::for_upstream(
             &mut headers,
@@ -457,6 +471,8 @@ impl Proxy {
             query: parts.uri.query(),
             capture,
             upgrade: std::sync::Mutex::new(client_upgrade),
+            cached,
+            fill: std::sync::Mutex::new(fill.flatten()),
         };
         self.attempts(
             &forwarding,
@@ -540,6 +556,9 @@ impl Proxy {
                     continue;
                 }
             }
+            if let Ok(response) = &result {
+                self.invalidate_on_write(api, request.method, forwarding.rest, response.status());
+            }
             let attempted = Attempted {
                 exchange,
                 tap,
@@ -547,6 +566,12 @@ impl Proxy {
                 timing,
                 api,
                 request_id,
+                cached: request.cached,
+                fill: request
+                    .fill
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take(),
             };
             return match result {
                 Ok(response) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
@@ -596,13 +621,45 @@ impl Proxy {
         Response::from_parts(parts, empty.boxed_unsync())
     }
 
-    /// An ordinary answer: response transforms, plugins, the envelope.
+    /// An ordinary answer: kept for the cache as the upstream sent it,
+    /// then shaped for the client.
     async fn shaped(
         &self,
-        mut response: Response<Incoming>,
+        response: Response<Incoming>,
         attempted: Attempted<'_>,
     ) -> Response<EdgeBody> {
-        let (api, request_id) = (attempted.api, attempted.request_id);
+        let Attempted {
+            exchange,
+            tap,
+            in_flight,
+            timing,
+            api,
+            request_id,
+            cached,
+            fill,
+        } = attempted;
+        let mut response = response.map(|body| body.map_err(BoxError::from).boxed_unsync());
+        if let Some(fill) = fill {
+            response = fill.keep(response);
+        }
+        if cached {
+            response
+                .headers_mut()
+                .insert(crate::cache::X_CACHE, HeaderValue::from_static("MISS"));
+        }
+        let response = self.shape(response, api, request_id).await;
+        let cache = cached.then_some("MISS");
+        self.respond(response, exchange, tap, in_flight, timing, cache)
+    }
+
+    /// Response transforms, plugins, the envelope: for every answer from
+    /// the upstream or the cache.
+    async fn shape(
+        &self,
+        mut response: Response<EdgeBody>,
+        api: &CompiledApi,
+        request_id: &str,
+    ) -> Response<EdgeBody> {
         api.transform.response.apply(response.headers_mut());
         let answered = Answered {
             request_id,
@@ -610,18 +667,90 @@ impl Proxy {
             status: response.status(),
         };
         self.plugins.response(&answered, response.headers_mut());
-        let response = match api.transform.envelope {
+        match api.transform.envelope {
             Some(max) => enveloped(response, max, request_id).await,
-            None => response.map(|body| body.map_err(BoxError::from).boxed_unsync()),
+            None => response,
+        }
+    }
+
+    /// Stage: the response cache, for an API with one and a method it
+    /// caches; `None` when it does not apply.
+    async fn consult_cache(
+        &self,
+        api: &CompiledApi,
+        parts: &http::request::Parts,
+        rest: &str,
+    ) -> Option<Consulted> {
+        let policy = api
+            .cache
+            .as_ref()
+            .filter(|policy| policy.applies(&parts.method))?;
+        let lookup = crate::cache::Lookup {
+            api_id: &api.entry.api.id,
+            method: &parts.method,
+            path: rest,
+            query: parts.uri.query(),
+            headers: &parts.headers,
         };
-        let Attempted {
+        let wait = self.timing(api).idle;
+        let consulted = self
+            .cache
+            .consult(policy, &lookup, wait)
+            .instrument(tracing::info_span!("edge.cache"))
+            .await;
+        let hit = matches!(consulted, Consulted::Hit(_));
+        policy.counters.record(&api.entry.api.id, hit);
+        Some(consulted)
+    }
+
+    /// A cached answer, shaped and accounted like an upstream one.
+    async fn cached_answer(
+        &self,
+        entry: &Entry,
+        parts: &http::request::Parts,
+        exchange: Exchange,
+        api: &CompiledApi,
+        request_id: &str,
+    ) -> Response<EdgeBody> {
+        let response = entry.answer(&parts.method, &parts.headers);
+        let response = self.shape(response, api, request_id).await;
+        self.reported(response, exchange, |seen| Ended {
+            response: seen,
+            cache: Some("HIT"),
+            ..Ended::default()
+        })
+    }
+
+    /// `only-if-cached` with nothing stored (RFC 9111 §5.2.1.7).
+    fn absent(&self, exchange: Exchange, request_id: &str) -> Response<EdgeBody> {
+        let detail = "only-if-cached: no stored answer for this request";
+        self.accounting.finish(
             exchange,
-            tap,
-            in_flight,
-            timing,
-            ..
-        } = attempted;
-        self.respond(response, exchange, tap, in_flight, timing)
+            Ended {
+                status: 504,
+                error: Some(detail.to_owned()),
+                cache: Some("MISS"),
+                ..Ended::default()
+            },
+        );
+        problem(StatusCode::GATEWAY_TIMEOUT, detail, request_id)
+    }
+
+    /// A successful write to a path makes its cached answers stale.
+    fn invalidate_on_write(
+        &self,
+        api: &CompiledApi,
+        method: &http::Method,
+        rest: &str,
+        status: StatusCode,
+    ) {
+        let writes = matches!(
+            *method,
+            http::Method::POST | http::Method::PUT | http::Method::PATCH | http::Method::DELETE
+        );
+        if api.cache.is_some() && writes && (status.is_success() || status.is_redirection()) {
+            self.cache.invalidate(&api.entry.api.id, rest);
+        }
     }
 
     /// No answer: the problem for the failure, accounted now.
@@ -710,6 +839,36 @@ impl Proxy {
         tap: Tap,
         in_flight: InFlight,
         timing: Timing,
+        cache: Option<&'static str>,
+    ) -> Response<EdgeBody> {
+        let (started, attempts) = (timing.started, timing.attempts);
+        let response = self.reported(response, exchange, move |seen| {
+            drop(in_flight);
+            let upstream_micros = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
+            Ended {
+                request: tap.take(),
+                response: seen,
+                upstream_micros: Some(upstream_micros),
+                attempts,
+                cache,
+                ..Ended::default()
+            }
+        });
+        // The body must end by the total timeout, counted from the upstream
+        // request, and never pause longer than the read timeout.
+        let total = timing
+            .total
+            .map(|total| tokio::time::Instant::from_std(started + total));
+        response.map(|body| Deadline::new(body, total, timing.idle).boxed_unsync())
+    }
+
+    /// The answer on its way to the client, hop-by-hop headers dropped,
+    /// accounted once its body ends with what `end` makes of it.
+    fn reported(
+        &self,
+        response: Response<EdgeBody>,
+        exchange: Exchange,
+        end: impl FnOnce(Seen) -> Ended + Send + 'static,
     ) -> Response<EdgeBody> {
         let (mut parts, body) = response.into_parts();
         hygiene::strip_hop_by_hop(&mut parts.headers);
@@ -722,32 +881,17 @@ impl Proxy {
         let response_content_type = header_str(&parts.headers, header::CONTENT_TYPE).to_owned();
         let capture = exchange.capture;
         let accounting = self.accounting.clone();
-        let (started, attempts) = (timing.started, timing.attempts);
         let on_end = Box::new(move |seen: Seen| {
-            drop(in_flight);
-            let upstream_micros = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
             let ended = Ended {
                 status,
-                request: tap.take(),
-                response: seen,
-                upstream_micros: Some(upstream_micros),
-                error: None,
                 response_headers,
                 response_content_type,
-                attempts,
+                ..end(seen)
             };
             accounting.finish(exchange, ended);
         });
         let body = Observed::reporting(body, capture, on_end);
-        // The body must end by the total timeout, counted from the upstream
-        // request, and never pause longer than the read timeout.
-        let total = timing
-            .total
-            .map(|total| tokio::time::Instant::from_std(started + total));
-        Response::from_parts(
-            parts,
-            Deadline::new(body, total, timing.idle).boxed_unsync(),
-        )
+        Response::from_parts(parts, body.boxed_unsync())
     }
 }
 
@@ -788,6 +932,10 @@ struct Repeated<'a> {
     capture: Option<usize>,
     /// The client's side of an upgrade it asked for, taken on a 101.
     upgrade: std::sync::Mutex<Option<hyper::upgrade::OnUpgrade>>,
+    /// The cache was consulted and missed (`X-Cache: MISS`).
+    cached: bool,
+    /// Where the answer is stored, if it may be; taken by the answer.
+    fill: std::sync::Mutex<Option<Fill>>,
 }
 
 /// The last attempt, and what its answer is accounted with.
@@ -798,6 +946,8 @@ struct Attempted<'a> {
     timing: Timing,
     api: &'a CompiledApi,
     request_id: &'a str,
+    cached: bool,
+    fill: Option<Fill>,
 }
 
 impl Repeated<'_> {
@@ -878,7 +1028,7 @@ fn failure_status(
 
 /// A JSON response of known length up to `max` bytes, wrapped in the
 /// envelope; anything else unchanged.
-async fn enveloped(response: Response<Incoming>, max: u64, request_id: &str) -> Response<EdgeBody> {
+async fn enveloped(response: Response<EdgeBody>, max: u64, request_id: &str) -> Response<EdgeBody> {
     let json = header_str(response.headers(), header::CONTENT_TYPE)
         .split(';')
         .next()
@@ -887,7 +1037,7 @@ async fn enveloped(response: Response<Incoming>, max: u64, request_id: &str) -> 
         .parse::<u64>()
         .ok();
     if !json || length.is_none_or(|length| length > max) {
-        return response.map(|body| body.map_err(BoxError::from).boxed_unsync());
+        return response;
     }
     let (mut parts, body) = response.into_parts();
     let bytes = match body.collect().await {

@@ -20,6 +20,7 @@ use gateway_proto::micros_from_duration;
 use crate::access::Access;
 use crate::balance::{self, Algorithm, BalancerState, Candidates};
 use crate::breaker::{Breaker, BreakerPolicy, BreakerState, Transition};
+use crate::cache::{CachePolicy, Counters};
 use crate::cors::Cors;
 use crate::health::{self, Health, HealthPolicy};
 use crate::retry::{RetryBudget, RetryPolicy};
@@ -126,6 +127,7 @@ pub struct CompiledApi {
     pub transform: Transform,
     pub cors: Option<Cors>,
     pub access: Access,
+    pub cache: Option<CachePolicy>,
 }
 
 fn algorithm(policy: Option<&pb::LoadBalancing>) -> Algorithm {
@@ -314,6 +316,7 @@ pub struct Policies {
     targets: Mutex<HashMap<TargetKey, Arc<TargetState>>>,
     balancers: Mutex<HashMap<TargetKey, Arc<BalancerState>>>,
     budgets: Mutex<HashMap<String, Arc<RetryBudget>>>,
+    cache_counters: Mutex<HashMap<String, Arc<Counters>>>,
 }
 
 impl Policies {
@@ -380,7 +383,28 @@ impl Policies {
             transform: Transform::compile(api.transform.as_ref()),
             cors: Cors::compile(api.cors.as_ref()),
             access: Access::compile(api.access.as_ref()),
+            cache: CachePolicy::compile(api.cache.as_ref(), self.cache_counters(&api.id)),
         }
+    }
+
+    fn cache_counters(&self, api_id: &str) -> Arc<Counters> {
+        Arc::clone(
+            self.cache_counters
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(api_id.to_owned())
+                .or_default(),
+        )
+    }
+
+    /// Every cached API's hits and misses, by API id.
+    pub fn cache_stats(&self) -> Vec<(String, Arc<Counters>)> {
+        self.cache_counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(api_id, counters)| (api_id.clone(), Arc::clone(counters)))
+            .collect()
     }
 
     /// Every target's runtime state, by API id and target URL.
