@@ -1248,3 +1248,342 @@ async fn upgrades_are_admitted_at_the_handshake_then_spliced() {
     assert_eq!((event.bytes_in, event.bytes_out), (21, 21));
     suite.stop().await.unwrap();
 }
+
+const HS256_SECRET: &str = "an-hs256-secret-of-at-least-32-bytes";
+
+fn jwt(
+    claims: serde_json::Value,
+    algorithm: jsonwebtoken::Algorithm,
+    key: &jsonwebtoken::EncodingKey,
+) -> String {
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(algorithm), &claims, key).unwrap()
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
+}
+
+/// `(status, headers, body)` of a GET with these headers and no key.
+async fn anonymous(
+    client: &HttpClient,
+    edge: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, http::HeaderMap, bytes::Bytes) {
+    let mut request = Request::builder().uri(format!("http://{edge}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = client
+        .request(request.body(empty()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_authenticate_by_key_jwt_basic_or_not_at_all() {
+    use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+    use ed25519_dalek::pkcs8::spki::EncodePublicKey as _;
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let upstream = start_upstream().await;
+    let acme = suite.tenant("acme").await;
+    let mut quota_admin = suite.quota_as(Credentials::bearer(&acme.admin_token)).await;
+    let two = quota_admin
+        .create_plan(gateway_proto::quota::v1::CreatePlanRequest {
+            plan: Some(gateway_proto::quota::v1::Plan {
+                name: "two".to_owned(),
+                requests_per_minute: Some(2),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .plan
+        .unwrap();
+    let signing = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let public_pem = signing
+        .verifying_key()
+        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .unwrap();
+    let ed_key = EncodingKey::from_ed_der(signing.to_pkcs8_der().unwrap().as_bytes());
+    let hs_key = EncodingKey::from_secret(HS256_SECRET.as_bytes());
+    let with_mode = |name: &str, mode: cat::AuthMode| cat::RouteRule {
+        auth_mode: mode.into(),
+        ..rule(name, cat::MatchKind::Prefix, &format!("/{name}"))
+    };
+    let auth = cat::ApiAuth {
+        mode: cat::AuthMode::Key.into(),
+        jwt: Some(cat::JwtAuth {
+            algorithms: vec!["HS256".to_owned(), "EdDSA".to_owned()],
+            public_keys_pem: vec![public_pem],
+            hs256_secret: HS256_SECRET.to_owned(),
+            issuer: "https://issuer.example".to_owned(),
+            audiences: vec!["orders".to_owned()],
+            forward_claims: [("sub".to_owned(), "x-user-id".to_owned())]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        }),
+        basic: Some(cat::BasicAuth {
+            users: vec![cat::BasicUser {
+                username: "ops".to_owned(),
+                password: "ops-password-123".to_owned(),
+                ..Default::default()
+            }],
+            realm: String::new(),
+        }),
+        plan_id: two.id.clone(),
+    };
+    let mut catalog = suite
+        .catalog_as(Credentials::bearer(&acme.admin_token))
+        .await;
+    let created = catalog
+        .create_api(cat::CreateApiRequest {
+            api: Some(cat::Api {
+                name: "mixed".to_owned(),
+                slug: "mixed".to_owned(),
+                upstreams: vec![target(upstream, "/", 1)],
+                routes: vec![
+                    with_mode("jwt", cat::AuthMode::Jwt),
+                    with_mode("basic", cat::AuthMode::Basic),
+                    with_mode("public", cat::AuthMode::Public),
+                    rule("rest", cat::MatchKind::Prefix, "/"),
+                ],
+                auth: Some(auth.clone()),
+                enabled: true,
+                ..Default::default()
+            }),
+            upstream_auth_secret: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .api
+        .unwrap();
+    // Secrets and hashes never come back.
+    let shown = created.auth.as_ref().unwrap();
+    let shown_jwt = shown.jwt.as_ref().unwrap();
+    assert!(shown_jwt.hs256_secret.is_empty() && shown_jwt.sealed_hs256_secret.is_empty());
+    assert_eq!(shown_jwt.hs256_secret_hint, "ytes");
+    let shown_user = &shown.basic.as_ref().unwrap().users[0];
+    assert!(shown_user.password.is_empty() && shown_user.password_hash.is_empty());
+
+    let (_, key) = create_key(&suite, &acme, "k", "").await;
+    let client = http_client();
+    let edge = suite.addresses.edge;
+    first_served(&client, edge, "/acme/mixed/rest", &key).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |sub: &str, aud: &str, exp: u64| serde_json::json!({"sub": sub, "iss": "https://issuer.example", "aud": aud, "exp": exp});
+
+    // JWT: HS256 and EdDSA tokens pass; the subject goes upstream, the
+    // token does not; expired, wrong audience and missing tokens are 401.
+    let token = jwt(
+        claims("user-7", "orders", now + 60),
+        Algorithm::HS256,
+        &hs_key,
+    );
+    let bearer = format!("Bearer {token}");
+    let passed = anonymous(
+        &client,
+        edge,
+        "/acme/mixed/jwt/a",
+        &[("authorization", &bearer), ("x-user-id", "spoofed")],
+    )
+    .await;
+    assert_eq!(passed.0, StatusCode::OK, "{passed:?}");
+    assert_eq!(passed.1["x-seen-x-user-id"], "user-7");
+    assert_eq!(passed.1["x-seen-authorization"], "<none>");
+    let ed = format!(
+        "Bearer {}",
+        jwt(
+            claims("user-8", "orders", now + 60),
+            Algorithm::EdDSA,
+            &ed_key
+        )
+    );
+    let passed = anonymous(
+        &client,
+        edge,
+        "/acme/mixed/jwt/a",
+        &[("authorization", &ed)],
+    )
+    .await;
+    assert_eq!(passed.1["x-seen-x-user-id"], "user-8");
+    for (authorization, detail) in [
+        (
+            format!(
+                "Bearer {}",
+                jwt(claims("u", "orders", now - 600), Algorithm::HS256, &hs_key)
+            ),
+            "expired",
+        ),
+        (
+            format!(
+                "Bearer {}",
+                jwt(claims("u", "billing", now + 60), Algorithm::HS256, &hs_key)
+            ),
+            "audience",
+        ),
+        (
+            format!(
+                "Bearer {}",
+                jwt(
+                    claims("u", "orders", now + 60),
+                    Algorithm::HS256,
+                    &EncodingKey::from_secret(b"a different secret of 32 bytes!!")
+                )
+            ),
+            "signature",
+        ),
+    ] {
+        let refused = anonymous(
+            &client,
+            edge,
+            "/acme/mixed/jwt/a",
+            &[("authorization", &authorization)],
+        )
+        .await;
+        let problem = problem_of(&refused, StatusCode::UNAUTHORIZED);
+        assert!(
+            problem["detail"].as_str().unwrap().contains(detail),
+            "{problem}"
+        );
+        assert!(
+            refused.1["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+    }
+    problem_of(
+        &anonymous(&client, edge, "/acme/mixed/jwt/a", &[]).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    let keyed = send(&client, edge, "GET", "/acme/mixed/jwt/a", &key, &[]).await;
+    let problem = problem_of(&keyed, StatusCode::UNAUTHORIZED);
+    assert!(
+        problem["detail"].as_str().unwrap().contains("JWT"),
+        "{problem}"
+    );
+
+    // Basic: the user's password passes and is not forwarded.
+    let good = basic("ops", "ops-password-123");
+    let passed = anonymous(
+        &client,
+        edge,
+        "/acme/mixed/basic/a",
+        &[("authorization", &good)],
+    )
+    .await;
+    assert_eq!(passed.0, StatusCode::OK, "{passed:?}");
+    assert_eq!(passed.1["x-seen-authorization"], "<none>");
+    for authorization in [
+        basic("ops", "wrong-password"),
+        basic("root", "ops-password-123"),
+    ] {
+        let refused = anonymous(
+            &client,
+            edge,
+            "/acme/mixed/basic/a",
+            &[("authorization", &authorization)],
+        )
+        .await;
+        problem_of(&refused, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            refused.1["www-authenticate"],
+            "Basic realm=\"mixed\", charset=\"UTF-8\""
+        );
+    }
+
+    // Public: no credential, limited per client IP by the API's plan.
+    for _ in 0..2 {
+        assert_eq!(
+            anonymous(&client, edge, "/acme/mixed/public/a", &[])
+                .await
+                .0,
+            StatusCode::OK
+        );
+    }
+    problem_of(
+        &anonymous(&client, edge, "/acme/mixed/public/a", &[]).await,
+        StatusCode::TOO_MANY_REQUESTS,
+    );
+
+    // Key routes still need a key.
+    problem_of(
+        &anonymous(&client, edge, "/acme/mixed/rest", &[]).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    assert_eq!(
+        send(&client, edge, "GET", "/acme/mixed/rest", &key, &[])
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // Another tenant's slug with the same path is not found.
+    problem_of(
+        &anonymous(&client, edge, "/nobody/mixed/public/a", &[]).await,
+        StatusCode::NOT_FOUND,
+    );
+
+    // A public route without a plan, or JWT without settings, is refused.
+    for (api_auth, field) in [
+        (
+            cat::ApiAuth {
+                mode: cat::AuthMode::Public.into(),
+                ..Default::default()
+            },
+            "api.auth.plan_id",
+        ),
+        (
+            cat::ApiAuth {
+                mode: cat::AuthMode::Jwt.into(),
+                ..Default::default()
+            },
+            "api.auth.jwt",
+        ),
+        (
+            cat::ApiAuth {
+                mode: cat::AuthMode::Jwt.into(),
+                jwt: Some(cat::JwtAuth {
+                    algorithms: vec!["HS256".to_owned()],
+                    hs256_secret: "short".to_owned(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            "api.auth.jwt.hs256_secret",
+        ),
+    ] {
+        let refused = catalog
+            .create_api(cat::CreateApiRequest {
+                api: Some(cat::Api {
+                    name: "bad".to_owned(),
+                    slug: "bad".to_owned(),
+                    upstreams: vec![target(upstream, "/", 1)],
+                    auth: Some(api_auth),
+                    enabled: true,
+                    ..Default::default()
+                }),
+                upstream_auth_secret: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert!(refused.message().contains(field), "{refused}");
+    }
+    suite.stop().await.unwrap();
+}

@@ -49,6 +49,7 @@ pub async fn start_upstream() -> SocketAddr {
                         "x-forwarded-host",
                         "x-request-id",
                         "traceparent",
+                        "x-user-id",
                     ] {
                         response = response.header(format!("x-seen-{name}"), seen(name));
                     }

@@ -12,6 +12,8 @@ mod claims;
 mod config;
 pub mod directory;
 mod layer;
+pub mod password;
+pub mod pem;
 pub mod remote;
 mod verifier;
 

@@ -34,6 +34,10 @@ pub struct CatalogView {
     /// tenant id -> slug -> API: nested so that a lookup with two `&str`s
     /// does not allocate.
     apis_by_slug: HashMap<String, HashMap<String, Arc<ApiEntry>>>,
+    /// API slug -> how many enabled APIs of that slug (of any tenant) take
+    /// callers without a gateway key, so a keyless request for any other
+    /// slug is refused without resolving its tenant.
+    keyless_slugs: HashMap<String, usize>,
     channels: HashMap<String, Arc<pb::SnapshotChannel>>,
     model_prices: HashMap<String, pb::ModelPrice>,
     group_multipliers: HashMap<String, pb::GroupMultiplier>,
@@ -127,6 +131,12 @@ impl CatalogView {
         self.apis_by_slug.get(tenant_id)?.get(api_slug)
     }
 
+    /// Whether some enabled API of this slug takes callers without a
+    /// gateway key (JWT, basic or public routes).
+    pub fn admits_keyless(&self, api_slug: &str) -> bool {
+        self.keyless_slugs.contains_key(api_slug)
+    }
+
     pub fn api_by_id(&self, id: &str) -> Option<&Arc<ApiEntry>> {
         self.apis_by_id.get(id)
     }
@@ -174,6 +184,12 @@ impl CatalogView {
             .entry(entry.api.tenant_id.clone())
             .or_default()
             .insert(entry.api.slug.clone(), Arc::clone(&entry));
+        if keyless(&entry.api) {
+            *self
+                .keyless_slugs
+                .entry(entry.api.slug.clone())
+                .or_default() += 1;
+        }
         self.apis_by_id.insert(entry.api.id.clone(), entry);
     }
 
@@ -183,6 +199,14 @@ impl CatalogView {
         };
         if let Some(by_slug) = self.apis_by_slug.get_mut(&old.api.tenant_id) {
             by_slug.remove(&old.api.slug);
+        }
+        if keyless(&old.api)
+            && let Some(count) = self.keyless_slugs.get_mut(&old.api.slug)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.keyless_slugs.remove(&old.api.slug);
+            }
         }
     }
 
@@ -204,6 +228,19 @@ impl CatalogView {
 
 /// The pricing table of a set of catalog prices: what both the edge (from
 /// its snapshot) and the catalog's `Quote` price requests with.
+/// An enabled API whose default or some route's auth mode is not KEY.
+fn keyless(api: &pb::Api) -> bool {
+    let not_key = |mode: i32| {
+        !matches!(
+            pb::AuthMode::try_from(mode),
+            Ok(pb::AuthMode::Unspecified | pb::AuthMode::Key) | Err(_)
+        )
+    };
+    api.enabled
+        && (api.auth.as_ref().is_some_and(|auth| not_key(auth.mode))
+            || api.routes.iter().any(|rule| not_key(rule.auth_mode)))
+}
+
 pub fn price_table<'a>(
     model_prices: impl IntoIterator<Item = &'a pb::ModelPrice>,
     group_prices: impl IntoIterator<Item = &'a pb::GroupPrice>,

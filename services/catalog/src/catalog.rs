@@ -12,6 +12,7 @@ use gateway_storage::now_micros;
 use gateway_storage::page::Page;
 use tokio::sync::Notify;
 
+use crate::api_auth;
 use crate::error::{CatalogError, StoreResultExt as _};
 use crate::groups::{Credentials, IdentityGroups};
 use crate::store::{CatalogStore, Entry, Kind};
@@ -314,9 +315,26 @@ impl Registry {
         validate::api(&api, !secret.is_empty())?;
         validate::api_egress(&api, &self.egress)?;
         api.id = uuid::Uuid::now_v7().to_string();
+        self.prepare_auth(&mut api, None)?;
         let sealed = self.set_api_secret(&mut api, secret)?;
         self.insert(&api, sealed).await?;
         self.get_api(caller, &api.id).await
+    }
+
+    /// The API's caller authentication, its HS256 secret sealed under the
+    /// API's id (a context of its own, apart from the upstream secret).
+    fn prepare_auth(
+        &self,
+        api: &mut pb::Api,
+        previous: Option<&pb::ApiAuth>,
+    ) -> Result<(), CatalogError> {
+        let context = format!("{}:jwt", secret_context(Kind::Api, &api.id));
+        let seal = |secret: &str| {
+            self.secrets
+                .seal_str(&context, secret)
+                .map_err(|error| CatalogError::Internal(error.to_string()))
+        };
+        api_auth::prepare(api, previous, &seal)
     }
 
     fn set_api_secret(
@@ -336,10 +354,11 @@ impl Registry {
     }
 
     pub async fn get_api(&self, caller: &Caller, id: &str) -> Result<pb::Api, CatalogError> {
-        let (api, _) = self.load::<pb::Api>(caller, id).await?;
+        let (mut api, _) = self.load::<pb::Api>(caller, id).await?;
         if caller.role() == Some(Role::User) && !api.enabled {
             return Err(CatalogError::NotFound("api"));
         }
+        api_auth::redact(&mut api);
         Ok(api)
     }
 
@@ -353,6 +372,7 @@ impl Registry {
         if caller.role() == Some(Role::User) {
             apis.retain(|api| api.enabled);
         }
+        apis.iter_mut().for_each(api_auth::redact);
         Ok(apis)
     }
 
@@ -365,6 +385,7 @@ impl Registry {
     ) -> Result<pb::Api, CatalogError> {
         let (mut api, entry) = self.load::<pb::Api>(caller, &incoming.id).await?;
         Self::require_admin_of(caller, &api.tenant_id, "api")?;
+        let previous_auth = api.auth.clone();
         let previous_hint = api
             .upstream_auth
             .as_ref()
@@ -393,8 +414,10 @@ impl Registry {
                 max_request_body_bytes,
                 enabled,
                 access,
+                auth,
             ]
         );
+        self.prepare_auth(&mut api, previous_auth.as_ref())?;
         let sealed = match secret {
             Some(secret) => {
                 validate::api(&api, !secret.is_empty())?;
@@ -411,7 +434,9 @@ impl Registry {
                 None
             }
         };
-        self.replace(&api, entry.created_at, sealed).await
+        let mut updated = self.replace(&api, entry.created_at, sealed).await?;
+        api_auth::redact(&mut updated);
+        Ok(updated)
     }
 
     pub async fn delete_api(&self, caller: &Caller, id: &str) -> Result<(), CatalogError> {
@@ -893,8 +918,16 @@ impl Registry {
     }
 
     pub fn snapshot_api(&self, entry: &Entry) -> Result<pb::SnapshotApi, CatalogError> {
+        let mut api: pb::Api = decode(entry)?;
+        let context = format!("{}:jwt", secret_context(Kind::Api, &entry.id));
+        let open = |sealed: &[u8]| {
+            self.secrets
+                .open_string(&context, sealed)
+                .map_err(|error| CatalogError::Internal(format!("api {}: {error}", entry.id)))
+        };
+        api_auth::open(&mut api, &open)?;
         Ok(pb::SnapshotApi {
-            api: Some(decode(entry)?),
+            api: Some(api),
             upstream_auth_secret: self.open_secret(entry)?,
         })
     }

@@ -1,5 +1,6 @@
 //! The catalog service: APIs, routes, upstreams, AI channels and prices.
 
+mod api_auth;
 pub mod catalog;
 pub mod config;
 pub mod error;

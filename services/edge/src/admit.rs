@@ -29,17 +29,20 @@ pub struct Admitted {
     pub scopes: Vec<quota::Scope>,
 }
 
+fn scope(kind: quota::ScopeKind, id: &str, plan_id: &str) -> quota::Scope {
+    quota::Scope {
+        kind: kind.into(),
+        id: id.to_owned(),
+        plan_id: plan_id.to_owned(),
+        spend_limit_micros: None,
+    }
+}
+
 /// The quota scopes of a principal: its key (with plan and lifetime spend
 /// cap), its client, its user, each group, and the tenant. With an
 /// unregistered `X-Client-ID` value the key's plan counts per value, in a
 /// client scope of its own; the key keeps its lifetime spend cap.
 pub fn scopes(principal: &id::Principal, unregistered_client: Option<&str>) -> Vec<quota::Scope> {
-    let scope = |kind: quota::ScopeKind, id: &str, plan_id: &str| quota::Scope {
-        kind: kind.into(),
-        id: id.to_owned(),
-        plan_id: plan_id.to_owned(),
-        spend_limit_micros: None,
-    };
     let key_plan = match unregistered_client {
         Some(_) => "",
         None => principal.plan_id.as_str(),
@@ -60,6 +63,15 @@ pub fn scopes(principal: &id::Principal, unregistered_client: Option<&str>) -> V
     }
     scopes.push(scope(quota::ScopeKind::Tenant, &principal.tenant_id, ""));
     scopes
+}
+
+/// A caller without a key: its own client scope under the API's auth plan
+/// (per client IP, token subject or basic user), then the tenant.
+pub fn keyless_scopes(subject: &str, principal: &id::Principal) -> Vec<quota::Scope> {
+    vec![
+        scope(quota::ScopeKind::Client, subject, &principal.plan_id),
+        scope(quota::ScopeKind::Tenant, &principal.tenant_id, ""),
+    ]
 }
 
 /// The 429/402 for a refused Check.
@@ -104,12 +116,18 @@ impl Admission {
                 .as_ref()
                 .map_or("", |client| client.id.as_str()),
         };
-        let lease_key = format!("{}|{client}", principal.key_id);
+        let lease_key = match &caller.subject {
+            Some(subject) => subject.clone(),
+            None => format!("{}|{client}", principal.key_id),
+        };
         if self.leases.try_admit(&lease_key) {
             metrics::counter!("edge_admitted_total", "by" => "lease").increment(1);
             return Ok(Admitted::default());
         }
-        let scopes = scopes(principal, unregistered);
+        let scopes = match &caller.subject {
+            Some(subject) => keyless_scopes(subject, principal),
+            None => scopes(principal, unregistered),
+        };
         let request = quota::CheckRequest {
             request_id: request_id.to_owned(),
             tenant_id: principal.tenant_id.clone(),
@@ -136,7 +154,7 @@ impl Admission {
                     Admitted::default()
                 })
             }
-            Ok(Err(_)) | Err(_) => self.unreachable(&principal.key_id, request_id),
+            Ok(Err(_)) | Err(_) => self.unreachable(&lease_key, request_id),
         }
     }
 

@@ -2,9 +2,10 @@
 //!
 //! HTTP/1.1 and h2c on hyper; `/{tenant_slug}/{api_slug}/{path}` is
 //! authenticated by API key (a local principal cache fed by identity and
-//! kept current by WatchKeys), limited by quota, proxied to the API's
-//! upstream from the catalog snapshot, and reported to usage through the
-//! sender library once the response has ended.
+//! kept current by WatchKeys) or by the route's own mode (JWT, basic,
+//! public), limited by quota, proxied to the API's upstream from the
+//! catalog snapshot, and reported to usage through the sender library once
+//! the response has ended.
 
 pub mod access;
 pub mod account;

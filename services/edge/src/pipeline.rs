@@ -5,13 +5,15 @@
 //! |---|-------|--------|
 //! | 1 | request id, request head: `Host`, path normalisation | [`crate::request_id`], [`crate::path`] |
 //! | 2 | route: tenant and API from the path | here |
-//! | 3 | authenticate: key, client id | [`crate::auth`] |
+//! | 3 | authenticate by the route's mode: key and client id, JWT, basic, public | [`crate::auth`] |
 //! | 4 | route rule of the API's compiled policy | [`crate::policy`] |
-//! | 5 | limits on the request body (413) | here |
+//! | 5 | access plugins, limits on the request body (413) | [`crate::plugin`], here |
 //! | 6 | admit: quota `Check`, lease or floor | [`crate::admit`] |
-//! | 7 | choose the upstream target | [`crate::policy`], [`crate::balance`] |
-//! | 8 | forward: headers, pooled client, timeouts | [`crate::headers`], [`crate::forward`] |
-//! | 9 | account: `Commit` and one usage event, after the response | [`crate::account`] |
+//! | 7 | response cache: a hit is answered here | [`crate::cache`] |
+//! | 8 | choose the upstream target | [`crate::policy`], [`crate::balance`] |
+//! | 9 | forward: headers, pooled client, timeouts, retries | [`crate::headers`], [`crate::forward`] |
+//! | 10 | shape: response transforms, plugins, envelope | [`crate::transform`] |
+//! | 11 | account: `Commit` and one usage event, after the response | [`crate::account`] |
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,6 +31,7 @@ use tracing::Instrument as _;
 
 use crate::account::{Accounting, Ended, Exchange, Refused, now_micros};
 use crate::admit::{Admission, Admitted};
+use crate::auth::modes::{Keyless, Mode};
 use crate::auth::{Authenticator, Caller};
 use crate::body::{BoxError, Deadline, EdgeBody, Observed, Seen, Tap};
 use crate::cache::{Consulted, Entry, Fill, ResponseCache};
@@ -69,6 +72,22 @@ fn split(path: &str) -> Option<(&str, &str, &str)> {
         None => (rest, "/"),
     };
     (!tenant.is_empty() && !api.is_empty()).then_some((tenant, api, rest))
+}
+
+/// Whether the request carries a gateway key (`X-API-Key`, or a Bearer
+/// token in the keys' `sk-` format rather than a JWT).
+fn carries_key(headers: &HeaderMap) -> bool {
+    headers.contains_key("x-api-key")
+        || crate::auth::presented_key(headers).is_some_and(|(key, _)| key.starts_with("sk-"))
+}
+
+/// The auth mode of the route a request takes (the API's when it matches
+/// none: it is answered 404 later).
+fn mode(api: &CompiledApi, request: &Request<Incoming>, rest: &str) -> Mode {
+    if !api.auth.keyless {
+        return Mode::Key;
+    }
+    api.mode(api.route(request.method(), rest).as_ref())
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> &str {
@@ -210,23 +229,19 @@ impl Proxy {
         {
             return answer;
         }
-        let caller = match self
-            .auth
-            .authenticate(
-                request.headers(),
+        let (caller, api) = match self
+            .identify(
+                &request,
                 remote,
-                tenant_slug,
+                (tenant_slug, api_slug, rest),
                 &not_found,
                 request_id,
             )
             .instrument(tracing::info_span!("edge.authenticate"))
             .await
         {
-            Ok(caller) => caller,
+            Ok(identified) => identified,
             Err(response) => return *response,
-        };
-        let Some(api) = self.api(&caller.principal.tenant_id, api_slug) else {
-            return not_found();
         };
         let origin = request.headers().get(header::ORIGIN).cloned();
         let mut response = self
@@ -249,6 +264,66 @@ impl Proxy {
         }
         api.transform.secure(response.headers_mut());
         response
+    }
+
+    /// Stages 2 and 3: the API, and its caller by the route's auth mode. A
+    /// request with a gateway key finds its tenant through the key; one
+    /// without (JWT, basic and public routes) through the tenant slug, and
+    /// only when some API of that slug takes such callers.
+    async fn identify(
+        &self,
+        request: &Request<Incoming>,
+        remote: SocketAddr,
+        (tenant_slug, api_slug, rest): (&str, &str, &str),
+        not_found: &(dyn Fn() -> Response<EdgeBody> + Sync),
+        request_id: &str,
+    ) -> Result<(Caller, Arc<CompiledApi>), Halt> {
+        let headers = request.headers();
+        if carries_key(headers) || !self.catalog.view().admits_keyless(api_slug) {
+            let caller = self
+                .auth
+                .authenticate(headers, remote, tenant_slug, not_found, request_id)
+                .await?;
+            let api = self
+                .api(&caller.principal.tenant_id, api_slug)
+                .ok_or_else(|| Box::new(not_found()))?;
+            return match mode(&api, request, rest) {
+                Mode::Key => Ok((caller, api)),
+                Mode::Public => {
+                    let keyless = Keyless {
+                        api_id: &api.entry.api.id,
+                        tenant: (&caller.principal.tenant_id, tenant_slug),
+                        headers,
+                        remote,
+                        request_id,
+                    };
+                    let public = api.auth.caller(Mode::Public, &keyless).await?;
+                    Ok((public, api))
+                }
+                other => Err(halt(
+                    StatusCode::UNAUTHORIZED,
+                    format!("this route takes {}, not an API key", other.as_str()),
+                    request_id,
+                )),
+            };
+        }
+        let tenant_id = self
+            .tenants
+            .id(tenant_slug)
+            .await
+            .ok_or_else(|| Box::new(not_found()))?;
+        let api = self
+            .api(&tenant_id, api_slug)
+            .ok_or_else(|| Box::new(not_found()))?;
+        let keyless = Keyless {
+            api_id: &api.entry.api.id,
+            tenant: (&tenant_id, tenant_slug),
+            headers,
+            remote,
+            request_id,
+        };
+        let caller = api.auth.caller(mode(&api, request, rest), &keyless).await?;
+        Ok((caller, api))
     }
 
     /// Stages 4 to 9, for a caller of a known API.
@@ -432,6 +507,12 @@ impl Proxy {
         );
         if let Some(protocol) = protocol {
             crate::upgrade::restore(&mut headers, protocol);
+        }
+        for (name, value) in &forwarding.caller.forward {
+            match value {
+                Some(value) => headers.insert(name.clone(), value.clone()),
+                None => headers.remove(name),
+            };
         }
         api.transform.request.apply(&mut headers);
         let retry = api

@@ -81,10 +81,7 @@ pub struct KeyRequest {
     pub allowed_ips: Vec<String>,
 }
 
-/// A hash that verifies no password: unknown users cost the same argon2
-/// work as known ones, so timing does not reveal which usernames exist.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$N0lrT3ZuM0xQdGZ0c1Z6cU1uQ3pQZw";
+use gateway_auth::password::DUMMY_HASH;
 
 pub struct Directory {
     store: IdentityStore,

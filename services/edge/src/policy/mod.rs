@@ -18,6 +18,7 @@ use gateway_proto::catalog::v1 as pb;
 use gateway_proto::micros_from_duration;
 
 use crate::access::Access;
+use crate::auth::modes::{ApiAuth, Mode};
 use crate::balance::{self, Algorithm, BalancerState, Candidates};
 use crate::breaker::{Breaker, BreakerPolicy, BreakerState, Transition};
 use crate::cache::{CachePolicy, Counters};
@@ -128,6 +129,7 @@ pub struct CompiledApi {
     pub cors: Option<Cors>,
     pub access: Access,
     pub cache: Option<CachePolicy>,
+    pub auth: ApiAuth,
 }
 
 fn algorithm(policy: Option<&pb::LoadBalancing>) -> Algorithm {
@@ -148,6 +150,14 @@ pub fn positive(duration: Option<&prost_types::Duration>) -> Option<Duration> {
 }
 
 impl CompiledApi {
+    /// The credential a request on `route` must carry.
+    pub fn mode(&self, route: Option<&RouteChoice<'_>>) -> Mode {
+        route
+            .and_then(|route| route.matched.as_ref())
+            .and_then(|matched| matched.route.auth_mode)
+            .unwrap_or(self.auth.default)
+    }
+
     /// The route a request takes, or `None` when the API has rules and
     /// none matches (404).
     pub fn route(&self, method: &http::Method, path: &str) -> Option<RouteChoice<'_>> {
@@ -384,6 +394,7 @@ impl Policies {
             cors: Cors::compile(api.cors.as_ref()),
             access: Access::compile(api.access.as_ref()),
             cache: CachePolicy::compile(api.cache.as_ref(), self.cache_counters(&api.id)),
+            auth: ApiAuth::compile(api),
         }
     }
 

@@ -37,6 +37,8 @@ pub struct Route {
     rewrite: Option<Vec<Piece>>,
     /// Index of this route's target group in the compiled API.
     pub group: usize,
+    /// `None`: the API's mode.
+    pub auth_mode: Option<crate::auth::modes::Mode>,
 }
 
 /// A matched route and the parameters its pattern captured.
@@ -130,6 +132,7 @@ impl Route {
             priority: rule.priority,
             pattern_len: rule.pattern.len(),
             rewrite: (!rule.rewrite.is_empty()).then(|| parse_template(&rule.rewrite)),
+            auth_mode: crate::auth::modes::Mode::of(rule.auth_mode),
             group,
         })
     }

@@ -1,7 +1,13 @@
 //! Stage: authenticate. The presented key (`X-API-Key` or `Authorization:
 //! Bearer`) is hashed and resolved to a principal through the principal
 //! cache; `X-Client-ID` picks a registered client's plan, or counts the
-//! key's plan per unregistered value (capped per key).
+//! key's plan per unregistered value (capped per key). Routes may take
+//! other credentials instead ([`modes`]): a JWT ([`jwt`]), HTTP Basic
+//! ([`basic`]), or none (public, limited per client IP).
+
+pub mod basic;
+pub mod jwt;
+pub mod modes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +30,38 @@ pub struct Caller {
     /// The header that carried the key (stripped before forwarding).
     pub key_header: HeaderName,
     pub remote_ip: String,
+    /// For a caller without a key (JWT, basic, public): the quota client
+    /// scope its requests count in, with the API's auth plan.
+    pub subject: Option<String>,
+    /// Headers set (or, with `None`, removed) on the upstream request.
+    pub forward: Vec<(HeaderName, Option<HeaderValue>)>,
+}
+
+impl Caller {
+    /// A caller without a gateway key, counted as `subject` under `plan_id`
+    /// of the API's tenant.
+    pub fn keyless(
+        tenant: (&str, &str),
+        subject: String,
+        username: String,
+        plan_id: &str,
+        remote: SocketAddr,
+    ) -> Self {
+        Self {
+            principal: id::Principal {
+                tenant_id: tenant.0.to_owned(),
+                tenant_slug: tenant.1.to_owned(),
+                username,
+                plan_id: plan_id.to_owned(),
+                ..id::Principal::default()
+            },
+            unregistered_client: None,
+            key_header: header::AUTHORIZATION,
+            remote_ip: remote.ip().to_string(),
+            subject: Some(subject),
+            forward: Vec::new(),
+        }
+    }
 }
 
 /// The key from `X-API-Key` or `Authorization: Bearer`, and which header
@@ -151,6 +189,8 @@ impl Authenticator {
             unregistered_client,
             key_header,
             remote_ip,
+            subject: None,
+            forward: Vec::new(),
         })
     }
 
