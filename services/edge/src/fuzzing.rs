@@ -1,6 +1,7 @@
 //! Entry points for the fuzz targets in `services/edge/fuzz/` and for the
-//! test that replays their corpus: the path normaliser and the route
-//! matcher must never panic, whatever bytes arrive.
+//! test that replays their corpus: the path normaliser, the route matcher,
+//! the SSE parser and the usage extractors must never panic, whatever
+//! bytes arrive.
 
 use std::sync::OnceLock;
 
@@ -90,6 +91,33 @@ pub fn patterns(data: &[u8]) {
     }
 }
 
+/// Parses `data` as an SSE stream split at a point the first byte picks,
+/// and reads usage from every event's data for each protocol; the events'
+/// bytes must add up to what was complete.
+pub fn sse_and_usage(data: &[u8]) {
+    use crate::ai::usage::{Protocol, Reported};
+    let split = data
+        .first()
+        .map_or(0, |byte| usize::from(*byte))
+        .min(data.len());
+    let (head, tail) = data.split_at(split);
+    let mut parser = crate::ai::sse::Parser::new(4096);
+    let mut reported = Reported::default();
+    let mut forwarded = 0;
+    for chunk in [head, tail] {
+        let Ok(events) = parser.push(chunk) else {
+            return;
+        };
+        for event in events {
+            forwarded += event.raw.len();
+            for protocol in [Protocol::OpenAi, Protocol::Anthropic, Protocol::Gemini] {
+                reported.observe_data(protocol, &event.data);
+            }
+        }
+    }
+    assert_eq!(forwarded + parser.pending().len(), data.len(), "bytes lost");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +130,7 @@ mod tests {
         for (target, run) in [
             ("path", path_and_routes as fn(&[u8])),
             ("patterns", patterns),
+            ("sse", sse_and_usage),
         ] {
             let Ok(entries) = std::fs::read_dir(root.join(target)) else {
                 panic!("no corpus for {target}");
@@ -117,7 +146,7 @@ mod tests {
     /// A short random run on every test, beside the corpus.
     #[test]
     fn random_inputs_never_panic() {
-        const ALPHABET: &[u8] = b"/.%2eEfFcC5\\{}()[]?*+^$|azAZ09-_~: \n";
+        const ALPHABET: &[u8] = b"/.%2eEfFcC5\\{}()[]?*+^$|azAZ09-_~: \n\r\"";
         let mut rng = fastrand::Rng::with_seed(0x5eed);
         for _ in 0..20_000 {
             let length = rng.usize(0..40);
@@ -126,6 +155,7 @@ mod tests {
                 .collect();
             path_and_routes(&data);
             patterns(&data);
+            sse_and_usage(&data);
         }
     }
 }

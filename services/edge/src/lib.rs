@@ -11,6 +11,7 @@ pub mod access;
 pub mod account;
 pub mod admin;
 pub mod admit;
+pub mod ai;
 pub mod auth;
 pub mod balance;
 pub mod body;
