@@ -151,11 +151,11 @@ impl CatalogView {
     }
 
     /// Enabled channels of a tenant that serve `model`.
-    pub fn channels_for<'a>(
+    pub fn channels_for<'a, 'q>(
         &'a self,
-        tenant_id: &'a str,
-        model: &'a str,
-    ) -> impl Iterator<Item = &'a pb::SnapshotChannel> {
+        tenant_id: &'q str,
+        model: &'q str,
+    ) -> impl Iterator<Item = &'a pb::SnapshotChannel> + use<'a, 'q> {
         self.channels
             .values()
             .map(AsRef::as_ref)
@@ -166,6 +166,17 @@ impl CatalogView {
                         && channel.models.iter().any(|served| served == model)
                 })
             })
+    }
+
+    /// Enabled channels of a tenant.
+    pub fn tenant_channels<'a, 'q>(
+        &'a self,
+        tenant_id: &'q str,
+    ) -> impl Iterator<Item = &'a pb::Channel> + use<'a, 'q> {
+        self.channels
+            .values()
+            .filter_map(|entry| entry.channel.as_ref())
+            .filter(move |channel| channel.enabled && channel.tenant_id == tenant_id)
     }
 
     /// The pricing table of this version, for the shared pricing function.

@@ -104,6 +104,23 @@ impl Health {
         })
     }
 
+    /// Ejects the target for exactly `period` from `now` (an AI channel
+    /// told to wait by the provider's `Retry-After`), unless it is already
+    /// ejected for longer.
+    pub fn eject_for(&self, period: Duration, now: Instant) {
+        let mut ejection = self.ejection.lock().unwrap_or_else(PoisonError::into_inner);
+        let until = now + period.min(MAX_EJECTION);
+        if ejection.until.is_none_or(|current| current < until) {
+            ejection.until = Some(until);
+        }
+    }
+
+    /// When an ejection ends, if the target is ejected at `now`.
+    pub fn ejected_until(&self, now: Instant) -> Option<Instant> {
+        let ejection = self.ejection.lock().unwrap_or_else(PoisonError::into_inner);
+        ejection.until.filter(|until| now < *until)
+    }
+
     /// One real request's outcome (passive detection); returns the
     /// ejection period when this failure ejects the target.
     pub fn observed(&self, failed: bool, eject_after: u32, now: Instant) -> Option<Duration> {
@@ -161,6 +178,22 @@ mod tests {
             ..policy
         };
         assert!(!strict.passes(204));
+    }
+
+    #[test]
+    fn a_told_wait_ejects_for_that_long_but_never_shortens_one() {
+        let (health, now) = (Health::default(), Instant::now());
+        health.eject_for(Duration::from_secs(30), now);
+        assert_eq!(
+            health.ejected_until(now),
+            Some(now + Duration::from_secs(30))
+        );
+        health.eject_for(Duration::from_secs(5), now);
+        assert_eq!(
+            health.ejected_until(now),
+            Some(now + Duration::from_secs(30))
+        );
+        assert_eq!(health.ejected_until(now + Duration::from_secs(30)), None);
     }
 
     #[test]

@@ -1,0 +1,164 @@
+use super::*;
+
+fn channel(id: &str, priority: i32, weight: i32, groups: &[&str]) -> pb::SnapshotChannel {
+    pb::SnapshotChannel {
+        channel: Some(pb::Channel {
+            id: id.to_owned(),
+            tenant_id: "t1".to_owned(),
+            name: id.to_owned(),
+            provider: pb::Provider::Openai.into(),
+            models: vec!["gpt-x".to_owned(), "gpt-y".to_owned()],
+            model_mapping: [("gpt-y".to_owned(), format!("{id}-y"))]
+                .into_iter()
+                .collect(),
+            weight,
+            priority,
+            allowed_group_ids: groups.iter().map(|group| (*group).to_owned()).collect(),
+            enabled: true,
+            ..Default::default()
+        }),
+        secret: "sk-provider".to_owned(),
+    }
+}
+
+fn view(channels: Vec<pb::SnapshotChannel>) -> CatalogView {
+    CatalogView::from_snapshot(pb::Snapshot {
+        version: 1,
+        channels,
+        ..Default::default()
+    })
+}
+
+fn group(id: &str) -> id::PrincipalGroup {
+    id::PrincipalGroup {
+        id: id.to_owned(),
+        name: id.to_owned(),
+        priority: 0,
+    }
+}
+
+fn asker<'a>(groups: &'a [id::PrincipalGroup], allowed: &'a [String]) -> Asker<'a> {
+    Asker {
+        tenant_id: "t1",
+        groups,
+        superadmin: false,
+        allowed_models: allowed,
+    }
+}
+
+fn ids(candidates: &[Candidate<'_>]) -> Vec<String> {
+    candidates
+        .iter()
+        .map(|candidate| candidate.channel.id.clone())
+        .collect()
+}
+
+#[test]
+fn the_first_group_that_reaches_a_channel_decides_and_priority_orders_it() {
+    let view = view(vec![
+        channel("vip-low", 1, 1, &["vip"]),
+        channel("vip-high", 5, 1, &["vip"]),
+        channel("std", 10, 1, &["std"]),
+        channel("open", 9, 1, &[]),
+    ]);
+    let channels = Channels::default();
+    let groups = [group("vip"), group("std")];
+    let found = channels
+        .candidates(&view, &asker(&groups, &[]), "gpt-x")
+        .unwrap();
+    assert_eq!(ids(&found), ["open", "vip-high", "vip-low"]);
+    let std_only = [group("std")];
+    let found = channels
+        .candidates(&view, &asker(&std_only, &[]), "gpt-x")
+        .unwrap();
+    assert_eq!(ids(&found), ["std", "open"]);
+    let nobody = [group("none")];
+    let found = channels
+        .candidates(&view, &asker(&nobody, &[]), "gpt-x")
+        .unwrap();
+    assert_eq!(ids(&found), ["open"], "a channel open to all groups");
+    let superadmin = Asker {
+        superadmin: true,
+        ..asker(&[], &[])
+    };
+    assert_eq!(
+        channels
+            .candidates(&view, &superadmin, "gpt-x")
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+#[test]
+fn models_are_mapped_per_channel_and_limited_by_the_key() {
+    let view = view(vec![channel("a", 1, 1, &[])]);
+    let channels = Channels::default();
+    let found = channels
+        .candidates(&view, &asker(&[], &[]), "gpt-y")
+        .unwrap();
+    assert_eq!(found[0].upstream_model, "a-y");
+    let found = channels
+        .candidates(&view, &asker(&[], &[]), "gpt-x")
+        .unwrap();
+    assert_eq!(found[0].upstream_model, "gpt-x");
+    let only_x = ["gpt-x".to_owned()];
+    assert!(matches!(
+        channels.candidates(&view, &asker(&[], &only_x), "gpt-y"),
+        Err(NoChannel::UnknownModel)
+    ));
+    assert!(matches!(
+        channels.candidates(&view, &asker(&[], &[]), "claude"),
+        Err(NoChannel::UnknownModel)
+    ));
+    assert_eq!(Channels::models(&view, &asker(&[], &only_x)), ["gpt-x"]);
+    assert_eq!(
+        Channels::models(&view, &asker(&[], &[])),
+        ["gpt-x", "gpt-y"]
+    );
+}
+
+#[test]
+fn weights_share_the_first_place_within_a_priority() {
+    let view = view(vec![
+        channel("heavy", 1, 3, &[]),
+        channel("light", 1, 1, &[]),
+        channel("off", 1, 0, &[]),
+    ]);
+    let channels = Channels::default();
+    let mut heavy_first = 0;
+    for _ in 0..4000 {
+        let found = channels
+            .candidates(&view, &asker(&[], &[]), "gpt-x")
+            .unwrap();
+        assert_eq!(found.len(), 2, "weight 0 takes no traffic");
+        heavy_first += usize::from(found[0].channel.id == "heavy");
+    }
+    assert!(
+        (2800..3200).contains(&heavy_first),
+        "{heavy_first} of 4000, expected ~3000"
+    );
+}
+
+#[test]
+fn a_failed_channel_cools_down_and_goes_last() {
+    let view = view(vec![channel("a", 5, 1, &[]), channel("b", 1, 1, &[])]);
+    let channels = Channels::default();
+    let wait = channels.failed("a", Some(Duration::from_secs(30)));
+    assert!(wait > Duration::from_secs(29), "{wait:?}");
+    let found = channels
+        .candidates(&view, &asker(&[], &[]), "gpt-x")
+        .unwrap();
+    assert_eq!(ids(&found), ["b", "a"]);
+    let grown = channels.failed("b", None);
+    assert!(grown >= Duration::from_secs(10), "{grown:?}");
+    match channels.candidates(&view, &asker(&[], &[]), "gpt-x") {
+        Err(NoChannel::CoolingDown(wait)) => assert!(wait <= Duration::from_secs(11), "{wait:?}"),
+        _ => panic!("every channel is cooling"),
+    }
+    assert_eq!(
+        Channels::models(&view, &asker(&[], &[])).len(),
+        2,
+        "still listed"
+    );
+}
