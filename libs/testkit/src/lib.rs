@@ -10,6 +10,7 @@
 
 mod database;
 pub mod ldap;
+pub mod providers;
 
 pub use database::TestDatabase;
 

@@ -54,6 +54,21 @@ pub struct Ended {
     pub attempts: u32,
     /// `HIT` or `MISS` when the API's cache was consulted.
     pub cache: Option<&'static str>,
+    /// What an AI exchange used and cost.
+    pub ai: Option<AiOutcome>,
+}
+
+/// The model, channel, tokens and cost of an AI exchange.
+#[derive(Debug, Default, Clone)]
+pub struct AiOutcome {
+    pub model: String,
+    pub upstream_model: String,
+    pub channel_id: String,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cached_tokens: i64,
+    pub cost_micros: i64,
+    pub stream: bool,
 }
 
 /// Commit and usage, shared by every request.
@@ -91,27 +106,36 @@ impl Accounting {
             metrics::histogram!("edge_upstream_seconds").record(micros as f64 / 1e6);
         }
         let succeeded = ended.status < 500 && ended.response.complete;
-        self.commit(&exchange, succeeded);
+        self.commit(&exchange, succeeded, ended.ai.as_ref());
         self.access_log(&exchange, &ended, latency);
         let Some(sender) = &self.usage else { return };
         sender.send(event(exchange, ended, latency));
     }
 
-    fn commit(&self, exchange: &Exchange, succeeded: bool) {
+    /// Settles the reservation: an AI exchange that produced tokens is a
+    /// success with what it used, whatever its status (the provider
+    /// billed them).
+    fn commit(&self, exchange: &Exchange, succeeded: bool, ai: Option<&AiOutcome>) {
         if exchange.admitted.reservation_id.is_empty() {
             return;
         }
+        let used =
+            ai.filter(|ai| ai.prompt_tokens + ai.completion_tokens > 0 || ai.cost_micros > 0);
+        let outcome = if succeeded || used.is_some() {
+            quota::CommitOutcome::Success
+        } else {
+            quota::CommitOutcome::Failure
+        };
         let commit = quota::CommitRequest {
             reservation_id: exchange.admitted.reservation_id.clone(),
-            outcome: if succeeded {
-                quota::CommitOutcome::Success
-            } else {
-                quota::CommitOutcome::Failure
-            }
-            .into(),
+            outcome: outcome.into(),
+            prompt_tokens: used.map_or(0, |ai| ai.prompt_tokens),
+            completion_tokens: used.map_or(0, |ai| ai.completion_tokens),
+            cached_tokens: used.map_or(0, |ai| ai.cached_tokens),
+            cost_micros: used.map_or(0, |ai| ai.cost_micros),
             tenant_id: exchange.principal.tenant_id.clone(),
             scopes: exchange.admitted.scopes.clone(),
-            ..quota::CommitRequest::default()
+            balance_owner: exchange.admitted.balance_owner.clone(),
         };
         let mut quota = self.quota.clone();
         tokio::spawn(async move {
@@ -234,6 +258,23 @@ fn event(exchange: Exchange, ended: Ended, latency: i64) -> usage::UsageEvent {
         route: exchange.route,
         attempts: i32::try_from(ended.attempts).unwrap_or(i32::MAX),
         bodies,
+        ..ai_fields(ended.ai)
+    }
+}
+
+fn ai_fields(ai: Option<AiOutcome>) -> usage::UsageEvent {
+    let Some(ai) = ai else {
+        return usage::UsageEvent::default();
+    };
+    usage::UsageEvent {
+        model: ai.model,
+        upstream_model: ai.upstream_model,
+        channel_id: ai.channel_id,
+        prompt_tokens: ai.prompt_tokens,
+        completion_tokens: ai.completion_tokens,
+        cached_tokens: ai.cached_tokens,
+        cost_micros: ai.cost_micros,
+        stream: ai.stream,
         ..usage::UsageEvent::default()
     }
 }

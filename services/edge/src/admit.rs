@@ -27,6 +27,9 @@ const QUOTA_DEADLINE: Duration = Duration::from_millis(250);
 pub struct Admitted {
     pub reservation_id: String,
     pub scopes: Vec<quota::Scope>,
+    /// The balance that holds the estimate (AI requests), repeated at
+    /// Commit.
+    pub balance_owner: Option<quota::BalanceOwner>,
 }
 
 fn scope(kind: quota::ScopeKind, id: &str, plan_id: &str) -> quota::Scope {
@@ -72,6 +75,37 @@ pub fn keyless_scopes(subject: &str, principal: &id::Principal) -> Vec<quota::Sc
         scope(quota::ScopeKind::Client, subject, &principal.plan_id),
         scope(quota::ScopeKind::Tenant, &principal.tenant_id, ""),
     ]
+}
+
+/// What an AI request is expected to use.
+#[derive(Debug, Clone)]
+pub struct Estimate {
+    pub model: String,
+    pub tokens: i64,
+    pub cost_micros: i64,
+    pub balance_owner: Option<quota::BalanceOwner>,
+}
+
+/// A refused Check: the answer to send, and for a refusal for money what
+/// the caller could still spend.
+pub struct Refused {
+    pub halt: Halt,
+    pub budget_micros: Option<i64>,
+}
+
+/// The least the caller can still spend, when money refused the request:
+/// the balance left, or the remaining of an exhausted spend limit.
+fn budget(answer: &quota::CheckResponse) -> Option<i64> {
+    match answer.refusal_reason() {
+        quota::RefusalReason::InsufficientBalance => answer.balance_micros,
+        quota::RefusalReason::SpendLimit => answer
+            .limits
+            .iter()
+            .filter(|limit| limit.exceeded && limit.dimension() == quota::LimitDimension::Spend)
+            .map(|limit| limit.remaining)
+            .min(),
+        _ => None,
+    }
 }
 
 /// The 429/402 for a refused Check.
@@ -149,6 +183,7 @@ impl Admission {
                     Admitted {
                         reservation_id: answer.reservation_id,
                         scopes,
+                        balance_owner: None,
                     }
                 } else {
                     Admitted::default()
@@ -156,6 +191,58 @@ impl Admission {
             }
             Ok(Err(_)) | Err(_) => self.unreachable(&lease_key, request_id),
         }
+    }
+
+    /// An AI request: always a `Check` (its tokens and cost are not
+    /// leasable), with the estimate reserved on every scope and held on
+    /// the paying balance. A refusal for money says how much the caller
+    /// could still spend, so the request can be made to fit.
+    pub async fn admit_estimate(
+        &self,
+        caller: &Caller,
+        estimate: &Estimate,
+        request_id: &str,
+    ) -> Result<Admitted, Refused> {
+        let principal = &caller.principal;
+        let scopes = scopes(principal, caller.unregistered_client.as_deref());
+        let request = quota::CheckRequest {
+            request_id: request_id.to_owned(),
+            tenant_id: principal.tenant_id.clone(),
+            scopes: scopes.clone(),
+            model: estimate.model.clone(),
+            estimated_tokens: estimate.tokens,
+            estimated_cost_micros: estimate.cost_micros,
+            balance_owner: estimate.balance_owner.clone(),
+            reservation_ttl: None,
+        };
+        let answer =
+            match tokio::time::timeout(QUOTA_DEADLINE, self.quota.clone().check(request)).await {
+                Ok(Ok(answer)) => answer.into_inner(),
+                // Money is never served on the floor: without quota, refuse.
+                Ok(Err(_)) | Err(_) => {
+                    return Err(Refused {
+                        halt: halt(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "limits and balances cannot be checked right now",
+                            request_id,
+                        ),
+                        budget_micros: None,
+                    });
+                }
+            };
+        if answer.allowed {
+            metrics::counter!("edge_admitted_total", "by" => "check").increment(1);
+            return Ok(Admitted {
+                reservation_id: answer.reservation_id,
+                scopes,
+                balance_owner: estimate.balance_owner.clone(),
+            });
+        }
+        metrics::counter!("edge_refused_total", "reason" => "quota").increment(1);
+        Err(Refused {
+            budget_micros: budget(&answer),
+            halt: Box::new(refused(&answer, request_id)),
+        })
     }
 
     /// Quota did not answer: the failure policy decides.

@@ -47,6 +47,20 @@ pub struct Config {
     pub cache_max_bytes: u64,
     /// Larger answers are not cached unless the API sets its own cap.
     pub cache_max_body_bytes: u64,
+    /// Completion tokens reserved for an AI request that names no max
+    /// tokens (and the most it may produce when the budget lowers it).
+    pub ai_default_max_tokens: i64,
+    /// Below this many affordable completion tokens an AI request is
+    /// refused (402) rather than sent with a smaller max tokens.
+    pub ai_min_completion_tokens: i64,
+    /// Channels tried for one AI request (the first included).
+    pub ai_max_attempts: usize,
+    /// After a client leaves a stream: how long, and how many bytes, the
+    /// edge keeps reading the provider for its final usage.
+    pub ai_stream_drain_secs: u64,
+    pub ai_stream_drain_bytes: u64,
+    /// Largest non-streamed AI answer read from a provider.
+    pub ai_max_answer_bytes: u64,
 }
 
 /// What the edge does when quota does not answer.
@@ -79,6 +93,12 @@ impl Default for Config {
             access_log: "debug".to_owned(),
             cache_max_bytes: 64 * 1024 * 1024,
             cache_max_body_bytes: 1024 * 1024,
+            ai_default_max_tokens: 4096,
+            ai_min_completion_tokens: 16,
+            ai_max_attempts: 3,
+            ai_stream_drain_secs: 30,
+            ai_stream_drain_bytes: 8 * 1024 * 1024,
+            ai_max_answer_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -106,6 +126,12 @@ impl Config {
             problems.push(
                 "edge.cache_max_bytes, edge.cache_max_body_bytes: must be positive".to_owned(),
             );
+        }
+        if self.ai_default_max_tokens <= 0
+            || self.ai_min_completion_tokens <= 0
+            || self.ai_max_attempts == 0
+        {
+            problems.push("edge.ai_default_max_tokens, edge.ai_min_completion_tokens, edge.ai_max_attempts: must be positive".to_owned());
         }
         if self.spool_dir.trim().is_empty() {
             problems.push("edge.spool_dir: must not be empty".to_owned());

@@ -173,6 +173,8 @@ impl Edge {
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken, grace: Duration) {
         tracing::info!(addr = ?listener.local_addr().ok(), "edge listening");
         self.proxy.plugins.startup();
+        // The tokenizer's vocabulary loads off the request path.
+        tokio::task::spawn_blocking(ai::tokens::warm);
         let background = TaskTracker::new();
         background.spawn(Arc::clone(&self.proxy.auth.principals).follow(shutdown.clone()));
         let credential_name: &'static str = gateway_auth::ADMIN_KEY_HEADER;

@@ -4,7 +4,7 @@
 //! | # | stage | module |
 //! |---|-------|--------|
 //! | 1 | request id, request head: `Host`, path normalisation | [`crate::request_id`], [`crate::path`] |
-//! | 2 | route: tenant and API from the path | here |
+//! | 2 | route: an AI endpoint ([`crate::ai::serve`], its own stages), or tenant and API from the path | here |
 //! | 3 | authenticate by the route's mode: key and client id, JWT, basic, public | [`crate::auth`] |
 //! | 4 | route rule of the API's compiled policy | [`crate::policy`] |
 //! | 5 | access plugins, limits on the request body (413) | [`crate::plugin`], here |
@@ -59,7 +59,8 @@ pub struct Proxy {
     pub cache: ResponseCache,
     tenants: Tenants,
     pub plugins: Plugins,
-    accounting: Accounting,
+    pub(crate) accounting: Accounting,
+    pub(crate) ai: crate::ai::Ai,
 }
 
 /// `(tenant slug, api slug, rest of the path)`; the rest keeps its leading
@@ -159,6 +160,7 @@ impl Proxy {
             policies: Arc::new(Policies::default()),
             forwarder: Arc::new(Forwarder::new(&config.upstream_ca_file, egress)?),
             cache: ResponseCache::new(config.cache_max_bytes, config.cache_max_body_bytes),
+            ai: crate::ai::Ai::default(),
             accounting: Accounting {
                 usage,
                 quota,
@@ -208,6 +210,9 @@ impl Proxy {
             Ok(path) => path,
             Err(response) => return *response,
         };
+        if let Some(endpoint) = crate::ai::serve::endpoint(request.method(), &path) {
+            return self.serve_ai(endpoint, request, remote, request_id).await;
+        }
         let Some((tenant_slug, api_slug, rest)) = split(&path) else {
             return problem(
                 StatusCode::NOT_FOUND,

@@ -15,6 +15,11 @@ pub const CONTENT_TYPE: &str = "application/problem+json";
 #[derive(Debug, Clone, Copy)]
 pub struct EdgeAnswer;
 
+/// The detail of a problem the edge answered, kept on the response so a
+/// protocol with its own error shape (the AI endpoints) can say the same.
+#[derive(Debug, Clone)]
+pub struct Detail(pub String);
+
 /// A problem details object (<https://www.rfc-editor.org/rfc/rfc9457>).
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
@@ -79,10 +84,12 @@ impl Problem {
     /// As [`Self::into_response`], boxed as the edge's body type and
     /// marked as the edge's own answer.
     pub fn into_edge_response(self) -> Response<EdgeBody> {
+        let detail = Detail(self.detail.clone());
         let mut response = self
             .into_response()
             .map(|body| body.map_err(|never| match never {}).boxed_unsync());
         response.extensions_mut().insert(EdgeAnswer);
+        response.extensions_mut().insert(detail);
         response
     }
 

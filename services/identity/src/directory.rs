@@ -125,7 +125,7 @@ impl Directory {
     // === Tenants ===
 
     pub async fn create_tenant(&self, slug: &str, name: &str) -> Result<Tenant, IdentityError> {
-        validate::slug("tenant.slug", slug)?;
+        validate::tenant_slug(slug)?;
         let name = if name.is_empty() { slug } else { name };
         validate::name("tenant.name", name)?;
         self.store
@@ -183,7 +183,7 @@ impl Directory {
         let slug = mask.iter().any(|path| path == "slug").then_some(slug);
         let name = mask.iter().any(|path| path == "name").then_some(name);
         if let Some(slug) = slug {
-            validate::slug("tenant.slug", slug)?;
+            validate::tenant_slug(slug)?;
         }
         if let Some(name) = name {
             validate::name("tenant.name", name)?;

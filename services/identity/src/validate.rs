@@ -21,6 +21,23 @@ pub fn slug(field: &'static str, value: &str) -> Result<(), IdentityError> {
     }
 }
 
+/// Path prefixes of the AI endpoints (`/v1/chat/completions`,
+/// `/v1beta/models/...`): a tenant with such a slug could never be reached
+/// at `/{slug}/{api}/...`.
+pub const RESERVED_TENANT_SLUGS: [&str; 2] = ["v1", "v1beta"];
+
+/// A tenant's slug: [`slug`], and not one of the reserved path prefixes.
+pub fn tenant_slug(value: &str) -> Result<(), IdentityError> {
+    slug("tenant.slug", value)?;
+    if RESERVED_TENANT_SLUGS.contains(&value) {
+        return Err(IdentityError::invalid(
+            "tenant.slug",
+            format!("{value:?} is reserved for the AI endpoints' paths"),
+        ));
+    }
+    Ok(())
+}
+
 /// Letters, digits and `._-`, 1 to 64 characters: safe in an LDAP DN.
 pub fn username(value: &str) -> Result<(), IdentityError> {
     let valid = (1..=64).contains(&value.len())
@@ -91,6 +108,15 @@ pub fn name(field: &'static str, value: &str) -> Result<(), IdentityError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ai_path_prefixes_are_not_tenant_slugs() {
+        for reserved in RESERVED_TENANT_SLUGS {
+            let error = tenant_slug(reserved).unwrap_err().to_string();
+            assert!(error.contains("reserved"), "{error}");
+        }
+        assert!(tenant_slug("v2").is_ok());
+    }
 
     #[test]
     fn slugs_follow_the_documented_pattern() {

@@ -5,7 +5,7 @@
 //! descending channel priority, in weighted random order within one
 //! priority. A channel in cooldown (a failed attempt ejects it through the
 //! same passive health the generic path uses: `Retry-After` when the
-//! provider sent one, else a growing period) goes last.
+//! provider sent one, else a growing period) is skipped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -110,15 +110,18 @@ impl Channels {
                 state: self.state(&channel.id),
             })
             .collect();
-        // Cooling channels go last, soonest back first.
-        candidates.sort_by_key(|candidate| candidate.state.health.ejected_until(now));
-        if let Some(until) = candidates
-            .first()
-            .and_then(|first| first.state.health.ejected_until(now))
-        {
-            return Err(NoChannel::CoolingDown(until - now));
+        // Cooling channels are skipped; when all are, the soonest back
+        // says how long to wait.
+        let back = candidates
+            .iter()
+            .map(|candidate| candidate.state.health.ejected_until(now))
+            .min()
+            .flatten();
+        candidates.retain(|candidate| candidate.state.health.ejected_until(now).is_none());
+        match back {
+            Some(until) if candidates.is_empty() => Err(NoChannel::CoolingDown(until - now)),
+            _ => Ok(candidates),
         }
-        Ok(candidates)
     }
 
     /// Every model this caller can reach through some channel (cooling

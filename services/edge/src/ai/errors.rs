@@ -22,6 +22,8 @@ pub enum Kind {
     Forbidden,
     /// No reachable channel serves the model.
     UnknownModel,
+    /// A path under an AI prefix that no endpoint serves.
+    NoSuchEndpoint,
     TooLarge,
     RateLimited,
     /// A spend limit or the balance cannot pay for the request.
@@ -37,7 +39,7 @@ impl Kind {
             Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
-            Self::UnknownModel => StatusCode::NOT_FOUND,
+            Self::UnknownModel | Self::NoSuchEndpoint => StatusCode::NOT_FOUND,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Budget => StatusCode::PAYMENT_REQUIRED,
@@ -54,6 +56,7 @@ impl Kind {
             Self::Unauthenticated => ("authentication_error", "invalid_api_key"),
             Self::Forbidden => ("permission_error", "permission_denied"),
             Self::UnknownModel => ("invalid_request_error", "model_not_found"),
+            Self::NoSuchEndpoint => ("invalid_request_error", "unknown_url"),
             Self::RateLimited => ("rate_limit_error", "rate_limit_exceeded"),
             Self::Budget => ("insufficient_quota", "insufficient_quota"),
             Self::Upstream | Self::Unavailable | Self::Timeout => ("api_error", "upstream_error"),
@@ -66,7 +69,7 @@ impl Kind {
             Self::BadRequest => "invalid_request_error",
             Self::Unauthenticated => "authentication_error",
             Self::Forbidden | Self::Budget => "permission_error",
-            Self::UnknownModel => "not_found_error",
+            Self::UnknownModel | Self::NoSuchEndpoint => "not_found_error",
             Self::TooLarge => "request_too_large",
             Self::RateLimited => "rate_limit_error",
             Self::Unavailable => "overloaded_error",
@@ -80,7 +83,7 @@ impl Kind {
             Self::BadRequest | Self::TooLarge => "INVALID_ARGUMENT",
             Self::Unauthenticated => "UNAUTHENTICATED",
             Self::Forbidden => "PERMISSION_DENIED",
-            Self::UnknownModel => "NOT_FOUND",
+            Self::UnknownModel | Self::NoSuchEndpoint => "NOT_FOUND",
             Self::RateLimited | Self::Budget => "RESOURCE_EXHAUSTED",
             Self::Upstream => "INTERNAL",
             Self::Unavailable => "UNAVAILABLE",
@@ -156,6 +159,43 @@ pub fn response(
     response
 }
 
+/// A stage's problem+json refusal (key, quota, body limit) said in the
+/// protocol's own shape, keeping its status class, detail and rate-limit
+/// headers.
+pub fn from_halt(
+    protocol: Protocol,
+    halt: &Response<EdgeBody>,
+    request_id: &str,
+) -> Response<EdgeBody> {
+    let kind = match halt.status() {
+        StatusCode::UNAUTHORIZED => Kind::Unauthenticated,
+        StatusCode::FORBIDDEN => Kind::Forbidden,
+        StatusCode::NOT_FOUND => Kind::UnknownModel,
+        StatusCode::PAYLOAD_TOO_LARGE => Kind::TooLarge,
+        StatusCode::TOO_MANY_REQUESTS => Kind::RateLimited,
+        StatusCode::PAYMENT_REQUIRED => Kind::Budget,
+        StatusCode::SERVICE_UNAVAILABLE => Kind::Unavailable,
+        StatusCode::GATEWAY_TIMEOUT => Kind::Timeout,
+        status if status.is_server_error() => Kind::Upstream,
+        _ => Kind::BadRequest,
+    };
+    let detail = halt
+        .extensions()
+        .get::<crate::problem::Detail>()
+        .map_or("refused", |detail| detail.0.as_str());
+    let mut response = response(protocol, kind, detail, request_id, None);
+    for (name, value) in halt.headers() {
+        let name_str = name.as_str();
+        if name == header::RETRY_AFTER
+            || name_str.starts_with("ratelimit")
+            || name_str.starts_with("x-ratelimit")
+        {
+            response.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +219,22 @@ mod tests {
         assert_eq!(status(Protocol::OpenAi), StatusCode::PAYMENT_REQUIRED);
         assert_eq!(status(Protocol::Anthropic), StatusCode::FORBIDDEN);
         assert_eq!(status(Protocol::Gemini), StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    #[test]
+    fn a_stages_problem_keeps_its_status_detail_and_retry_after() {
+        let mut halt = crate::problem::halt(StatusCode::TOO_MANY_REQUESTS, "5 per minute", "r");
+        halt.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(7));
+        let answer = from_halt(Protocol::Anthropic, &halt, "r");
+        assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(answer.headers()[header::RETRY_AFTER], "7");
+        let unknown = from_halt(
+            Protocol::OpenAi,
+            &crate::problem::halt(StatusCode::UNAUTHORIZED, "invalid API key", "r"),
+            "r",
+        );
+        assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
     }
 
     #[test]

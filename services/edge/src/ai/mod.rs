@@ -1,8 +1,23 @@
-//! The AI gateway's pieces: channel selection with cooldowns, each
-//! protocol's error bodies, the SSE parser streams pass through, and the
-//! usage each provider reports.
+//! The AI gateway: the OpenAI endpoints served from channels, with the
+//! pieces they are built from: channel selection with cooldowns, each
+//! protocol's error bodies, keys from wherever SDKs put them, money (the
+//! estimate and what a budget pays for), the tokenizer, the SSE parser,
+//! streams passed through with their usage read, and the usage each
+//! provider reports.
 
 pub mod channels;
 pub mod errors;
+pub mod keys;
+pub mod money;
+pub mod openai;
+pub mod serve;
 pub mod sse;
+pub mod stream;
+pub mod tokens;
 pub mod usage;
+
+/// The AI path's state, shared by every request.
+#[derive(Default)]
+pub struct Ai {
+    pub channels: channels::Channels,
+}

@@ -99,6 +99,16 @@ pub fn now_secs() -> i64 {
         .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(0))
 }
 
+/// Where a key was presented.
+#[derive(Clone, Copy)]
+pub struct KeyRequest<'a> {
+    pub headers: &'a HeaderMap,
+    pub remote: SocketAddr,
+    /// The tenant of the path; `None` on the AI endpoints (any tenant).
+    pub tenant_slug: Option<&'a str>,
+    pub request_id: &'a str,
+}
+
 pub struct Authenticator {
     pub principals: Arc<Principals>,
     client_ids: ClientIds,
@@ -122,12 +132,38 @@ impl Authenticator {
         not_found: &(dyn Fn() -> Response<EdgeBody> + Sync),
         request_id: &str,
     ) -> Result<Caller, Halt> {
-        let Some((key, key_header)) = presented_key(headers) else {
+        let Some(presented) = presented_key(headers) else {
             return Err(halt(
                 StatusCode::UNAUTHORIZED,
                 "an API key is required (X-API-Key or Authorization: Bearer)",
                 request_id,
             ));
+        };
+        let request = KeyRequest {
+            headers,
+            remote,
+            tenant_slug: Some(tenant_slug),
+            request_id,
+        };
+        self.authenticate_key(presented, &request, not_found).await
+    }
+
+    /// As [`Self::authenticate`], for a key already taken from the request
+    /// (the AI endpoints read more places than the generic path).
+    pub async fn authenticate_key(
+        &self,
+        (key, key_header): (String, HeaderName),
+        request: &KeyRequest<'_>,
+        not_found: &(dyn Fn() -> Response<EdgeBody> + Sync),
+    ) -> Result<Caller, Halt> {
+        let KeyRequest {
+            headers,
+            remote,
+            tenant_slug,
+            request_id,
+        } = *request;
+        let in_tenant = |principal: &id::Principal| {
+            tenant_slug.is_none_or(|slug| principal.tenant_slug == slug)
         };
         let client_id = client_id(headers, request_id)?;
         let remote_ip = remote.ip().to_string();
@@ -160,7 +196,7 @@ impl Authenticator {
                 ));
             }
             (status, Some(principal)) => {
-                if principal.tenant_slug != tenant_slug {
+                if !in_tenant(&principal) {
                     return Err(Box::new(not_found()));
                 }
                 return Err(halt(StatusCode::FORBIDDEN, refused(status), request_id));
@@ -178,7 +214,7 @@ impl Authenticator {
                 request_id,
             ));
         }
-        if principal.tenant_slug != tenant_slug {
+        if !in_tenant(&principal) {
             return Err(Box::new(not_found()));
         }
         if let Some(value) = &unregistered_client {

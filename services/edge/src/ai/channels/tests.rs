@@ -141,7 +141,7 @@ fn weights_share_the_first_place_within_a_priority() {
 }
 
 #[test]
-fn a_failed_channel_cools_down_and_goes_last() {
+fn a_failed_channel_cools_down_and_is_skipped() {
     let view = view(vec![channel("a", 5, 1, &[]), channel("b", 1, 1, &[])]);
     let channels = Channels::default();
     let wait = channels.failed("a", Some(Duration::from_secs(30)));
@@ -149,7 +149,7 @@ fn a_failed_channel_cools_down_and_goes_last() {
     let found = channels
         .candidates(&view, &asker(&[], &[]), "gpt-x")
         .unwrap();
-    assert_eq!(ids(&found), ["b", "a"]);
+    assert_eq!(ids(&found), ["b"]);
     let grown = channels.failed("b", None);
     assert!(grown >= Duration::from_secs(10), "{grown:?}");
     match channels.candidates(&view, &asker(&[], &[]), "gpt-x") {

@@ -1,0 +1,792 @@
+//! The AI request path, stage by stage, for the OpenAI endpoints
+//! (`POST /v1/chat/completions`, `GET /v1/models`) on OpenAI and
+//! OpenAI-compatible channels:
+//!
+//! | # | stage | module |
+//! |---|-------|--------|
+//! | 1 | the key, from any place an SDK puts it | [`super::keys`] |
+//! | 2 | the body, read whole (bounded) and parsed | [`super::openai`] |
+//! | 3 | candidate channels for the model | [`super::channels`] |
+//! | 4 | estimate and admit: tokens, cost and balance; max tokens lowered to what the budget pays for | [`super::money`], [`crate::admit`] |
+//! | 5 | attempts: fail over to the next channel on connect errors, timeouts, 429 and 5xx, cooling the failed one | here |
+//! | 6 | the answer: JSON or SSE passed through, usage read | [`super::stream`] |
+//! | 7 | account: Commit with real tokens and cost, one usage event | [`crate::account`] |
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use gateway_pricing::Usage;
+use gateway_proto::identity::v1 as id;
+use gateway_proto::quota::v1 as quota;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+
+use super::channels::{Asker, Candidate, Channels, NoChannel};
+use super::errors::{self, Kind};
+use super::money::{self, Payer};
+use super::openai::{self, Chat};
+use super::stream::{Drain, Observed, StreamEnd, Watch};
+use super::usage::{Protocol, Reported, Tokens};
+use crate::account::{AiOutcome, Ended, Exchange, now_micros};
+use crate::admit::{Admitted, Estimate};
+use crate::auth::{Caller, KeyRequest};
+use crate::body::{BoxError, EdgeBody, Seen};
+use crate::forward::Failure;
+use crate::pipeline::Proxy;
+
+/// An AI endpoint the edge serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    OpenAiChat,
+    OpenAiModels,
+    /// Under an AI prefix, but nothing the edge serves.
+    Unknown(Protocol),
+}
+
+/// The AI endpoint of a request, if its path is under `/v1/` or
+/// `/v1beta/` (prefixes no tenant may take as its slug).
+pub fn endpoint(method: &Method, path: &str) -> Option<Endpoint> {
+    let endpoint = match (method, path) {
+        (&Method::POST, "/v1/chat/completions") => Endpoint::OpenAiChat,
+        (&Method::GET, "/v1/models") => Endpoint::OpenAiModels,
+        (_, path) if path.starts_with("/v1beta/") => Endpoint::Unknown(Protocol::Gemini),
+        (_, path) if path.starts_with("/v1/") => Endpoint::Unknown(Protocol::OpenAi),
+        _ => return None,
+    };
+    Some(endpoint)
+}
+
+/// The request as the later stages need it.
+struct Asked<'a> {
+    caller: Caller,
+    chat: Chat,
+    request_id: &'a str,
+    path: &'a str,
+    user_agent: String,
+    started: Instant,
+    started_micros: i64,
+    bytes_in: u64,
+}
+
+impl Proxy {
+    pub(crate) async fn serve_ai(
+        &self,
+        endpoint: Endpoint,
+        request: Request<Incoming>,
+        remote: SocketAddr,
+        request_id: &str,
+    ) -> Response<EdgeBody> {
+        let protocol = match endpoint {
+            Endpoint::OpenAiChat | Endpoint::OpenAiModels => Protocol::OpenAi,
+            Endpoint::Unknown(protocol) => protocol,
+        };
+        if let Endpoint::Unknown(_) = endpoint {
+            let message = format!(
+                "no AI endpoint {} {}",
+                request.method(),
+                request.uri().path()
+            );
+            return errors::response(protocol, Kind::NoSuchEndpoint, &message, request_id, None);
+        }
+        let caller = match self.ai_caller(&request, remote, request_id).await {
+            Ok(caller) => caller,
+            Err(halt) => return errors::from_halt(protocol, &halt, request_id),
+        };
+        match endpoint {
+            Endpoint::OpenAiModels => self.models(&caller, request_id),
+            _ => self.chat(request, caller, request_id).await,
+        }
+    }
+
+    /// Stage 1: the key, wherever the SDK put it, of any tenant.
+    async fn ai_caller(
+        &self,
+        request: &Request<Incoming>,
+        remote: SocketAddr,
+        request_id: &str,
+    ) -> Result<Caller, crate::problem::Halt> {
+        let Some(presented) = super::keys::presented(request.headers(), request.uri().query())
+        else {
+            return Err(crate::problem::halt(
+                StatusCode::UNAUTHORIZED,
+                "an API key is required (Authorization: Bearer, x-api-key or x-goog-api-key)",
+                request_id,
+            ));
+        };
+        let key_request = KeyRequest {
+            headers: request.headers(),
+            remote,
+            tenant_slug: None,
+            request_id,
+        };
+        let unused =
+            || crate::problem::response(StatusCode::UNAUTHORIZED, "invalid API key", request_id);
+        self.auth
+            .authenticate_key(presented, &key_request, &unused)
+            .await
+    }
+
+    /// `GET /v1/models`: exactly the models this key can reach.
+    fn models(&self, caller: &Caller, request_id: &str) -> Response<EdgeBody> {
+        let view = self.catalog.view();
+        let models = Channels::models(&view, &asker(&caller.principal));
+        let data: Vec<serde_json::Value> = models
+            .iter()
+            .map(|model| serde_json::json!({"id": model, "object": "model", "created": 0, "owned_by": "gateway"}))
+            .collect();
+        json_response(
+            StatusCode::OK,
+            &serde_json::json!({"object": "list", "data": data}),
+            request_id,
+        )
+    }
+
+    /// `POST /v1/chat/completions`, stages 2 to 7.
+    async fn chat(
+        &self,
+        request: Request<Incoming>,
+        caller: Caller,
+        request_id: &str,
+    ) -> Response<EdgeBody> {
+        let protocol = Protocol::OpenAi;
+        let started = (Instant::now(), now_micros());
+        let path = request.uri().path().to_owned();
+        let user_agent = request
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = match self.ai_body(request.into_body(), request_id).await {
+            Ok(bytes) => bytes,
+            Err(answer) => return *answer,
+        };
+        let chat = match openai::parse(&bytes) {
+            Ok(chat) => chat,
+            Err(message) => {
+                return errors::response(protocol, Kind::BadRequest, &message, request_id, None);
+            }
+        };
+        let asked = Asked {
+            caller,
+            chat,
+            request_id,
+            path: &path,
+            user_agent,
+            started: started.0,
+            started_micros: started.1,
+            bytes_in: bytes.len() as u64,
+        };
+        self.chat_parsed(asked).await
+    }
+
+    async fn chat_parsed(&self, asked: Asked<'_>) -> Response<EdgeBody> {
+        let (protocol, request_id) = (Protocol::OpenAi, asked.request_id);
+        let view = self.catalog.view();
+        let candidates = match self.ai.channels.candidates(
+            &view,
+            &asker(&asked.caller.principal),
+            &asked.chat.model,
+        ) {
+            Ok(candidates) => candidates,
+            Err(NoChannel::UnknownModel) => {
+                let message = format!(
+                    "The model `{}` does not exist or you do not have access to it.",
+                    asked.chat.model
+                );
+                return errors::response(protocol, Kind::UnknownModel, &message, request_id, None);
+            }
+            Err(NoChannel::CoolingDown(wait)) => {
+                let message = "every channel serving this model is cooling down after failures";
+                return errors::response(
+                    protocol,
+                    Kind::Unavailable,
+                    message,
+                    request_id,
+                    Some(wait),
+                );
+            }
+        };
+        let (admitted, max_tokens) = match self.ai_admit(&asked, &view).await {
+            Ok(admitted) => admitted,
+            Err(answer) => return *answer,
+        };
+        let exchange = exchange(&asked, admitted);
+        self.ai_attempts(&asked, &candidates, exchange, max_tokens)
+            .await
+    }
+
+    /// Stage 2: the whole body, within the edge's limit.
+    async fn ai_body(
+        &self,
+        body: Incoming,
+        request_id: &str,
+    ) -> Result<Bytes, Box<Response<EdgeBody>>> {
+        let limit = usize::try_from(self.config.max_request_body_bytes).unwrap_or(usize::MAX);
+        match http_body_util::Limited::new(body, limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(error) => {
+                let too_large = error
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some();
+                let (kind, message) = if too_large {
+                    (
+                        Kind::TooLarge,
+                        format!("the request body is over the {limit}-byte limit"),
+                    )
+                } else {
+                    (
+                        Kind::BadRequest,
+                        "the request body could not be read".to_owned(),
+                    )
+                };
+                Err(Box::new(errors::response(
+                    Protocol::OpenAi,
+                    kind,
+                    &message,
+                    request_id,
+                    None,
+                )))
+            }
+        }
+    }
+
+    /// Stage 4: the estimate reserved; on a refusal for money, once more
+    /// with max tokens lowered to what the caller can still pay for.
+    async fn ai_admit(
+        &self,
+        asked: &Asked<'_>,
+        view: &gateway_catalog_client::CatalogView,
+    ) -> Result<(Admitted, Option<i64>), Box<Response<EdgeBody>>> {
+        let (protocol, request_id) = (Protocol::OpenAi, asked.request_id);
+        let principal = &asked.caller.principal;
+        let prompt = asked.chat.prompt_tokens();
+        let asked_max = asked.chat.max_tokens;
+        let completion = asked_max.unwrap_or(self.config.ai_default_max_tokens);
+        let payer = payer(principal);
+        let usage = Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            cached_tokens: 0,
+        };
+        let quote = match money::quote(view.prices(), payer, &asked.chat.model, &usage) {
+            Ok(quote) => quote,
+            Err(error) => {
+                let message = format!("the model cannot be billed: {error}");
+                return Err(Box::new(errors::response(
+                    protocol,
+                    Kind::Forbidden,
+                    &message,
+                    request_id,
+                    None,
+                )));
+            }
+        };
+        let mut estimate = Estimate {
+            model: asked.chat.model.clone(),
+            tokens: prompt.saturating_add(completion),
+            cost_micros: quote.cost_micros,
+            balance_owner: balance_owner(principal),
+        };
+        let refused = match self
+            .admission
+            .admit_estimate(&asked.caller, &estimate, request_id)
+            .await
+        {
+            Ok(admitted) => return Ok((admitted, asked_max)),
+            Err(refused) => refused,
+        };
+        let Some(budget) = refused.budget_micros else {
+            return Err(Box::new(errors::from_halt(
+                protocol,
+                &refused.halt,
+                request_id,
+            )));
+        };
+        let affordable = money::affordable_completion(&quote, prompt, budget).min(completion);
+        if affordable < self.config.ai_min_completion_tokens {
+            let message = "the remaining budget does not cover even a short answer to this prompt";
+            return Err(Box::new(errors::response(
+                protocol,
+                Kind::Budget,
+                message,
+                request_id,
+                None,
+            )));
+        }
+        let fitted = Usage {
+            completion_tokens: affordable,
+            ..usage
+        };
+        estimate.tokens = prompt.saturating_add(affordable);
+        estimate.cost_micros = money::quote(view.prices(), payer, &asked.chat.model, &fitted)
+            .map_or(budget, |quote| quote.cost_micros);
+        tracing::debug!(affordable, budget, "max tokens lowered to fit the budget");
+        match self
+            .admission
+            .admit_estimate(&asked.caller, &estimate, request_id)
+            .await
+        {
+            Ok(admitted) => Ok((admitted, Some(affordable))),
+            Err(refused) => {
+                let kind = if refused.budget_micros.is_some() {
+                    Kind::Budget
+                } else {
+                    Kind::RateLimited
+                };
+                let detail = refused
+                    .halt
+                    .extensions()
+                    .get::<crate::problem::Detail>()
+                    .map_or_else(|| "refused".to_owned(), |detail| detail.0.clone());
+                Err(Box::new(errors::response(
+                    protocol, kind, &detail, request_id, None,
+                )))
+            }
+        }
+    }
+
+    /// Stage 5: the candidates in order until one answers, failing over
+    /// while nothing has reached the client.
+    async fn ai_attempts(
+        &self,
+        asked: &Asked<'_>,
+        candidates: &[Candidate<'_>],
+        exchange: Exchange,
+        max_tokens: Option<i64>,
+    ) -> Response<EdgeBody> {
+        let (protocol, request_id) = (Protocol::OpenAi, asked.request_id);
+        let attempts = candidates.len().min(self.config.ai_max_attempts.max(1));
+        let mut last = (Kind::Upstream, "no channel answered".to_owned(), None);
+        for (attempt, candidate) in candidates.iter().take(attempts).enumerate() {
+            let sent = Instant::now();
+            let outcome = self.ai_send(asked, candidate, max_tokens).await;
+            let failed = match &outcome {
+                Ok(response) => {
+                    response.status() == StatusCode::TOO_MANY_REQUESTS
+                        || response.status().is_server_error()
+                }
+                Err(_) => true,
+            };
+            candidate.state.stats.record(failed, sent.elapsed());
+            if !failed {
+                self.ai.channels.succeeded(&candidate.channel.id);
+                if let Ok(response) = outcome {
+                    let attempt = u32::try_from(attempt + 1).unwrap_or(u32::MAX);
+                    return self.ai_answer(asked, candidate, response, exchange, attempt);
+                }
+            }
+            last = self.ai_failed(candidate, outcome);
+        }
+        let (kind, message, retry_after) = last;
+        let ended = Ended {
+            status: kind.status().as_u16(),
+            error: Some(message.clone()),
+            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            ..Ended::default()
+        };
+        self.accounting.finish(exchange, ended);
+        errors::response(protocol, kind, &message, request_id, retry_after)
+    }
+
+    /// A failed attempt: the channel cools down; what the client hears if
+    /// no other channel answers.
+    fn ai_failed(
+        &self,
+        candidate: &Candidate<'_>,
+        outcome: Result<Response<Incoming>, Failure>,
+    ) -> (Kind, String, Option<std::time::Duration>) {
+        let channel = &candidate.channel.id;
+        let (kind, message, retry_after) = match outcome {
+            Ok(response) => {
+                let retry_after = retry_after(response.headers());
+                let status = response.status();
+                let kind = if status == StatusCode::TOO_MANY_REQUESTS {
+                    Kind::RateLimited
+                } else {
+                    Kind::Upstream
+                };
+                (kind, format!("the provider answered {status}"), retry_after)
+            }
+            Err(Failure::ConnectTimeout(_) | Failure::ReadTimeout(_)) => (
+                Kind::Timeout,
+                "the provider did not answer in time".to_owned(),
+                None,
+            ),
+            Err(Failure::Refused(refused)) => (Kind::Upstream, refused.to_string(), None),
+            Err(Failure::Connect | Failure::Upstream) => (
+                Kind::Upstream,
+                "the provider could not be reached".to_owned(),
+                None,
+            ),
+        };
+        let cooldown = self.ai.channels.failed(channel, retry_after);
+        tracing::warn!(channel_id = channel, %message, cooldown_secs = cooldown.as_secs(), "AI channel failed; cooling down");
+        metrics::counter!("edge_ai_failovers_total", "channel" => channel.clone()).increment(1);
+        (kind, message, retry_after)
+    }
+
+    /// One attempt's upstream request to a channel.
+    async fn ai_send(
+        &self,
+        asked: &Asked<'_>,
+        candidate: &Candidate<'_>,
+        max_tokens: Option<i64>,
+    ) -> Result<Response<Incoming>, Failure> {
+        let body = asked
+            .chat
+            .upstream_body(candidate.upstream_model, max_tokens);
+        let uri = openai_uri(&candidate.channel.base_url, "/chat/completions")
+            .map_err(|_| Failure::Upstream)?;
+        let mut upstream = Request::new(
+            http_body_util::Full::new(body)
+                .map_err(|never| -> BoxError { match never {} })
+                .boxed_unsync(),
+        );
+        *upstream.method_mut() = Method::POST;
+        *upstream.uri_mut() = uri;
+        let headers = upstream.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Ok(value) = HeaderValue::from_str(&format!("Bearer {}", candidate.entry.secret)) {
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        if let Ok(value) = HeaderValue::from_str(asked.request_id) {
+            headers.insert(crate::request_id::HEADER, value);
+        }
+        let timeouts = candidate.channel.timeouts.as_ref();
+        let connect =
+            crate::policy::positive(timeouts.and_then(|timeouts| timeouts.connect.as_ref()))
+                .unwrap_or(std::time::Duration::from_millis(
+                    self.config.upstream_connect_timeout_ms,
+                ));
+        let read = crate::policy::positive(timeouts.and_then(|timeouts| timeouts.read.as_ref()))
+            .unwrap_or(std::time::Duration::from_millis(
+                self.config.upstream_read_timeout_ms,
+            ));
+        self.forwarder.send(upstream, connect, read).await
+    }
+
+    /// Stage 6: the provider's answer to the client, JSON or a stream.
+    fn ai_answer(
+        &self,
+        asked: &Asked<'_>,
+        candidate: &Candidate<'_>,
+        response: Response<Incoming>,
+        exchange: Exchange,
+        attempts: u32,
+    ) -> Response<EdgeBody> {
+        let streamed = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|kind| kind.starts_with("text/event-stream"));
+        let (mut parts, body) = response.into_parts();
+        crate::headers::strip_hop_by_hop(&mut parts.headers);
+        let status = parts.status.as_u16();
+        let body = body.map_err(BoxError::from).boxed_unsync();
+        if streamed {
+            let watch = Watch {
+                protocol: Protocol::OpenAi,
+                hide_usage: !asked.chat.wants_usage,
+                drain: Drain {
+                    time: std::time::Duration::from_secs(self.config.ai_stream_drain_secs),
+                    bytes: self.config.ai_stream_drain_bytes,
+                },
+            };
+            let billing = self.billing(asked, candidate, streamed, attempts);
+            let on_end =
+                Box::new(move |end: StreamEnd| billing.settle_stream(exchange, status, end));
+            return Response::from_parts(parts, Observed::new(body, watch, on_end).boxed_unsync());
+        }
+        // Passed through as it comes, kept (up to a bound) to read its
+        // usage once it has ended.
+        let keep = usize::try_from(self.config.ai_max_answer_bytes).unwrap_or(usize::MAX);
+        let billing = self.billing(asked, candidate, streamed, attempts);
+        let on_end = Box::new(move |seen: Seen| billing.settle_answer(exchange, status, seen));
+        let body = crate::body::Observed::reporting(body, Some(keep), on_end);
+        Response::from_parts(parts, body.boxed_unsync())
+    }
+}
+
+impl Proxy {
+    fn billing(
+        &self,
+        asked: &Asked<'_>,
+        candidate: &Candidate<'_>,
+        streamed: bool,
+        attempts: u32,
+    ) -> Billing {
+        Billing {
+            accounting: self.accounting.clone(),
+            prices: self.catalog.view(),
+            payer_tenant: asked.caller.principal.tenant_id.clone(),
+            payer_group: payer(&asked.caller.principal).group_id.map(str::to_owned),
+            outcome: AiOutcome {
+                model: asked.chat.model.clone(),
+                upstream_model: candidate.upstream_model.to_owned(),
+                channel_id: candidate.channel.id.clone(),
+                stream: streamed,
+                ..AiOutcome::default()
+            },
+            prompt_estimate: asked.chat.prompt_tokens(),
+            attempts,
+            bytes_in: asked.bytes_in,
+        }
+    }
+}
+
+/// What billing an answer needs once it has ended.
+struct Billing {
+    accounting: crate::account::Accounting,
+    prices: std::sync::Arc<gateway_catalog_client::CatalogView>,
+    payer_tenant: String,
+    payer_group: Option<String>,
+    outcome: AiOutcome,
+    prompt_estimate: i64,
+    attempts: u32,
+    bytes_in: u64,
+}
+
+impl Billing {
+    fn settle_answer(self, exchange: Exchange, status: u16, seen: Seen) {
+        let bytes = seen.captured.unwrap_or_default();
+        let answer = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+        let mut reported = Reported::default();
+        if let Some(answer) = &answer {
+            reported.observe(Protocol::OpenAi, answer);
+        }
+        let text = answer.as_ref().map(openai::answer_text).unwrap_or_default();
+        let produced = (200..300).contains(&status);
+        let tokens = reported
+            .tokens
+            .or_else(|| produced.then(|| self.estimated(&text)));
+        self.settle(exchange, status, tokens, seen.bytes, seen.complete);
+    }
+
+    fn settle_stream(self, exchange: Exchange, status: u16, end: StreamEnd) {
+        let tokens = end.tokens.or_else(|| Some(self.estimated(&end.text)));
+        self.settle(exchange, status, tokens, end.bytes, end.complete);
+    }
+
+    /// Without reported usage: the prompt as estimated, the delivered text
+    /// counted with the tokenizer.
+    fn estimated(&self, text: &str) -> Tokens {
+        Tokens {
+            prompt: self.prompt_estimate,
+            completion: super::tokens::count(text),
+            cached: 0,
+        }
+    }
+
+    fn settle(
+        mut self,
+        exchange: Exchange,
+        status: u16,
+        tokens: Option<Tokens>,
+        bytes_out: u64,
+        complete: bool,
+    ) {
+        if let Some(tokens) = tokens {
+            let usage = Usage {
+                prompt_tokens: tokens.prompt,
+                completion_tokens: tokens.completion,
+                cached_tokens: tokens.cached,
+            };
+            let payer = Payer {
+                tenant_id: &self.payer_tenant,
+                group_id: self.payer_group.as_deref(),
+            };
+            self.outcome.prompt_tokens = tokens.prompt;
+            self.outcome.completion_tokens = tokens.completion;
+            self.outcome.cached_tokens = tokens.cached;
+            self.outcome.cost_micros =
+                money::quote(self.prices.prices(), payer, &self.outcome.model, &usage)
+                    .map_or(0, |quote| quote.cost_micros);
+        }
+        let ended = Ended {
+            status,
+            request: Seen {
+                bytes: self.bytes_in,
+                complete: true,
+                ..Seen::default()
+            },
+            response: Seen {
+                bytes: bytes_out,
+                complete,
+                ..Seen::default()
+            },
+            upstream_micros: Some(
+                i64::try_from(exchange.started.elapsed().as_micros()).unwrap_or(i64::MAX),
+            ),
+            attempts: self.attempts,
+            ai: Some(self.outcome),
+            ..Ended::default()
+        };
+        self.accounting.finish(exchange, ended);
+    }
+}
+
+fn asker(principal: &id::Principal) -> Asker<'_> {
+    Asker {
+        tenant_id: &principal.tenant_id,
+        groups: &principal.groups,
+        superadmin: principal.role() == id::Role::Superadmin,
+        allowed_models: &principal.allowed_models,
+    }
+}
+
+/// Prices follow the caller's group: the key's, else the user's first.
+fn payer(principal: &id::Principal) -> Payer<'_> {
+    Payer {
+        tenant_id: &principal.tenant_id,
+        group_id: principal.groups.first().map(|group| group.id.as_str()),
+    }
+}
+
+/// A personal key (no group) pays from its user's balance; a group key is
+/// limited by the group's rules instead.
+fn balance_owner(principal: &id::Principal) -> Option<quota::BalanceOwner> {
+    (principal.key_group_id.is_none() && !principal.user_id.is_empty()).then(|| {
+        quota::BalanceOwner {
+            kind: quota::BalanceOwnerKind::User.into(),
+            id: principal.user_id.clone(),
+        }
+    })
+}
+
+fn exchange(asked: &Asked<'_>, admitted: Admitted) -> Exchange {
+    let principal = asked.caller.principal.clone();
+    Exchange {
+        request_id: asked.request_id.to_owned(),
+        trace_id: String::new(),
+        started: asked.started,
+        started_micros: asked.started_micros,
+        principal,
+        api_id: String::new(),
+        route: String::new(),
+        method: "POST".to_owned(),
+        path: asked.path.to_owned(),
+        remote_ip: asked.caller.remote_ip.clone(),
+        user_agent: asked.user_agent.clone(),
+        admitted,
+        capture: None,
+        request_headers: Vec::new(),
+        request_content_type: "application/json".to_owned(),
+    }
+}
+
+/// `{base}/v1{path}`, or `{base}{path}` when the base already ends in
+/// `/v1` (as OpenAI-compatible servers are often configured).
+fn openai_uri(base: &str, path: &str) -> Result<http::Uri, http::Error> {
+    let trimmed = base.trim_end_matches('/');
+    let path = if trimmed.ends_with("/v1") {
+        path.to_owned()
+    } else {
+        format!("/v1{path}")
+    };
+    crate::forward::upstream_uri(trimmed, &path, None)
+}
+
+fn retry_after(headers: &http::HeaderMap) -> Option<std::time::Duration> {
+    let seconds = headers
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()?;
+    (seconds.is_finite() && seconds >= 0.0)
+        .then(|| std::time::Duration::from_secs_f64(seconds.min(3600.0)))
+}
+
+fn json_response(
+    status: StatusCode,
+    value: &serde_json::Value,
+    request_id: &str,
+) -> Response<EdgeBody> {
+    let mut response = Response::new(
+        http_body_util::Full::new(Bytes::from(value.to_string()))
+            .map_err(|never| -> BoxError { match never {} })
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response
+            .headers_mut()
+            .insert(crate::request_id::HEADER, value);
+    }
+    response
+}
+
+/// Never called: fails to compile if the AI path's future stops being
+/// `Send` (rustc would otherwise report it far away, at the server loop).
+#[allow(dead_code)]
+fn send_check(proxy: &Proxy, request: Request<Incoming>, remote: SocketAddr) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(proxy.serve_ai(Endpoint::OpenAiChat, request, remote, ""));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ai_paths_are_recognised_and_others_left_alone() {
+        assert_eq!(
+            endpoint(&Method::POST, "/v1/chat/completions"),
+            Some(Endpoint::OpenAiChat)
+        );
+        assert_eq!(
+            endpoint(&Method::GET, "/v1/models"),
+            Some(Endpoint::OpenAiModels)
+        );
+        assert_eq!(
+            endpoint(&Method::GET, "/v1/nothing"),
+            Some(Endpoint::Unknown(Protocol::OpenAi))
+        );
+        assert_eq!(
+            endpoint(&Method::GET, "/v1beta/models"),
+            Some(Endpoint::Unknown(Protocol::Gemini))
+        );
+        assert_eq!(endpoint(&Method::GET, "/acme/echo/v1"), None);
+    }
+
+    #[test]
+    fn channel_urls_get_one_v1() {
+        let uri = |base| openai_uri(base, "/chat/completions").unwrap().to_string();
+        assert_eq!(
+            uri("http://127.0.0.1:9/"),
+            "http://127.0.0.1:9/v1/chat/completions"
+        );
+        assert_eq!(
+            uri("http://127.0.0.1:9/v1"),
+            "http://127.0.0.1:9/v1/chat/completions"
+        );
+        assert_eq!(
+            uri("https://host/proxy"),
+            "https://host/proxy/v1/chat/completions"
+        );
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        assert_eq!(
+            retry_after(&headers),
+            Some(std::time::Duration::from_secs(2))
+        );
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers), None);
+    }
+}

@@ -1,0 +1,393 @@
+//! The AI gateway end to end: OpenAI chat completions (JSON and SSE) and
+//! models through a real edge to mock providers on loopback ports, with
+//! channel failover, usage and cost recorded, and money enforced before
+//! the provider is called.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_e2e::{Backend, Credentials, TenantFixture, TestSuite};
+use gateway_proto::catalog::v1 as cat;
+use gateway_proto::identity::v1 as id;
+use gateway_proto::usage::v1 as usage;
+use gateway_testkit::providers::{Behaviour, openai as mock};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+
+mod edge_support;
+
+use edge_support::{HttpClient, http_client};
+
+const MODEL: &str = "gpt-test";
+/// $2 per million prompt tokens, $8 per million completion tokens.
+const INPUT_PRICE: i64 = 2_000_000;
+const OUTPUT_PRICE: i64 = 8_000_000;
+
+async fn channel(
+    suite: &TestSuite,
+    tenant: &TenantFixture,
+    name: &str,
+    upstream: SocketAddr,
+    priority: i32,
+) -> String {
+    let mut catalog = suite
+        .catalog_as(Credentials::bearer(&tenant.admin_token))
+        .await;
+    catalog
+        .create_channel(cat::CreateChannelRequest {
+            channel: Some(cat::Channel {
+                name: name.to_owned(),
+                provider: cat::Provider::Openai.into(),
+                base_url: format!("http://{upstream}"),
+                models: vec![MODEL.to_owned()],
+                model_mapping: [(MODEL.to_owned(), format!("{MODEL}-{name}"))]
+                    .into_iter()
+                    .collect(),
+                weight: 1,
+                priority,
+                enabled: true,
+                ..Default::default()
+            }),
+            secret: format!("sk-provider-{name}"),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .channel
+        .unwrap()
+        .id
+}
+
+async fn price(suite: &TestSuite, tenant: &TenantFixture) {
+    let mut catalog = suite
+        .catalog_as(Credentials::bearer(&tenant.admin_token))
+        .await;
+    catalog
+        .create_model_price(cat::CreateModelPriceRequest {
+            model_price: Some(cat::ModelPrice {
+                tenant_id: tenant.id.clone(),
+                model: MODEL.to_owned(),
+                input_micros_per_million_tokens: INPUT_PRICE,
+                output_micros_per_million_tokens: OUTPUT_PRICE,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+}
+
+/// Credits the tenant admin's balance (their personal keys pay from it).
+async fn credit(suite: &TestSuite, tenant: &TenantFixture, amount_micros: i64) {
+    use gateway_proto::quota::v1 as quota;
+    let mut quota_admin = suite
+        .quota_as(Credentials::bearer(&tenant.admin_token))
+        .await;
+    quota_admin
+        .adjust_balance(quota::AdjustBalanceRequest {
+            owner: Some(quota::BalanceOwner {
+                kind: quota::BalanceOwnerKind::User.into(),
+                id: tenant.admin_id.clone(),
+            }),
+            amount_micros,
+            reason: "test credit".to_owned(),
+            idempotency_key: uuid::Uuid::now_v7().to_string(),
+        })
+        .await
+        .unwrap();
+}
+
+async fn key(suite: &TestSuite, tenant: &TenantFixture, spend_limit_micros: Option<i64>) -> String {
+    let mut identity = suite
+        .identity_as(Credentials::bearer(&tenant.admin_token))
+        .await;
+    identity
+        .create_api_key(id::CreateApiKeyRequest {
+            api_key: Some(id::ApiKey {
+                name: "ai".to_owned(),
+                spend_limit_micros,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key
+}
+
+type Answer = (StatusCode, http::HeaderMap, Bytes);
+
+async fn post(
+    client: &HttpClient,
+    edge: SocketAddr,
+    key: Option<&str>,
+    body: serde_json::Value,
+) -> Answer {
+    let mut request = Request::post(format!("http://{edge}/v1/chat/completions"))
+        .header("content-type", "application/json");
+    if let Some(key) = key {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    let body = Full::new(Bytes::from(body.to_string())).boxed();
+    let response = client.request(request.body(body).unwrap()).await.unwrap();
+    let (parts, body) = response.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+async fn models(client: &HttpClient, edge: SocketAddr, key: &str) -> serde_json::Value {
+    let request = Request::get(format!("http://{edge}/v1/models"))
+        .header("authorization", format!("Bearer {key}"))
+        .body(edge_support::empty())
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap()
+}
+
+/// Waits until the edge's snapshot has the channel (the key sees the model).
+async fn until_served(client: &HttpClient, edge: SocketAddr, key: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while models(client, edge, key).await["data"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the channel never reached the edge"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn chat(stream: bool, extra: serde_json::Value) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Say hello."}],
+        "stream": stream,
+    });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    body
+}
+
+fn json(answer: &Answer) -> serde_json::Value {
+    serde_json::from_slice(&answer.2).unwrap_or_else(|_| panic!("{answer:?}"))
+}
+
+async fn ai_events(
+    suite: &TestSuite,
+    tenant: &TenantFixture,
+    count: usize,
+) -> Vec<usage::UsageEvent> {
+    let events = edge_support::usage_events_until(suite, tenant, |events| {
+        events
+            .iter()
+            .filter(|event| !event.model.is_empty())
+            .count()
+            >= count
+    })
+    .await;
+    events
+        .into_iter()
+        .filter(|event| !event.model.is_empty())
+        .collect()
+}
+
+fn cost(prompt: i64, completion: i64) -> i64 {
+    (prompt * INPUT_PRICE + completion * OUTPUT_PRICE + 999_999) / 1_000_000
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_chat_is_served_from_channels_with_usage_cost_and_failover() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let acme = suite.tenant("acme").await;
+    let (good, good_mock) = mock::start(Behaviour::Answer).await;
+    let (busy, busy_mock) = mock::start(Behaviour::RateLimited(30)).await;
+    let good_id = channel(&suite, &acme, "good", good, 1).await;
+    // Preferred by priority, but rate limited: the edge fails over.
+    let busy_id = channel(&suite, &acme, "busy", busy, 5).await;
+    price(&suite, &acme).await;
+    credit(&suite, &acme, 10_000_000).await;
+    let key = key(&suite, &acme, None).await;
+    let (client, edge) = (http_client(), suite.addresses.edge);
+    until_served(&client, edge, &key).await;
+    let listed = models(&client, edge, &key).await;
+    assert_eq!(listed["data"][0]["id"], MODEL, "{listed}");
+
+    // JSON: the busy channel is tried, cools down, the good one answers.
+    let answer = post(
+        &client,
+        edge,
+        Some(&key),
+        chat(false, serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(answer.0, StatusCode::OK, "{answer:?}");
+    let body = json(&answer);
+    assert_eq!(body["choices"][0]["message"]["content"], mock::TEXT);
+    assert_eq!(
+        body["model"],
+        format!("{MODEL}-good"),
+        "the channel's model name"
+    );
+    assert!(answer.1.contains_key("x-request-id"));
+    assert_eq!(busy_mock.received().len(), 1);
+    let sent = &good_mock.received()[0];
+    assert_eq!(sent.headers["authorization"], "Bearer sk-provider-good");
+    assert_eq!(sent.body["model"], format!("{MODEL}-good"));
+
+    // Streams: usage asked of the provider, hidden from a client that did
+    // not ask, shown to one that did. The busy channel is cooling: skipped.
+    let streamed = post(&client, edge, Some(&key), chat(true, serde_json::json!({}))).await;
+    assert_eq!(streamed.0, StatusCode::OK);
+    assert!(
+        streamed.1["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let text = String::from_utf8_lossy(&streamed.2).into_owned();
+    assert!(
+        text.contains("\"content\":\"Hello\"") && text.ends_with("data: [DONE]\n\n"),
+        "{text}"
+    );
+    assert!(!text.contains("prompt_tokens"), "{text}");
+    assert_eq!(
+        good_mock.received()[1].body["stream_options"]["include_usage"],
+        true
+    );
+    assert_eq!(
+        busy_mock.received().len(),
+        1,
+        "a cooling channel is not tried"
+    );
+    let asked = post(
+        &client,
+        edge,
+        Some(&key),
+        chat(
+            true,
+            serde_json::json!({"stream_options": {"include_usage": true}}),
+        ),
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&asked.2).contains("\"prompt_tokens\":11"));
+
+    // One usage event each, with the real tokens and their cost.
+    let events = ai_events(&suite, &acme, 3).await;
+    assert_eq!(events.len(), 3, "{events:?}");
+    let expected_cost = cost(mock::PROMPT_TOKENS, mock::completion_tokens());
+    for event in &events {
+        assert_eq!(event.model, MODEL);
+        assert_eq!(event.upstream_model, format!("{MODEL}-good"));
+        assert_eq!(event.channel_id, good_id);
+        assert_eq!(event.prompt_tokens, mock::PROMPT_TOKENS);
+        assert_eq!(event.completion_tokens, mock::completion_tokens());
+        assert_eq!(event.cached_tokens, mock::CACHED_TOKENS);
+        assert_eq!(event.cost_micros, expected_cost);
+        assert_eq!(event.status, 200);
+    }
+    assert_eq!(events.iter().filter(|event| event.stream).count(), 2);
+    assert!(
+        events.iter().any(|event| event.attempts == 2),
+        "the failover shows"
+    );
+    assert!(events.iter().all(|event| event.channel_id != busy_id));
+
+    // Errors in OpenAI's own shape.
+    let unknown = post(
+        &client,
+        edge,
+        Some(&key),
+        serde_json::json!({"model": "nope", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(unknown.0, StatusCode::NOT_FOUND);
+    assert_eq!(json(&unknown)["error"]["code"], "model_not_found");
+    let anonymous = post(&client, edge, None, chat(false, serde_json::json!({}))).await;
+    assert_eq!(anonymous.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(json(&anonymous)["error"]["type"], "authentication_error");
+    let forged = post(
+        &client,
+        edge,
+        Some("sk-not-a-real-key"),
+        chat(false, serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(forged.0, StatusCode::UNAUTHORIZED);
+    let broken = post(
+        &client,
+        edge,
+        Some(&key),
+        serde_json::json!({"model": MODEL}),
+    )
+    .await;
+    assert_eq!(broken.0, StatusCode::BAD_REQUEST);
+    assert_eq!(json(&broken)["error"]["type"], "invalid_request_error");
+
+    // The last channel failing: 502; then every channel cools, and the
+    // client is told when to come back.
+    good_mock.set(Behaviour::ServerError);
+    let failing = post(
+        &client,
+        edge,
+        Some(&key),
+        chat(false, serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(failing.0, StatusCode::BAD_GATEWAY, "{failing:?}");
+    assert_eq!(json(&failing)["error"]["type"], "api_error");
+    let cooling = post(
+        &client,
+        edge,
+        Some(&key),
+        chat(false, serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(cooling.0, StatusCode::SERVICE_UNAVAILABLE, "{cooling:?}");
+    assert!(cooling.1.contains_key("retry-after"));
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_limits_are_enforced_before_the_provider_is_called() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let acme = suite.tenant("acme").await;
+    let (upstream, provider) = mock::start(Behaviour::Answer).await;
+    channel(&suite, &acme, "only", upstream, 1).await;
+    price(&suite, &acme).await;
+    credit(&suite, &acme, 10_000_000).await;
+    // $0.0001: one small answer (about 60 micro-USD), not two.
+    let key = key(&suite, &acme, Some(100)).await;
+    let (client, edge) = (http_client(), suite.addresses.edge);
+    until_served(&client, edge, &key).await;
+    let small = serde_json::json!({"max_tokens": 5});
+    let first = post(&client, edge, Some(&key), chat(false, small.clone())).await;
+    assert_eq!(first.0, StatusCode::OK, "{first:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        // The Commit of the first answer lands shortly after it.
+        let answer = post(&client, edge, Some(&key), chat(false, small.clone())).await;
+        if answer.0 != StatusCode::OK || std::time::Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(refused.0, StatusCode::PAYMENT_REQUIRED, "{refused:?}");
+    assert_eq!(json(&refused)["error"]["type"], "insufficient_quota");
+    let calls = provider.received().len();
+    let again = post(&client, edge, Some(&key), chat(false, small)).await;
+    assert_eq!(again.0, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(
+        provider.received().len(),
+        calls,
+        "refused before the provider"
+    );
+    suite.stop().await.unwrap();
+}
