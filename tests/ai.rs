@@ -391,3 +391,41 @@ async fn spend_limits_are_enforced_before_the_provider_is_called() {
     );
     suite.stop().await.unwrap();
 }
+
+/// The interpreter of the venv with the official SDKs (`.ci/run` makes it);
+/// without it the SDK tests skip, except under CI.
+fn sdk_python() -> Option<String> {
+    gateway_testkit::server_url("GATEWAY_TEST_PYTHON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_openai_sdk_works_against_the_edge() {
+    let Some(python) = sdk_python() else { return };
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let acme = suite.tenant("acme").await;
+    let (upstream, _provider) = mock::start(Behaviour::Answer).await;
+    channel(&suite, &acme, "only", upstream, 1).await;
+    price(&suite, &acme).await;
+    credit(&suite, &acme, 10_000_000).await;
+    let key = key(&suite, &acme, None).await;
+    let (client, edge) = (http_client(), suite.addresses.edge);
+    until_served(&client, edge, &key).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/openai_client.py");
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .env("EDGE_URL", format!("http://{edge}"))
+            .env("GATEWAY_KEY", &key)
+            .env("MODEL", MODEL)
+            .env("TEXT", mock::TEXT)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stdout.trim(), "ok");
+    suite.stop().await.unwrap();
+}

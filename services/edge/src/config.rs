@@ -59,7 +59,9 @@ pub struct Config {
     /// edge keeps reading the provider for its final usage.
     pub ai_stream_drain_secs: u64,
     pub ai_stream_drain_bytes: u64,
-    /// Largest non-streamed AI answer read from a provider.
+    /// A non-streamed AI answer is passed through as it comes and kept up
+    /// to this size to read its usage; a larger one is counted with the
+    /// tokenizer instead.
     pub ai_max_answer_bytes: u64,
 }
 
