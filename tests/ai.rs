@@ -13,7 +13,7 @@ use gateway_e2e::{Backend, Credentials, TenantFixture, TestSuite};
 use gateway_proto::catalog::v1 as cat;
 use gateway_proto::identity::v1 as id;
 use gateway_proto::usage::v1 as usage;
-use gateway_testkit::providers::{Behaviour, openai as mock};
+use gateway_testkit::providers::{self, Behaviour, anthropic, openai as mock};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 
@@ -33,6 +33,23 @@ async fn channel(
     upstream: SocketAddr,
     priority: i32,
 ) -> String {
+    provider_channel(
+        suite,
+        tenant,
+        (name, cat::Provider::Openai, MODEL),
+        upstream,
+        priority,
+    )
+    .await
+}
+
+async fn provider_channel(
+    suite: &TestSuite,
+    tenant: &TenantFixture,
+    (name, provider, model): (&str, cat::Provider, &str),
+    upstream: SocketAddr,
+    priority: i32,
+) -> String {
     let mut catalog = suite
         .catalog_as(Credentials::bearer(&tenant.admin_token))
         .await;
@@ -40,10 +57,10 @@ async fn channel(
         .create_channel(cat::CreateChannelRequest {
             channel: Some(cat::Channel {
                 name: name.to_owned(),
-                provider: cat::Provider::Openai.into(),
+                provider: provider.into(),
                 base_url: format!("http://{upstream}"),
-                models: vec![MODEL.to_owned()],
-                model_mapping: [(MODEL.to_owned(), format!("{MODEL}-{name}"))]
+                models: vec![model.to_owned()],
+                model_mapping: [(model.to_owned(), format!("{model}-{name}"))]
                     .into_iter()
                     .collect(),
                 weight: 1,
@@ -62,6 +79,10 @@ async fn channel(
 }
 
 async fn price(suite: &TestSuite, tenant: &TenantFixture) {
+    model_price(suite, tenant, MODEL).await;
+}
+
+async fn model_price(suite: &TestSuite, tenant: &TenantFixture, model: &str) {
     let mut catalog = suite
         .catalog_as(Credentials::bearer(&tenant.admin_token))
         .await;
@@ -69,7 +90,7 @@ async fn price(suite: &TestSuite, tenant: &TenantFixture) {
         .create_model_price(cat::CreateModelPriceRequest {
             model_price: Some(cat::ModelPrice {
                 tenant_id: tenant.id.clone(),
-                model: MODEL.to_owned(),
+                model: model.to_owned(),
                 input_micros_per_million_tokens: INPUT_PRICE,
                 output_micros_per_million_tokens: OUTPUT_PRICE,
                 ..Default::default()
@@ -230,7 +251,7 @@ async fn openai_chat_is_served_from_channels_with_usage_cost_and_failover() {
     .await;
     assert_eq!(answer.0, StatusCode::OK, "{answer:?}");
     let body = json(&answer);
-    assert_eq!(body["choices"][0]["message"]["content"], mock::TEXT);
+    assert_eq!(body["choices"][0]["message"]["content"], providers::TEXT);
     assert_eq!(
         body["model"],
         format!("{MODEL}-good"),
@@ -282,14 +303,14 @@ async fn openai_chat_is_served_from_channels_with_usage_cost_and_failover() {
     // One usage event each, with the real tokens and their cost.
     let events = ai_events(&suite, &acme, 3).await;
     assert_eq!(events.len(), 3, "{events:?}");
-    let expected_cost = cost(mock::PROMPT_TOKENS, mock::completion_tokens());
+    let expected_cost = cost(providers::PROMPT_TOKENS, providers::completion_tokens());
     for event in &events {
         assert_eq!(event.model, MODEL);
         assert_eq!(event.upstream_model, format!("{MODEL}-good"));
         assert_eq!(event.channel_id, good_id);
-        assert_eq!(event.prompt_tokens, mock::PROMPT_TOKENS);
-        assert_eq!(event.completion_tokens, mock::completion_tokens());
-        assert_eq!(event.cached_tokens, mock::CACHED_TOKENS);
+        assert_eq!(event.prompt_tokens, providers::PROMPT_TOKENS);
+        assert_eq!(event.completion_tokens, providers::completion_tokens());
+        assert_eq!(event.cached_tokens, providers::CACHED_TOKENS);
         assert_eq!(event.cost_micros, expected_cost);
         assert_eq!(event.status, 200);
     }
@@ -398,26 +419,17 @@ fn sdk_python() -> Option<String> {
     gateway_testkit::server_url("GATEWAY_TEST_PYTHON")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_official_openai_sdk_works_against_the_edge() {
-    let Some(python) = sdk_python() else { return };
-    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
-    let acme = suite.tenant("acme").await;
-    let (upstream, _provider) = mock::start(Behaviour::Answer).await;
-    channel(&suite, &acme, "only", upstream, 1).await;
-    price(&suite, &acme).await;
-    credit(&suite, &acme, 10_000_000).await;
-    let key = key(&suite, &acme, None).await;
-    let (client, edge) = (http_client(), suite.addresses.edge);
-    until_served(&client, edge, &key).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/openai_client.py");
+/// Runs `tests/sdk/{script}` with the edge, key, model and expected text.
+async fn run_sdk(python: String, script: &str, edge: SocketAddr, key: String, model: &str) {
+    let script = format!("{}/sdk/{script}", env!("CARGO_MANIFEST_DIR"));
+    let model = model.to_owned();
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(python)
             .arg(script)
             .env("EDGE_URL", format!("http://{edge}"))
             .env("GATEWAY_KEY", &key)
-            .env("MODEL", MODEL)
-            .env("TEXT", mock::TEXT)
+            .env("MODEL", model)
+            .env("TEXT", providers::TEXT)
             .output()
     })
     .await
@@ -427,5 +439,179 @@ async fn the_official_openai_sdk_works_against_the_edge() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert_eq!(stdout.trim(), "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_sdks_work_against_the_edge() {
+    let Some(python) = sdk_python() else { return };
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let acme = suite.tenant("acme").await;
+    let (gpt, _gpt) = mock::start(Behaviour::Answer).await;
+    let (claude, _claude) = anthropic::start(Behaviour::Answer).await;
+    channel(&suite, &acme, "only", gpt, 1).await;
+    provider_channel(
+        &suite,
+        &acme,
+        ("claude", cat::Provider::Anthropic, CLAUDE),
+        claude,
+        1,
+    )
+    .await;
+    price(&suite, &acme).await;
+    model_price(&suite, &acme, CLAUDE).await;
+    credit(&suite, &acme, 10_000_000).await;
+    let key = key(&suite, &acme, None).await;
+    let (client, edge) = (http_client(), suite.addresses.edge);
+    until_served(&client, edge, &key).await;
+    run_sdk(python.clone(), "openai_client.py", edge, key.clone(), MODEL).await;
+    run_sdk(python, "anthropic_client.py", edge, key, CLAUDE).await;
+    suite.stop().await.unwrap();
+}
+
+const CLAUDE: &str = "claude-test";
+
+async fn anthropic_post(
+    client: &HttpClient,
+    edge: SocketAddr,
+    key: &str,
+    body: serde_json::Value,
+) -> Answer {
+    let request = Request::post(format!("http://{edge}/v1/messages"))
+        .header("content-type", "application/json")
+        .header("x-api-key", key)
+        .header("anthropic-version", "2023-06-01")
+        .body(Full::new(Bytes::from(body.to_string())).boxed())
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+fn messages(stream: bool) -> serde_json::Value {
+    serde_json::json!({
+        "model": CLAUDE, "max_tokens": 100, "stream": stream,
+        "system": "Be brief.",
+        "messages": [{"role": "user", "content": "Say hello."}],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_messages_reach_anthropic_channels_only() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let acme = suite.tenant("acme").await;
+    let (claude, claude_mock) = anthropic::start(Behaviour::Answer).await;
+    let (gpt, gpt_mock) = mock::start(Behaviour::Answer).await;
+    let claude_id = provider_channel(
+        &suite,
+        &acme,
+        ("claude", cat::Provider::Anthropic, CLAUDE),
+        claude,
+        1,
+    )
+    .await;
+    // An OpenAI channel serving the same name is never used for Messages.
+    provider_channel(
+        &suite,
+        &acme,
+        ("gpt", cat::Provider::Openai, CLAUDE),
+        gpt,
+        9,
+    )
+    .await;
+    model_price(&suite, &acme, CLAUDE).await;
+    credit(&suite, &acme, 10_000_000).await;
+    let key = key(&suite, &acme, None).await;
+    let (client, edge) = (http_client(), suite.addresses.edge);
+    until_served(&client, edge, &key).await;
+
+    let answer = anthropic_post(&client, edge, &key, messages(false)).await;
+    assert_eq!(answer.0, StatusCode::OK, "{answer:?}");
+    let body = json(&answer);
+    assert_eq!(body["content"][0]["text"], providers::TEXT);
+    let sent = &claude_mock.received()[0];
+    assert_eq!(sent.headers["x-api-key"], "sk-provider-claude");
+    assert_eq!(sent.headers["anthropic-version"], "2023-06-01");
+    assert!(!sent.headers.contains_key("authorization"));
+    assert_eq!(sent.body["model"], format!("{CLAUDE}-claude"));
+    assert!(gpt_mock.received().is_empty());
+
+    let streamed = anthropic_post(&client, edge, &key, messages(true)).await;
+    assert_eq!(streamed.0, StatusCode::OK);
+    let text = String::from_utf8_lossy(&streamed.2).into_owned();
+    assert!(text.starts_with("event: message_start"), "{text}");
+    assert!(text.contains("event: message_stop"), "{text}");
+
+    let events = ai_events(&suite, &acme, 2).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    for event in &events {
+        assert_eq!(event.channel_id, claude_id);
+        assert_eq!(
+            event.prompt_tokens,
+            providers::PROMPT_TOKENS,
+            "input + cache reads"
+        );
+        assert_eq!(event.cached_tokens, providers::CACHED_TOKENS);
+        assert_eq!(event.completion_tokens, providers::completion_tokens());
+        assert_eq!(
+            event.cost_micros,
+            cost(providers::PROMPT_TOKENS, providers::completion_tokens())
+        );
+    }
+
+    // The model list in Anthropic's shape, token counting, and errors in
+    // Anthropic's own body.
+    let request = Request::get(format!("http://{edge}/v1/models"))
+        .header("x-api-key", &key)
+        .header("anthropic-version", "2023-06-01")
+        .body(edge_support::empty())
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(
+        &client
+            .request(request)
+            .await
+            .unwrap()
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes(),
+    )
+    .unwrap();
+    assert_eq!(listed["data"][0]["type"], "model");
+    assert_eq!(listed["data"][0]["id"], CLAUDE);
+    let request = Request::post(format!("http://{edge}/v1/messages/count_tokens"))
+        .header("x-api-key", &key)
+        .body(Full::new(Bytes::from(serde_json::json!({"model": CLAUDE, "messages": [{"role": "user", "content": "Say hello."}]}).to_string())).boxed())
+        .unwrap();
+    let counted: serde_json::Value = serde_json::from_slice(
+        &client
+            .request(request)
+            .await
+            .unwrap()
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes(),
+    )
+    .unwrap();
+    assert!(counted["input_tokens"].as_i64().unwrap() > 0, "{counted}");
+    let missing = anthropic_post(
+        &client,
+        edge,
+        &key,
+        serde_json::json!({"model": CLAUDE, "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(missing.0, StatusCode::BAD_REQUEST);
+    assert_eq!(json(&missing)["type"], "error");
+    assert_eq!(json(&missing)["error"]["type"], "invalid_request_error");
+    let unknown = anthropic_post(&client, edge, &key, serde_json::json!({"model": "nope", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})).await;
+    assert_eq!(unknown.0, StatusCode::NOT_FOUND);
+    assert_eq!(json(&unknown)["error"]["type"], "not_found_error");
     suite.stop().await.unwrap();
 }

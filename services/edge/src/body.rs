@@ -144,14 +144,17 @@ pin_project_lite::pin_project! {
     /// Cuts a response body that is still streaming at its deadline (an
     /// API's total upstream timeout) or that goes quiet for longer than
     /// the read timeout, with an error the client sees as a broken stream.
+    /// Timers are armed only when needed: the total one when there is a
+    /// total timeout, the quiet one only while the body is waiting, so a
+    /// body that arrives whole registers no timer at all.
     pub struct Deadline<B> {
         #[pin]
         inner: B,
-        #[pin]
-        total: tokio::time::Sleep,
-        #[pin]
-        quiet: tokio::time::Sleep,
+        total: Option<Pin<Box<tokio::time::Sleep>>>,
+        quiet: Option<Pin<Box<tokio::time::Sleep>>>,
         idle: Duration,
+        // When the last frame arrived (or the body started).
+        last: tokio::time::Instant,
     }
 }
 
@@ -159,14 +162,12 @@ impl<B> Deadline<B> {
     /// `total`: when the body must have ended, if ever; `idle`: the longest
     /// gap between two frames.
     pub fn new(inner: B, total: Option<tokio::time::Instant>, idle: Duration) -> Self {
-        let now = tokio::time::Instant::now();
-        // Far enough to never fire, near enough for the timer wheel.
-        let never = now + Duration::from_secs(365 * 86_400);
         Self {
             inner,
-            total: tokio::time::sleep_until(total.unwrap_or(never)),
-            quiet: tokio::time::sleep_until(now + idle),
+            total: total.map(|at| Box::pin(tokio::time::sleep_until(at))),
+            quiet: None,
             idle,
+            last: tokio::time::Instant::now(),
         }
     }
 }
@@ -182,22 +183,30 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        if this.total.poll(cx).is_ready() {
+        let this = self.project();
+        if let Some(total) = this.total.as_mut()
+            && total.as_mut().poll(cx).is_ready()
+        {
             return Poll::Ready(Some(Err(
                 "the upstream exchange exceeded its total timeout".into(),
             )));
         }
         let polled = this.inner.poll_frame(cx);
         match &polled {
-            Poll::Ready(Some(Ok(_))) => {
-                let next = tokio::time::Instant::now() + *this.idle;
-                this.quiet.as_mut().reset(next);
-            }
-            Poll::Pending if this.quiet.as_mut().poll(cx).is_ready() => {
-                return Poll::Ready(Some(Err(
-                    "the upstream body paused for longer than the read timeout".into(),
-                )));
+            Poll::Ready(Some(Ok(_))) => *this.last = tokio::time::Instant::now(),
+            Poll::Pending => {
+                let due = *this.last + *this.idle;
+                let quiet = this
+                    .quiet
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                if quiet.deadline() != due {
+                    quiet.as_mut().reset(due);
+                }
+                if quiet.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(Err(
+                        "the upstream body paused for longer than the read timeout".into(),
+                    )));
+                }
             }
             _ => {}
         }

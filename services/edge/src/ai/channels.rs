@@ -25,6 +25,8 @@ pub struct Asker<'a> {
     pub superadmin: bool,
     /// Empty = every model.
     pub allowed_models: &'a [String],
+    /// The providers whose channels the endpoint can reach (its protocol).
+    pub providers: &'a [pb::Provider],
 }
 
 impl Asker<'_> {
@@ -153,7 +155,7 @@ fn reachable<'a>(
     let serving: Vec<Serving<'a>> = view
         .channels_for(asker.tenant_id, model)
         .filter_map(|entry| Some((entry, entry.channel.as_ref()?)))
-        .filter(|(_, channel)| channel.weight > 0)
+        .filter(|(_, channel)| channel.weight > 0 && asker.providers.contains(&channel.provider()))
         .collect();
     first_group(&serving, asker)
 }

@@ -1,15 +1,18 @@
-//! The AI gateway: the OpenAI endpoints served from channels, with the
+//! The AI gateway: the OpenAI and Anthropic endpoints served from
+//! channels of the same provider, with the
 //! pieces they are built from: channel selection with cooldowns, each
 //! protocol's error bodies, keys from wherever SDKs put them, money (the
 //! estimate and what a budget pays for), the tokenizer, the SSE parser,
 //! streams passed through with their usage read, and the usage each
 //! provider reports.
 
+pub mod anthropic;
 pub mod channels;
 pub mod errors;
 pub mod keys;
 pub mod money;
 pub mod openai;
+pub mod request;
 pub mod serve;
 pub mod sse;
 pub mod stream;

@@ -1,11 +1,13 @@
 //! The AI request path, stage by stage, for the OpenAI endpoints
 //! (`POST /v1/chat/completions`, `GET /v1/models`) on OpenAI and
-//! OpenAI-compatible channels:
+//! OpenAI-compatible channels, and Anthropic's (`POST /v1/messages`,
+//! `POST /v1/messages/count_tokens`, `GET /v1/models` with an
+//! `anthropic-version` header) on Anthropic channels:
 //!
 //! | # | stage | module |
 //! |---|-------|--------|
 //! | 1 | the key, from any place an SDK puts it | [`super::keys`] |
-//! | 2 | the body, read whole (bounded) and parsed | [`super::openai`] |
+//! | 2 | the body, read whole (bounded) and parsed in its protocol | [`super::request`] |
 //! | 3 | candidate channels for the model | [`super::channels`] |
 //! | 4 | estimate and admit: tokens, cost and balance; max tokens lowered to what the budget pays for | [`super::money`], [`crate::admit`] |
 //! | 5 | attempts: fail over to the next channel on connect errors, timeouts, 429 and 5xx, cooling the failed one | here |
@@ -27,7 +29,7 @@ use hyper::body::Incoming;
 use super::channels::{Asker, Candidate, Channels, NoChannel};
 use super::errors::{self, Kind};
 use super::money::{self, Payer};
-use super::openai::{self, Chat};
+use super::request::{self, Generation};
 use super::stream::{Drain, Observed, StreamEnd, Watch};
 use super::usage::{Protocol, Reported, Tokens};
 use crate::account::{AiOutcome, Ended, Exchange, now_micros};
@@ -41,7 +43,11 @@ use crate::pipeline::Proxy;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     OpenAiChat,
-    OpenAiModels,
+    /// The model list, in Anthropic's shape when the request says
+    /// `anthropic-version`.
+    Models,
+    AnthropicMessages,
+    AnthropicCountTokens,
     /// Under an AI prefix, but nothing the edge serves.
     Unknown(Protocol),
 }
@@ -51,7 +57,9 @@ pub enum Endpoint {
 pub fn endpoint(method: &Method, path: &str) -> Option<Endpoint> {
     let endpoint = match (method, path) {
         (&Method::POST, "/v1/chat/completions") => Endpoint::OpenAiChat,
-        (&Method::GET, "/v1/models") => Endpoint::OpenAiModels,
+        (&Method::GET, "/v1/models") => Endpoint::Models,
+        (&Method::POST, "/v1/messages") => Endpoint::AnthropicMessages,
+        (&Method::POST, "/v1/messages/count_tokens") => Endpoint::AnthropicCountTokens,
         (_, path) if path.starts_with("/v1beta/") => Endpoint::Unknown(Protocol::Gemini),
         (_, path) if path.starts_with("/v1/") => Endpoint::Unknown(Protocol::OpenAi),
         _ => return None,
@@ -62,7 +70,10 @@ pub fn endpoint(method: &Method, path: &str) -> Option<Endpoint> {
 /// The request as the later stages need it.
 struct Asked<'a> {
     caller: Caller,
-    chat: Chat,
+    request: Generation,
+    /// The client's headers (protocol headers such as
+    /// `anthropic-version` go on to the provider).
+    headers: http::HeaderMap,
     request_id: &'a str,
     path: &'a str,
     user_agent: String,
@@ -80,7 +91,12 @@ impl Proxy {
         request_id: &str,
     ) -> Response<EdgeBody> {
         let protocol = match endpoint {
-            Endpoint::OpenAiChat | Endpoint::OpenAiModels => Protocol::OpenAi,
+            Endpoint::OpenAiChat => Protocol::OpenAi,
+            Endpoint::Models if request.headers().contains_key("anthropic-version") => {
+                Protocol::Anthropic
+            }
+            Endpoint::Models => Protocol::OpenAi,
+            Endpoint::AnthropicMessages | Endpoint::AnthropicCountTokens => Protocol::Anthropic,
             Endpoint::Unknown(protocol) => protocol,
         };
         if let Endpoint::Unknown(_) = endpoint {
@@ -96,8 +112,9 @@ impl Proxy {
             Err(halt) => return errors::from_halt(protocol, &halt, request_id),
         };
         match endpoint {
-            Endpoint::OpenAiModels => self.models(&caller, request_id),
-            _ => self.chat(request, caller, request_id).await,
+            Endpoint::Models => self.models(protocol, &caller, request_id),
+            Endpoint::AnthropicCountTokens => self.count_tokens(request, request_id).await,
+            _ => self.generate(protocol, request, caller, request_id).await,
         }
     }
 
@@ -129,29 +146,71 @@ impl Proxy {
             .await
     }
 
-    /// `GET /v1/models`: exactly the models this key can reach.
-    fn models(&self, caller: &Caller, request_id: &str) -> Response<EdgeBody> {
+    /// `GET /v1/models`: exactly the models this key can reach through
+    /// the protocol's channels, in that protocol's shape.
+    fn models(&self, protocol: Protocol, caller: &Caller, request_id: &str) -> Response<EdgeBody> {
         let view = self.catalog.view();
-        let models = Channels::models(&view, &asker(&caller.principal));
-        let data: Vec<serde_json::Value> = models
-            .iter()
-            .map(|model| serde_json::json!({"id": model, "object": "model", "created": 0, "owned_by": "gateway"}))
-            .collect();
-        json_response(
-            StatusCode::OK,
-            &serde_json::json!({"object": "list", "data": data}),
-            request_id,
-        )
+        let models = Channels::models(&view, &asker(&caller.principal, protocol));
+        let listed = match protocol {
+            Protocol::Anthropic => {
+                let data: Vec<serde_json::Value> = models
+                    .iter()
+                    .map(|model| serde_json::json!({"type": "model", "id": model, "display_name": model, "created_at": "1970-01-01T00:00:00Z"}))
+                    .collect();
+                serde_json::json!({"data": data, "has_more": false,
+                    "first_id": models.first(), "last_id": models.last()})
+            }
+            _ => {
+                let data: Vec<serde_json::Value> = models
+                    .iter()
+                    .map(|model| serde_json::json!({"id": model, "object": "model", "created": 0, "owned_by": "gateway"}))
+                    .collect();
+                serde_json::json!({"object": "list", "data": data})
+            }
+        };
+        json_response(StatusCode::OK, &listed, request_id)
     }
 
-    /// `POST /v1/chat/completions`, stages 2 to 7.
-    async fn chat(
+    /// `POST /v1/messages/count_tokens`, answered by the edge with its
+    /// tokenizer: no provider call and nothing billed.
+    async fn count_tokens(
         &self,
+        request: Request<Incoming>,
+        request_id: &str,
+    ) -> Response<EdgeBody> {
+        let protocol = Protocol::Anthropic;
+        let bytes = match self
+            .ai_body(protocol, request.into_body(), request_id)
+            .await
+        {
+            Ok(bytes) => bytes,
+            Err(answer) => return *answer,
+        };
+        // Counting needs no answer length: parse as a request with one.
+        let mut body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        if let Some(body) = body.as_object_mut() {
+            body.insert("max_tokens".to_owned(), serde_json::Value::from(1));
+        }
+        match Generation::parse(protocol, body.to_string().as_bytes()) {
+            Ok(parsed) => json_response(
+                StatusCode::OK,
+                &serde_json::json!({"input_tokens": parsed.prompt_tokens()}),
+                request_id,
+            ),
+            Err(message) => {
+                errors::response(protocol, Kind::BadRequest, &message, request_id, None)
+            }
+        }
+    }
+
+    /// A generation (chat completions, messages), stages 2 to 7.
+    async fn generate(
+        &self,
+        protocol: Protocol,
         request: Request<Incoming>,
         caller: Caller,
         request_id: &str,
     ) -> Response<EdgeBody> {
-        let protocol = Protocol::OpenAi;
         let started = (Instant::now(), now_micros());
         let path = request.uri().path().to_owned();
         let user_agent = request
@@ -160,19 +219,21 @@ impl Proxy {
             .and_then(|value| value.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let bytes = match self.ai_body(request.into_body(), request_id).await {
+        let (parts, body) = request.into_parts();
+        let bytes = match self.ai_body(protocol, body, request_id).await {
             Ok(bytes) => bytes,
             Err(answer) => return *answer,
         };
-        let chat = match openai::parse(&bytes) {
-            Ok(chat) => chat,
+        let generation = match Generation::parse(protocol, &bytes) {
+            Ok(generation) => generation,
             Err(message) => {
                 return errors::response(protocol, Kind::BadRequest, &message, request_id, None);
             }
         };
         let asked = Asked {
             caller,
-            chat,
+            request: generation,
+            headers: parts.headers,
             request_id,
             path: &path,
             user_agent,
@@ -184,18 +245,18 @@ impl Proxy {
     }
 
     async fn chat_parsed(&self, asked: Asked<'_>) -> Response<EdgeBody> {
-        let (protocol, request_id) = (Protocol::OpenAi, asked.request_id);
+        let (protocol, request_id) = (asked.request.protocol(), asked.request_id);
         let view = self.catalog.view();
         let candidates = match self.ai.channels.candidates(
             &view,
-            &asker(&asked.caller.principal),
-            &asked.chat.model,
+            &asker(&asked.caller.principal, protocol),
+            asked.request.model(),
         ) {
             Ok(candidates) => candidates,
             Err(NoChannel::UnknownModel) => {
                 let message = format!(
                     "The model `{}` does not exist or you do not have access to it.",
-                    asked.chat.model
+                    asked.request.model()
                 );
                 return errors::response(protocol, Kind::UnknownModel, &message, request_id, None);
             }
@@ -222,6 +283,7 @@ impl Proxy {
     /// Stage 2: the whole body, within the edge's limit.
     async fn ai_body(
         &self,
+        protocol: Protocol,
         body: Incoming,
         request_id: &str,
     ) -> Result<Bytes, Box<Response<EdgeBody>>> {
@@ -244,11 +306,7 @@ impl Proxy {
                     )
                 };
                 Err(Box::new(errors::response(
-                    Protocol::OpenAi,
-                    kind,
-                    &message,
-                    request_id,
-                    None,
+                    protocol, kind, &message, request_id, None,
                 )))
             }
         }
@@ -261,10 +319,10 @@ impl Proxy {
         asked: &Asked<'_>,
         view: &gateway_catalog_client::CatalogView,
     ) -> Result<(Admitted, Option<i64>), Box<Response<EdgeBody>>> {
-        let (protocol, request_id) = (Protocol::OpenAi, asked.request_id);
+        let (protocol, request_id) = (asked.request.protocol(), asked.request_id);
         let principal = &asked.caller.principal;
-        let prompt = asked.chat.prompt_tokens();
-        let asked_max = asked.chat.max_tokens;
+        let prompt = asked.request.prompt_tokens();
+        let asked_max = asked.request.max_tokens();
         let completion = asked_max.unwrap_or(self.config.ai_default_max_tokens);
         let payer = payer(principal);
         let usage = Usage {
@@ -272,7 +330,7 @@ impl Proxy {
             completion_tokens: completion,
             cached_tokens: 0,
         };
-        let quote = match money::quote(view.prices(), payer, &asked.chat.model, &usage) {
+        let quote = match money::quote(view.prices(), payer, asked.request.model(), &usage) {
             Ok(quote) => quote,
             Err(error) => {
                 let message = format!("the model cannot be billed: {error}");
@@ -286,7 +344,7 @@ impl Proxy {
             }
         };
         let mut estimate = Estimate {
-            model: asked.chat.model.clone(),
+            model: asked.request.model().to_owned(),
             tokens: prompt.saturating_add(completion),
             cost_micros: quote.cost_micros,
             balance_owner: balance_owner(principal),
@@ -322,7 +380,7 @@ impl Proxy {
             ..usage
         };
         estimate.tokens = prompt.saturating_add(affordable);
-        estimate.cost_micros = money::quote(view.prices(), payer, &asked.chat.model, &fitted)
+        estimate.cost_micros = money::quote(view.prices(), payer, asked.request.model(), &fitted)
             .map_or(budget, |quote| quote.cost_micros);
         tracing::debug!(affordable, budget, "max tokens lowered to fit the budget");
         match self
@@ -358,7 +416,7 @@ impl Proxy {
         exchange: Exchange,
         max_tokens: Option<i64>,
     ) -> Response<EdgeBody> {
-        let (protocol, request_id) = (Protocol::OpenAi, asked.request_id);
+        let (protocol, request_id) = (asked.request.protocol(), asked.request_id);
         let attempts = candidates.len().min(self.config.ai_max_attempts.max(1));
         let mut last = (Kind::Upstream, "no channel answered".to_owned(), None);
         for (attempt, candidate) in candidates.iter().take(attempts).enumerate() {
@@ -437,9 +495,9 @@ impl Proxy {
         max_tokens: Option<i64>,
     ) -> Result<Response<Incoming>, Failure> {
         let body = asked
-            .chat
+            .request
             .upstream_body(candidate.upstream_model, max_tokens);
-        let uri = openai_uri(&candidate.channel.base_url, "/chat/completions")
+        let uri = provider_uri(&candidate.channel.base_url, asked.request.upstream_path())
             .map_err(|_| Failure::Upstream)?;
         let mut upstream = Request::new(
             http_body_util::Full::new(body)
@@ -453,9 +511,9 @@ impl Proxy {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if let Ok(value) = HeaderValue::from_str(&format!("Bearer {}", candidate.entry.secret)) {
-            headers.insert(header::AUTHORIZATION, value);
-        }
+        asked
+            .request
+            .upstream_headers(&candidate.entry.secret, &asked.headers, headers);
         if let Ok(value) = HeaderValue::from_str(asked.request_id) {
             headers.insert(crate::request_id::HEADER, value);
         }
@@ -492,8 +550,8 @@ impl Proxy {
         let body = body.map_err(BoxError::from).boxed_unsync();
         if streamed {
             let watch = Watch {
-                protocol: Protocol::OpenAi,
-                hide_usage: !asked.chat.wants_usage,
+                protocol: asked.request.protocol(),
+                hide_usage: asked.request.hides_usage_chunk(),
                 drain: Drain {
                     time: std::time::Duration::from_secs(self.config.ai_stream_drain_secs),
                     bytes: self.config.ai_stream_drain_bytes,
@@ -528,13 +586,14 @@ impl Proxy {
             payer_tenant: asked.caller.principal.tenant_id.clone(),
             payer_group: payer(&asked.caller.principal).group_id.map(str::to_owned),
             outcome: AiOutcome {
-                model: asked.chat.model.clone(),
+                model: asked.request.model().to_owned(),
                 upstream_model: candidate.upstream_model.to_owned(),
                 channel_id: candidate.channel.id.clone(),
                 stream: streamed,
                 ..AiOutcome::default()
             },
-            prompt_estimate: asked.chat.prompt_tokens(),
+            prompt_estimate: asked.request.prompt_tokens(),
+            protocol: asked.request.protocol(),
             attempts,
             bytes_in: asked.bytes_in,
         }
@@ -549,6 +608,7 @@ struct Billing {
     payer_group: Option<String>,
     outcome: AiOutcome,
     prompt_estimate: i64,
+    protocol: Protocol,
     attempts: u32,
     bytes_in: u64,
 }
@@ -559,9 +619,12 @@ impl Billing {
         let answer = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
         let mut reported = Reported::default();
         if let Some(answer) = &answer {
-            reported.observe(Protocol::OpenAi, answer);
+            reported.observe(self.protocol, answer);
         }
-        let text = answer.as_ref().map(openai::answer_text).unwrap_or_default();
+        let text = answer
+            .as_ref()
+            .map(|answer| request::answer_text(self.protocol, answer))
+            .unwrap_or_default();
         let produced = (200..300).contains(&status);
         let tokens = reported
             .tokens
@@ -632,12 +695,13 @@ impl Billing {
     }
 }
 
-fn asker(principal: &id::Principal) -> Asker<'_> {
+fn asker(principal: &id::Principal, protocol: Protocol) -> Asker<'_> {
     Asker {
         tenant_id: &principal.tenant_id,
         groups: &principal.groups,
         superadmin: principal.role() == id::Role::Superadmin,
         allowed_models: &principal.allowed_models,
+        providers: Generation::providers(protocol),
     }
 }
 
@@ -682,8 +746,9 @@ fn exchange(asked: &Asked<'_>, admitted: Admitted) -> Exchange {
 }
 
 /// `{base}/v1{path}`, or `{base}{path}` when the base already ends in
-/// `/v1` (as OpenAI-compatible servers are often configured).
-fn openai_uri(base: &str, path: &str) -> Result<http::Uri, http::Error> {
+/// `/v1` (as OpenAI-compatible servers are often configured); OpenAI and
+/// Anthropic both version their paths so.
+fn provider_uri(base: &str, path: &str) -> Result<http::Uri, http::Error> {
     let trimmed = base.trim_end_matches('/');
     let path = if trimmed.ends_with("/v1") {
         path.to_owned()
@@ -746,10 +811,7 @@ mod tests {
             endpoint(&Method::POST, "/v1/chat/completions"),
             Some(Endpoint::OpenAiChat)
         );
-        assert_eq!(
-            endpoint(&Method::GET, "/v1/models"),
-            Some(Endpoint::OpenAiModels)
-        );
+        assert_eq!(endpoint(&Method::GET, "/v1/models"), Some(Endpoint::Models));
         assert_eq!(
             endpoint(&Method::GET, "/v1/nothing"),
             Some(Endpoint::Unknown(Protocol::OpenAi))
@@ -763,7 +825,7 @@ mod tests {
 
     #[test]
     fn channel_urls_get_one_v1() {
-        let uri = |base| openai_uri(base, "/chat/completions").unwrap().to_string();
+        let uri = |base| provider_uri(base, "/chat/completions").unwrap().to_string();
         assert_eq!(
             uri("http://127.0.0.1:9/"),
             "http://127.0.0.1:9/v1/chat/completions"

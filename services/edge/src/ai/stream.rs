@@ -98,7 +98,7 @@ impl State {
                 if self.hide_usage && super::openai::is_usage_chunk(document) {
                     continue;
                 }
-                let text = super::openai::chunk_text(document);
+                let text = super::request::event_text(self.protocol, document);
                 if !text.is_empty() && self.end.text.len() < MAX_TEXT_BYTES {
                     self.end.text.push_str(&text);
                 }

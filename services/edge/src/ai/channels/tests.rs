@@ -43,6 +43,7 @@ fn asker<'a>(groups: &'a [id::PrincipalGroup], allowed: &'a [String]) -> Asker<'
         groups,
         superadmin: false,
         allowed_models: allowed,
+        providers: &[pb::Provider::Openai],
     }
 }
 
@@ -116,6 +117,19 @@ fn models_are_mapped_per_channel_and_limited_by_the_key() {
         Channels::models(&view, &asker(&[], &[])),
         ["gpt-x", "gpt-y"]
     );
+}
+
+#[test]
+fn only_channels_of_the_endpoints_providers_are_reached() {
+    let mut anthropic = channel("claude", 9, 1, &[]);
+    if let Some(channel) = anthropic.channel.as_mut() {
+        channel.provider = pb::Provider::Anthropic.into();
+    }
+    let view = view(vec![anthropic, channel("gpt", 1, 1, &[])]);
+    let found = Channels::default()
+        .candidates(&view, &asker(&[], &[]), "gpt-x")
+        .unwrap();
+    assert_eq!(ids(&found), ["gpt"]);
 }
 
 #[test]

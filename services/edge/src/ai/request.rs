@@ -1,0 +1,174 @@
+//! A generation request in its own protocol, behind one interface for the
+//! AI path's stages: what it asks for (model, stream, max tokens, prompt
+//! size), the body and headers for a channel of the same provider, and
+//! where the delivered text is in its answers and stream events.
+
+use bytes::Bytes;
+use gateway_proto::catalog::v1 as pb;
+use http::HeaderMap;
+use http::header::{self, HeaderName, HeaderValue};
+
+use super::usage::Protocol;
+use super::{anthropic, openai};
+
+/// The `anthropic-version` sent when the client names none.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+#[derive(Debug)]
+pub enum Generation {
+    OpenAi(openai::Chat),
+    Anthropic(anthropic::Messages),
+}
+
+impl Generation {
+    pub fn parse(protocol: Protocol, bytes: &[u8]) -> Result<Self, String> {
+        match protocol {
+            Protocol::OpenAi => openai::parse(bytes).map(Self::OpenAi),
+            Protocol::Anthropic => anthropic::parse(bytes).map(Self::Anthropic),
+            Protocol::Gemini => Err("the Gemini endpoints are not served yet".to_owned()),
+        }
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            Self::OpenAi(_) => Protocol::OpenAi,
+            Self::Anthropic(_) => Protocol::Anthropic,
+        }
+    }
+
+    pub fn model(&self) -> &str {
+        match self {
+            Self::OpenAi(chat) => &chat.model,
+            Self::Anthropic(messages) => &messages.model,
+        }
+    }
+
+    pub fn stream(&self) -> bool {
+        match self {
+            Self::OpenAi(chat) => chat.stream,
+            Self::Anthropic(messages) => messages.stream,
+        }
+    }
+
+    /// The max tokens the client asked for, if any.
+    pub fn max_tokens(&self) -> Option<i64> {
+        match self {
+            Self::OpenAi(chat) => chat.max_tokens,
+            Self::Anthropic(messages) => Some(messages.max_tokens),
+        }
+    }
+
+    pub fn prompt_tokens(&self) -> i64 {
+        match self {
+            Self::OpenAi(chat) => chat.prompt_tokens(),
+            Self::Anthropic(messages) => messages.prompt_tokens(),
+        }
+    }
+
+    /// OpenAI's usage chunk is asked for on every stream; a client that
+    /// did not ask does not see it.
+    pub fn hides_usage_chunk(&self) -> bool {
+        matches!(self, Self::OpenAi(chat) if !chat.wants_usage)
+    }
+
+    pub fn upstream_body(&self, upstream_model: &str, max_tokens: Option<i64>) -> Bytes {
+        match self {
+            Self::OpenAi(chat) => chat.upstream_body(upstream_model, max_tokens),
+            Self::Anthropic(messages) => messages.upstream_body(upstream_model, max_tokens),
+        }
+    }
+
+    /// The providers whose channels speak this protocol.
+    pub fn providers(protocol: Protocol) -> &'static [pb::Provider] {
+        match protocol {
+            Protocol::OpenAi => &[pb::Provider::Openai, pb::Provider::OpenaiCompatible],
+            Protocol::Anthropic => &[pb::Provider::Anthropic],
+            Protocol::Gemini => &[pb::Provider::Gemini],
+        }
+    }
+
+    /// The path below the channel's base URL, its `/v1` included.
+    pub fn upstream_path(&self) -> &'static str {
+        match self {
+            Self::OpenAi(_) => "/chat/completions",
+            Self::Anthropic(_) => "/messages",
+        }
+    }
+
+    /// The provider key in the provider's header, and the protocol
+    /// headers the client's request carries on.
+    pub fn upstream_headers(&self, secret: &str, client: &HeaderMap, upstream: &mut HeaderMap) {
+        let mut set = |name: HeaderName, value: &str| {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                upstream.insert(name, value);
+            }
+        };
+        match self {
+            Self::OpenAi(_) => set(header::AUTHORIZATION, &format!("Bearer {secret}")),
+            Self::Anthropic(_) => {
+                set(HeaderName::from_static("x-api-key"), secret);
+                let version = client
+                    .get("anthropic-version")
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or(ANTHROPIC_VERSION);
+                set(HeaderName::from_static("anthropic-version"), version);
+                if let Some(beta) = client
+                    .get("anthropic-beta")
+                    .and_then(|value| value.to_str().ok())
+                {
+                    set(HeaderName::from_static("anthropic-beta"), beta);
+                }
+            }
+        }
+    }
+}
+
+/// The text a whole answer delivered, for an estimate without usage.
+pub fn answer_text(protocol: Protocol, answer: &serde_json::Value) -> String {
+    match protocol {
+        Protocol::OpenAi => openai::answer_text(answer),
+        Protocol::Anthropic => anthropic::answer_text(answer),
+        Protocol::Gemini => String::new(),
+    }
+}
+
+/// The text one stream event delivered.
+pub fn event_text(protocol: Protocol, event: &serde_json::Value) -> String {
+    match protocol {
+        Protocol::OpenAi => openai::chunk_text(event),
+        Protocol::Anthropic => anthropic::event_text(event),
+        Protocol::Gemini => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_protocol_sends_the_key_in_its_own_header() {
+        let anthropic = Generation::parse(
+            Protocol::Anthropic,
+            br#"{"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}"#,
+        )
+        .unwrap();
+        let mut client = HeaderMap::new();
+        client.insert("anthropic-beta", HeaderValue::from_static("tools-2024"));
+        let mut upstream = HeaderMap::new();
+        anthropic.upstream_headers("sk-ant", &client, &mut upstream);
+        assert_eq!(upstream["x-api-key"], "sk-ant");
+        assert_eq!(upstream["anthropic-version"], ANTHROPIC_VERSION);
+        assert_eq!(upstream["anthropic-beta"], "tools-2024");
+        assert!(!upstream.contains_key("authorization"));
+        let openai = Generation::parse(
+            Protocol::OpenAi,
+            br#"{"model": "g", "messages": [{"role": "user", "content": "x"}]}"#,
+        )
+        .unwrap();
+        let mut upstream = HeaderMap::new();
+        openai.upstream_headers("sk-oai", &client, &mut upstream);
+        assert_eq!(upstream["authorization"], "Bearer sk-oai");
+        assert!(openai.hides_usage_chunk());
+        assert_eq!(anthropic.max_tokens(), Some(5));
+    }
+}
