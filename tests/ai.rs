@@ -13,7 +13,7 @@ use gateway_e2e::{Backend, Credentials, TenantFixture, TestSuite};
 use gateway_proto::catalog::v1 as cat;
 use gateway_proto::identity::v1 as id;
 use gateway_proto::usage::v1 as usage;
-use gateway_testkit::providers::{self, Behaviour, anthropic, openai as mock};
+use gateway_testkit::providers::{self, Behaviour, anthropic, gemini, openai as mock};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 
@@ -170,19 +170,40 @@ async fn models(client: &HttpClient, edge: SocketAddr, key: &str) -> serde_json:
     serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap()
 }
 
-/// Waits until the edge's snapshot has the channel (the key sees the model).
-async fn until_served(client: &HttpClient, edge: SocketAddr, key: &str) {
+/// The models a key lists through one protocol: OpenAI's list, Anthropic's
+/// (with `anthropic-version`), or Gemini's.
+async fn listed(client: &HttpClient, edge: SocketAddr, key: &str, protocol: &str) -> usize {
+    let (path, headers): (&str, &[(&str, &str)]) = match protocol {
+        "anthropic" => ("/v1/models", &[("anthropic-version", "2023-06-01")]),
+        "gemini" => ("/v1beta/models", &[]),
+        _ => ("/v1/models", &[]),
+    };
+    let answer = edge_support::send(client, edge, "GET", path, key, headers).await;
+    let body: serde_json::Value = serde_json::from_slice(&answer.2).unwrap_or_default();
+    let list = if protocol == "gemini" {
+        &body["models"]
+    } else {
+        &body["data"]
+    };
+    list.as_array().map_or(0, Vec::len)
+}
+
+/// Waits until the edge's snapshot has a channel of each protocol named.
+async fn until_served_by(client: &HttpClient, edge: SocketAddr, key: &str, protocols: &[&str]) {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while models(client, edge, key).await["data"]
-        .as_array()
-        .is_none_or(Vec::is_empty)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the channel never reached the edge"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    for protocol in protocols {
+        while listed(client, edge, key, protocol).await == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {protocol} channel reached the edge"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
+}
+
+async fn until_served(client: &HttpClient, edge: SocketAddr, key: &str) {
+    until_served_by(client, edge, key, &["openai"]).await;
 }
 
 fn chat(stream: bool, extra: serde_json::Value) -> serde_json::Value {
@@ -457,14 +478,27 @@ async fn the_official_sdks_work_against_the_edge() {
         1,
     )
     .await;
+    let (google, _google) = gemini::start(Behaviour::Answer).await;
+    let google_channel = ("google", cat::Provider::Gemini, GEMINI);
+    provider_channel(&suite, &acme, google_channel, google, 1).await;
     price(&suite, &acme).await;
     model_price(&suite, &acme, CLAUDE).await;
+    model_price(&suite, &acme, GEMINI).await;
     credit(&suite, &acme, 10_000_000).await;
     let key = key(&suite, &acme, None).await;
     let (client, edge) = (http_client(), suite.addresses.edge);
     until_served(&client, edge, &key).await;
+    until_served_by(&client, edge, &key, &["openai", "anthropic", "gemini"]).await;
     run_sdk(python.clone(), "openai_client.py", edge, key.clone(), MODEL).await;
-    run_sdk(python, "anthropic_client.py", edge, key, CLAUDE).await;
+    run_sdk(
+        python.clone(),
+        "anthropic_client.py",
+        edge,
+        key.clone(),
+        CLAUDE,
+    )
+    .await;
+    run_sdk(python, "gemini_client.py", edge, key, GEMINI).await;
     suite.stop().await.unwrap();
 }
 
@@ -526,7 +560,7 @@ async fn anthropic_messages_reach_anthropic_channels_only() {
     credit(&suite, &acme, 10_000_000).await;
     let key = key(&suite, &acme, None).await;
     let (client, edge) = (http_client(), suite.addresses.edge);
-    until_served(&client, edge, &key).await;
+    until_served_by(&client, edge, &key, &["openai", "anthropic"]).await;
 
     let answer = anthropic_post(&client, edge, &key, messages(false)).await;
     assert_eq!(answer.0, StatusCode::OK, "{answer:?}");
@@ -613,5 +647,91 @@ async fn anthropic_messages_reach_anthropic_channels_only() {
     let unknown = anthropic_post(&client, edge, &key, serde_json::json!({"model": "nope", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})).await;
     assert_eq!(unknown.0, StatusCode::NOT_FOUND);
     assert_eq!(json(&unknown)["error"]["type"], "not_found_error");
+    suite.stop().await.unwrap();
+}
+
+const GEMINI: &str = "gemini-test";
+
+async fn gemini_post(
+    client: &HttpClient,
+    edge: SocketAddr,
+    path: &str,
+    body: serde_json::Value,
+) -> Answer {
+    let request = Request::post(format!("http://{edge}{path}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())).boxed())
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_generation_with_the_key_in_the_query_never_forwards_it() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let acme = suite.tenant("acme").await;
+    let (google, google_mock) = gemini::start(Behaviour::Answer).await;
+    let google_channel = ("google", cat::Provider::Gemini, GEMINI);
+    let channel_id = provider_channel(&suite, &acme, google_channel, google, 1).await;
+    model_price(&suite, &acme, GEMINI).await;
+    credit(&suite, &acme, 10_000_000).await;
+    let key = key(&suite, &acme, None).await;
+    let (client, edge) = (http_client(), suite.addresses.edge);
+    until_served_by(&client, edge, &key, &["gemini"]).await;
+    let body = serde_json::json!({"contents": [{"role": "user", "parts": [{"text": "Say hello."}]}],
+        "generationConfig": {"maxOutputTokens": 50}});
+
+    let path = format!("/v1beta/models/{GEMINI}:generateContent?key={key}");
+    let answer = gemini_post(&client, edge, &path, body.clone()).await;
+    assert_eq!(answer.0, StatusCode::OK, "{answer:?}");
+    assert_eq!(
+        json(&answer)["candidates"][0]["content"]["parts"][0]["text"],
+        providers::TEXT
+    );
+    let sent = &google_mock.received()[0];
+    assert_eq!(
+        sent.path,
+        format!("/v1beta/models/{GEMINI}-google:generateContent")
+    );
+    assert_eq!(sent.headers["x-goog-api-key"], "sk-provider-google");
+
+    let path = format!("/v1beta/models/{GEMINI}:streamGenerateContent?alt=sse&key={key}");
+    let streamed = gemini_post(&client, edge, &path, body.clone()).await;
+    assert_eq!(streamed.0, StatusCode::OK);
+    let text = String::from_utf8_lossy(&streamed.2).into_owned();
+    assert_eq!(text.matches("data: ").count(), 5, "{text}");
+    assert_eq!(google_mock.received()[1].query, "alt=sse");
+
+    // Usage is cumulative in Gemini's stream: the last figure, never a sum.
+    let events = ai_events(&suite, &acme, 2).await;
+    assert_eq!(events.len(), 2);
+    for event in &events {
+        assert_eq!(event.channel_id, channel_id);
+        assert_eq!(
+            event.completion_tokens,
+            providers::completion_tokens(),
+            "{event:?}"
+        );
+        assert_eq!(event.prompt_tokens, providers::PROMPT_TOKENS);
+        assert!(!event.path.contains("key="));
+    }
+    for received in google_mock.received() {
+        assert!(received.headers.get("authorization").is_none());
+        assert!(!received.query.contains(&key), "{}", received.query);
+    }
+
+    let path = format!("/v1beta/models/nope:generateContent?key={key}");
+    let unknown = gemini_post(&client, edge, &path, body.clone()).await;
+    assert_eq!(unknown.0, StatusCode::NOT_FOUND);
+    assert_eq!(json(&unknown)["error"]["status"], "NOT_FOUND");
+    let path = format!("/v1beta/models/{GEMINI}:generateContent");
+    let anonymous = gemini_post(&client, edge, &path, body).await;
+    assert_eq!(anonymous.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(json(&anonymous)["error"]["status"], "UNAUTHENTICATED");
     suite.stop().await.unwrap();
 }

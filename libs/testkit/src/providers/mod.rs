@@ -4,6 +4,7 @@
 //! byte, a stream cut mid-way, usage missing or malformed).
 
 pub mod anthropic;
+pub mod gemini;
 pub mod openai;
 
 use std::convert::Infallible;
@@ -64,6 +65,7 @@ where
                             serde_json::from_slice(&bytes).unwrap_or_default();
                         control.record(Received {
                             path: parts.uri.path().to_owned(),
+                            query: parts.uri.query().unwrap_or_default().to_owned(),
                             headers: parts.headers.clone(),
                             body: body.clone(),
                         });
@@ -164,6 +166,8 @@ pub enum Behaviour {
 #[derive(Debug, Clone)]
 pub struct Received {
     pub path: String,
+    /// The query string ("" without one).
+    pub query: String,
     pub headers: http::HeaderMap,
     pub body: serde_json::Value,
 }

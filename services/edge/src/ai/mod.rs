@@ -1,5 +1,5 @@
-//! The AI gateway: the OpenAI and Anthropic endpoints served from
-//! channels of the same provider, with the
+//! The AI gateway: the OpenAI, Anthropic and Gemini endpoints served
+//! from channels of the same provider, with the
 //! pieces they are built from: channel selection with cooldowns, each
 //! protocol's error bodies, keys from wherever SDKs put them, money (the
 //! estimate and what a budget pays for), the tokenizer, the SSE parser,
@@ -9,6 +9,7 @@
 pub mod anthropic;
 pub mod channels;
 pub mod errors;
+pub mod gemini;
 pub mod keys;
 pub mod money;
 pub mod openai;

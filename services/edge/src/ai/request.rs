@@ -9,7 +9,7 @@ use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
 
 use super::usage::Protocol;
-use super::{anthropic, openai};
+use super::{anthropic, gemini, openai};
 
 /// The `anthropic-version` sent when the client names none.
 const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -18,6 +18,7 @@ const ANTHROPIC_VERSION: &str = "2023-06-01";
 pub enum Generation {
     OpenAi(openai::Chat),
     Anthropic(anthropic::Messages),
+    Gemini(gemini::Generate),
 }
 
 impl Generation {
@@ -25,14 +26,20 @@ impl Generation {
         match protocol {
             Protocol::OpenAi => openai::parse(bytes).map(Self::OpenAi),
             Protocol::Anthropic => anthropic::parse(bytes).map(Self::Anthropic),
-            Protocol::Gemini => Err("the Gemini endpoints are not served yet".to_owned()),
+            Protocol::Gemini => Err("a Gemini request names its model in the path".to_owned()),
         }
+    }
+
+    /// A Gemini request: its model and streaming are in the path.
+    pub fn parse_gemini(bytes: &[u8], model: &str, stream: bool) -> Result<Self, String> {
+        gemini::parse(bytes, model, stream).map(Self::Gemini)
     }
 
     pub fn protocol(&self) -> Protocol {
         match self {
             Self::OpenAi(_) => Protocol::OpenAi,
             Self::Anthropic(_) => Protocol::Anthropic,
+            Self::Gemini(_) => Protocol::Gemini,
         }
     }
 
@@ -40,6 +47,7 @@ impl Generation {
         match self {
             Self::OpenAi(chat) => &chat.model,
             Self::Anthropic(messages) => &messages.model,
+            Self::Gemini(generate) => &generate.model,
         }
     }
 
@@ -47,6 +55,7 @@ impl Generation {
         match self {
             Self::OpenAi(chat) => chat.stream,
             Self::Anthropic(messages) => messages.stream,
+            Self::Gemini(generate) => generate.stream,
         }
     }
 
@@ -55,6 +64,7 @@ impl Generation {
         match self {
             Self::OpenAi(chat) => chat.max_tokens,
             Self::Anthropic(messages) => Some(messages.max_tokens),
+            Self::Gemini(generate) => generate.max_tokens,
         }
     }
 
@@ -62,6 +72,7 @@ impl Generation {
         match self {
             Self::OpenAi(chat) => chat.prompt_tokens(),
             Self::Anthropic(messages) => messages.prompt_tokens(),
+            Self::Gemini(generate) => generate.prompt_tokens(),
         }
     }
 
@@ -75,6 +86,7 @@ impl Generation {
         match self {
             Self::OpenAi(chat) => chat.upstream_body(upstream_model, max_tokens),
             Self::Anthropic(messages) => messages.upstream_body(upstream_model, max_tokens),
+            Self::Gemini(generate) => generate.upstream_body(max_tokens),
         }
     }
 
@@ -87,11 +99,34 @@ impl Generation {
         }
     }
 
-    /// The path below the channel's base URL, its `/v1` included.
-    pub fn upstream_path(&self) -> &'static str {
+    /// Where on the channel the request goes. OpenAI and Anthropic paths
+    /// get one `/v1` (a base that already ends in `/v1`, as
+    /// OpenAI-compatible servers are often configured, keeps it); Gemini's
+    /// carry their model and stream with `alt=sse`.
+    pub fn upstream_uri(&self, base: &str, upstream_model: &str) -> Result<http::Uri, http::Error> {
+        let trimmed = base.trim_end_matches('/');
+        let versioned = |path: &str| {
+            if trimmed.ends_with("/v1") {
+                path.to_owned()
+            } else {
+                format!("/v1{path}")
+            }
+        };
         match self {
-            Self::OpenAi(_) => "/chat/completions",
-            Self::Anthropic(_) => "/messages",
+            Self::OpenAi(_) => {
+                crate::forward::upstream_uri(trimmed, &versioned("/chat/completions"), None)
+            }
+            Self::Anthropic(_) => {
+                crate::forward::upstream_uri(trimmed, &versioned("/messages"), None)
+            }
+            Self::Gemini(generate) => {
+                let query = generate.stream.then_some("alt=sse");
+                crate::forward::upstream_uri(
+                    trimmed,
+                    &generate.upstream_path(upstream_model),
+                    query,
+                )
+            }
         }
     }
 
@@ -105,6 +140,7 @@ impl Generation {
         };
         match self {
             Self::OpenAi(_) => set(header::AUTHORIZATION, &format!("Bearer {secret}")),
+            Self::Gemini(_) => set(HeaderName::from_static("x-goog-api-key"), secret),
             Self::Anthropic(_) => {
                 set(HeaderName::from_static("x-api-key"), secret);
                 let version = client
@@ -128,7 +164,7 @@ pub fn answer_text(protocol: Protocol, answer: &serde_json::Value) -> String {
     match protocol {
         Protocol::OpenAi => openai::answer_text(answer),
         Protocol::Anthropic => anthropic::answer_text(answer),
-        Protocol::Gemini => String::new(),
+        Protocol::Gemini => gemini::answer_text(answer),
     }
 }
 
@@ -137,13 +173,43 @@ pub fn event_text(protocol: Protocol, event: &serde_json::Value) -> String {
     match protocol {
         Protocol::OpenAi => openai::chunk_text(event),
         Protocol::Anthropic => anthropic::event_text(event),
-        Protocol::Gemini => String::new(),
+        Protocol::Gemini => gemini::answer_text(event),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn channel_urls_get_their_protocols_paths() {
+        let openai =
+            Generation::parse(Protocol::OpenAi, br#"{"model": "g", "messages": [{}]}"#).unwrap();
+        let uri = |base| openai.upstream_uri(base, "g").unwrap().to_string();
+        assert_eq!(
+            uri("http://127.0.0.1:9/"),
+            "http://127.0.0.1:9/v1/chat/completions"
+        );
+        assert_eq!(
+            uri("http://127.0.0.1:9/v1"),
+            "http://127.0.0.1:9/v1/chat/completions"
+        );
+        assert_eq!(
+            uri("https://host/proxy"),
+            "https://host/proxy/v1/chat/completions"
+        );
+        let gemini = Generation::parse_gemini(br#"{"contents": [{}]}"#, "gem", true).unwrap();
+        assert_eq!(
+            gemini
+                .upstream_uri("https://g.example", "gem-2")
+                .unwrap()
+                .to_string(),
+            "https://g.example/v1beta/models/gem-2:streamGenerateContent?alt=sse"
+        );
+        let mut upstream = HeaderMap::new();
+        gemini.upstream_headers("g-key", &HeaderMap::new(), &mut upstream);
+        assert_eq!(upstream["x-goog-api-key"], "g-key");
+    }
 
     #[test]
     fn each_protocol_sends_the_key_in_its_own_header() {

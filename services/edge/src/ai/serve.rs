@@ -48,6 +48,12 @@ pub enum Endpoint {
     Models,
     AnthropicMessages,
     AnthropicCountTokens,
+    /// `models/{model}:generateContent` (or `:streamGenerateContent`).
+    GeminiGenerate {
+        stream: bool,
+    },
+    GeminiCountTokens,
+    GeminiModels,
     /// Under an AI prefix, but nothing the edge serves.
     Unknown(Protocol),
 }
@@ -55,7 +61,18 @@ pub enum Endpoint {
 /// The AI endpoint of a request, if its path is under `/v1/` or
 /// `/v1beta/` (prefixes no tenant may take as its slug).
 pub fn endpoint(method: &Method, path: &str) -> Option<Endpoint> {
+    if method == Method::POST
+        && let Some(gemini) = super::gemini::model_path(path)
+    {
+        return Some(match gemini.method.as_str() {
+            "generateContent" => Endpoint::GeminiGenerate { stream: false },
+            "streamGenerateContent" => Endpoint::GeminiGenerate { stream: true },
+            "countTokens" => Endpoint::GeminiCountTokens,
+            _ => Endpoint::Unknown(Protocol::Gemini),
+        });
+    }
     let endpoint = match (method, path) {
+        (&Method::GET, "/v1beta/models") => Endpoint::GeminiModels,
         (&Method::POST, "/v1/chat/completions") => Endpoint::OpenAiChat,
         (&Method::GET, "/v1/models") => Endpoint::Models,
         (&Method::POST, "/v1/messages") => Endpoint::AnthropicMessages,
@@ -92,11 +109,11 @@ impl Proxy {
     ) -> Response<EdgeBody> {
         let protocol = match endpoint {
             Endpoint::OpenAiChat => Protocol::OpenAi,
-            Endpoint::Models if request.headers().contains_key("anthropic-version") => {
-                Protocol::Anthropic
-            }
-            Endpoint::Models => Protocol::OpenAi,
+            Endpoint::Models => models_protocol(&request),
             Endpoint::AnthropicMessages | Endpoint::AnthropicCountTokens => Protocol::Anthropic,
+            Endpoint::GeminiGenerate { .. }
+            | Endpoint::GeminiCountTokens
+            | Endpoint::GeminiModels => Protocol::Gemini,
             Endpoint::Unknown(protocol) => protocol,
         };
         if let Endpoint::Unknown(_) = endpoint {
@@ -112,9 +129,18 @@ impl Proxy {
             Err(halt) => return errors::from_halt(protocol, &halt, request_id),
         };
         match endpoint {
-            Endpoint::Models => self.models(protocol, &caller, request_id),
-            Endpoint::AnthropicCountTokens => self.count_tokens(request, request_id).await,
-            _ => self.generate(protocol, request, caller, request_id).await,
+            Endpoint::Models | Endpoint::GeminiModels => self.models(protocol, &caller, request_id),
+            Endpoint::AnthropicCountTokens | Endpoint::GeminiCountTokens => {
+                self.count_tokens(protocol, request, request_id).await
+            }
+            Endpoint::GeminiGenerate { stream } => {
+                self.generate(Some(stream), protocol, request, caller, request_id)
+                    .await
+            }
+            _ => {
+                self.generate(None, protocol, request, caller, request_id)
+                    .await
+            }
         }
     }
 
@@ -152,6 +178,14 @@ impl Proxy {
         let view = self.catalog.view();
         let models = Channels::models(&view, &asker(&caller.principal, protocol));
         let listed = match protocol {
+            Protocol::Gemini => {
+                let data: Vec<serde_json::Value> = models
+                    .iter()
+                    .map(|model| serde_json::json!({"name": format!("models/{model}"), "displayName": model,
+                        "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"]}))
+                    .collect();
+                serde_json::json!({"models": data})
+            }
             Protocol::Anthropic => {
                 let data: Vec<serde_json::Value> = models
                     .iter()
@@ -171,14 +205,15 @@ impl Proxy {
         json_response(StatusCode::OK, &listed, request_id)
     }
 
-    /// `POST /v1/messages/count_tokens`, answered by the edge with its
-    /// tokenizer: no provider call and nothing billed.
+    /// Anthropic's `count_tokens` and Gemini's `countTokens`, answered by
+    /// the edge with its tokenizer: no provider call and nothing billed.
     async fn count_tokens(
         &self,
+        protocol: Protocol,
         request: Request<Incoming>,
         request_id: &str,
     ) -> Response<EdgeBody> {
-        let protocol = Protocol::Anthropic;
+        let model = super::gemini::model_path(request.uri().path()).map(|path| path.model);
         let bytes = match self
             .ai_body(protocol, request.into_body(), request_id)
             .await
@@ -191,7 +226,16 @@ impl Proxy {
         if let Some(body) = body.as_object_mut() {
             body.insert("max_tokens".to_owned(), serde_json::Value::from(1));
         }
-        match Generation::parse(protocol, body.to_string().as_bytes()) {
+        let parsed = match (protocol, model) {
+            (Protocol::Gemini, Some(model)) => Generation::parse_gemini(&bytes, &model, false),
+            _ => Generation::parse(protocol, body.to_string().as_bytes()),
+        };
+        match parsed {
+            Ok(parsed) if protocol == Protocol::Gemini => json_response(
+                StatusCode::OK,
+                &serde_json::json!({"totalTokens": parsed.prompt_tokens()}),
+                request_id,
+            ),
             Ok(parsed) => json_response(
                 StatusCode::OK,
                 &serde_json::json!({"input_tokens": parsed.prompt_tokens()}),
@@ -204,8 +248,10 @@ impl Proxy {
     }
 
     /// A generation (chat completions, messages), stages 2 to 7.
+    /// `gemini_stream`: a Gemini request's streaming, from its path.
     async fn generate(
         &self,
+        gemini_stream: Option<bool>,
         protocol: Protocol,
         request: Request<Incoming>,
         caller: Caller,
@@ -224,7 +270,11 @@ impl Proxy {
             Ok(bytes) => bytes,
             Err(answer) => return *answer,
         };
-        let generation = match Generation::parse(protocol, &bytes) {
+        let parsed = match (gemini_stream, super::gemini::model_path(&path)) {
+            (Some(stream), Some(gemini)) => Generation::parse_gemini(&bytes, &gemini.model, stream),
+            _ => Generation::parse(protocol, &bytes),
+        };
+        let generation = match parsed {
             Ok(generation) => generation,
             Err(message) => {
                 return errors::response(protocol, Kind::BadRequest, &message, request_id, None);
@@ -497,7 +547,9 @@ impl Proxy {
         let body = asked
             .request
             .upstream_body(candidate.upstream_model, max_tokens);
-        let uri = provider_uri(&candidate.channel.base_url, asked.request.upstream_path())
+        let uri = asked
+            .request
+            .upstream_uri(&candidate.channel.base_url, candidate.upstream_model)
             .map_err(|_| Failure::Upstream)?;
         let mut upstream = Request::new(
             http_body_util::Full::new(body)
@@ -745,17 +797,24 @@ fn exchange(asked: &Asked<'_>, admitted: Admitted) -> Exchange {
     }
 }
 
-/// `{base}/v1{path}`, or `{base}{path}` when the base already ends in
-/// `/v1` (as OpenAI-compatible servers are often configured); OpenAI and
-/// Anthropic both version their paths so.
-fn provider_uri(base: &str, path: &str) -> Result<http::Uri, http::Error> {
-    let trimmed = base.trim_end_matches('/');
-    let path = if trimmed.ends_with("/v1") {
-        path.to_owned()
+/// `GET /v1/models` is every SDK's: Anthropic's says `anthropic-version`,
+/// Google's (which lists at `/v1/models` too) sends its `x-goog-*`
+/// headers or `?key=`; the rest is OpenAI's.
+fn models_protocol(request: &Request<Incoming>) -> Protocol {
+    let headers = request.headers();
+    if headers.contains_key("anthropic-version") {
+        Protocol::Anthropic
+    } else if headers.contains_key("x-goog-api-key")
+        || headers.contains_key("x-goog-api-client")
+        || request
+            .uri()
+            .query()
+            .is_some_and(|query| query.split('&').any(|pair| pair.starts_with("key=")))
+    {
+        Protocol::Gemini
     } else {
-        format!("/v1{path}")
-    };
-    crate::forward::upstream_uri(trimmed, &path, None)
+        Protocol::OpenAi
+    }
 }
 
 fn retry_after(headers: &http::HeaderMap) -> Option<std::time::Duration> {
@@ -821,23 +880,6 @@ mod tests {
             Some(Endpoint::Unknown(Protocol::Gemini))
         );
         assert_eq!(endpoint(&Method::GET, "/acme/echo/v1"), None);
-    }
-
-    #[test]
-    fn channel_urls_get_one_v1() {
-        let uri = |base| provider_uri(base, "/chat/completions").unwrap().to_string();
-        assert_eq!(
-            uri("http://127.0.0.1:9/"),
-            "http://127.0.0.1:9/v1/chat/completions"
-        );
-        assert_eq!(
-            uri("http://127.0.0.1:9/v1"),
-            "http://127.0.0.1:9/v1/chat/completions"
-        );
-        assert_eq!(
-            uri("https://host/proxy"),
-            "https://host/proxy/v1/chat/completions"
-        );
     }
 
     #[test]

@@ -1,0 +1,59 @@
+"""The official Google GenAI SDK (Gemini) against the edge: plain and
+streamed generation with usage, token counting, the model list, and errors
+as the SDK's own classes. Run by tests/ai.rs with EDGE_URL, GATEWAY_KEY,
+MODEL and TEXT set."""
+
+import os
+import sys
+
+from google import genai
+from google.genai import errors, types
+
+EDGE = os.environ["EDGE_URL"]
+KEY = os.environ["GATEWAY_KEY"]
+MODEL = os.environ["MODEL"]
+TEXT = os.environ["TEXT"]
+
+
+def check(condition, message):
+    if not condition:
+        print(f"FAILED: {message}", file=sys.stderr)
+        sys.exit(1)
+
+
+def client(key):
+    return genai.Client(api_key=key, http_options=types.HttpOptions(base_url=EDGE))
+
+
+gemini = client(KEY)
+
+answer = gemini.models.generate_content(model=MODEL, contents="Say hello.")
+check(answer.text == TEXT, f"text: {answer}")
+check(answer.usage_metadata.candidates_token_count == 5, f"usage: {answer.usage_metadata}")
+
+chunks = list(gemini.models.generate_content_stream(model=MODEL, contents="Say hello."))
+text = "".join(chunk.text or "" for chunk in chunks)
+check(text == TEXT, f"streamed text: {text!r}")
+check(chunks[-1].usage_metadata.candidates_token_count == 5, "cumulative usage in the last chunk")
+
+counted = gemini.models.count_tokens(model=MODEL, contents="Say hello.")
+check(counted.total_tokens > 0, f"count: {counted}")
+
+models = [model.name for model in gemini.models.list()]
+check(models == [f"models/{MODEL}"], f"models: {models}")
+
+try:
+    gemini.models.generate_content(model="no-such-model", contents="x")
+    check(False, "an unknown model must raise")
+except errors.ClientError as error:
+    check(error.code == 404, f"code: {error.code}")
+
+# Held in a variable: a Client closes its connection pool when collected.
+stranger = client("sk-wrong")
+try:
+    stranger.models.generate_content(model=MODEL, contents="x")
+    check(False, "a wrong key must raise")
+except errors.ClientError as error:
+    check(error.code == 401, f"code: {error.code}")
+
+print("ok")
