@@ -735,3 +735,121 @@ async fn gemini_generation_with_the_key_in_the_query_never_forwards_it() {
     assert_eq!(json(&anonymous)["error"]["status"], "UNAUTHENTICATED");
     suite.stop().await.unwrap();
 }
+
+async fn balance(suite: &TestSuite, tenant: &TenantFixture) -> (i64, i64) {
+    use gateway_proto::quota::v1 as quota;
+    let mut quota_admin = suite
+        .quota_as(Credentials::bearer(&tenant.admin_token))
+        .await;
+    let answer = quota_admin
+        .get_balance(quota::GetBalanceRequest {
+            owner: Some(quota::BalanceOwner {
+                kind: quota::BalanceOwnerKind::User.into(),
+                id: tenant.admin_id.clone(),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    (answer.balance_micros, answer.reserved_micros)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_streams_never_overspend_a_balance() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let acme = suite.tenant("acme").await;
+    let (upstream, _provider) = mock::start(Behaviour::Answer).await;
+    channel(&suite, &acme, "only", upstream, 1).await;
+    price(&suite, &acme).await;
+    // Each request is estimated at about 60 micro-USD and costs 62: the
+    // balance covers ten.
+    credit(&suite, &acme, 600).await;
+    let key = key(&suite, &acme, None).await;
+    let (client, edge) = (http_client(), suite.addresses.edge);
+    until_served(&client, edge, &key).await;
+    let small = serde_json::json!({"max_tokens": 5});
+    let requests: Vec<_> = (0..50)
+        .map(|_| {
+            let (client, key, body) = (client.clone(), key.clone(), chat(true, small.clone()));
+            tokio::spawn(async move { post(&client, edge, Some(&key), body).await.0 })
+        })
+        .collect();
+    let mut served = 0;
+    for request in requests {
+        let status = request.await.unwrap();
+        assert!(
+            status == StatusCode::OK || status == StatusCode::PAYMENT_REQUIRED,
+            "{status}"
+        );
+        served += usize::from(status == StatusCode::OK);
+    }
+    assert!((1..=10).contains(&served), "{served} served");
+    // Every served stream is billed from its real usage once it ends.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (left, reserved) = loop {
+        let (left, reserved) = balance(&suite, &acme).await;
+        if reserved == 0 || std::time::Instant::now() > deadline {
+            break (left, reserved);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(reserved, 0, "every hold settled");
+    let one_request = cost(providers::PROMPT_TOKENS, providers::completion_tokens());
+    assert_eq!(left, 600 - i64::try_from(served).unwrap() * one_request);
+    assert!(
+        left >= -one_request,
+        "overspent by more than one request: {left}"
+    );
+    let events = ai_events(&suite, &acme, served).await;
+    assert_eq!(events.len(), served);
+    assert!(
+        events
+            .iter()
+            .all(|event| event.stream && event.cost_micros == one_request)
+    );
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_without_usable_usage_are_billed_from_a_count() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let acme = suite.tenant("acme").await;
+    let (upstream, provider) = mock::start(Behaviour::NoUsage).await;
+    channel(&suite, &acme, "only", upstream, 1).await;
+    price(&suite, &acme).await;
+    credit(&suite, &acme, 10_000_000).await;
+    let key = key(&suite, &acme, None).await;
+    let (client, edge) = (http_client(), suite.addresses.edge);
+    until_served(&client, edge, &key).await;
+    assert_eq!(
+        post(
+            &client,
+            edge,
+            Some(&key),
+            chat(false, serde_json::json!({}))
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    provider.set(Behaviour::MalformedUsage);
+    assert_eq!(
+        post(&client, edge, Some(&key), chat(true, serde_json::json!({})))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let events = ai_events(&suite, &acme, 2).await;
+    assert_eq!(events.len(), 2);
+    for event in &events {
+        // The delivered text counted with the tokenizer; the prompt as
+        // estimated; never the provider's nonsense.
+        assert_eq!(event.completion_tokens, 5, "{event:?}");
+        assert!(
+            event.prompt_tokens > 0 && event.prompt_tokens < 50,
+            "{event:?}"
+        );
+        assert!(event.cost_micros > 0);
+    }
+    suite.stop().await.unwrap();
+}
