@@ -853,3 +853,103 @@ async fn answers_without_usable_usage_are_billed_from_a_count() {
     }
     suite.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_that_captures_bodies_keeps_them_for_the_audit_log() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let acme = suite.tenant("acme").await;
+    let (upstream, _provider) = mock::start(Behaviour::Answer).await;
+    let channel_id = channel(&suite, &acme, "only", upstream, 1).await;
+    let mut catalog = suite
+        .catalog_as(Credentials::bearer(&acme.admin_token))
+        .await;
+    catalog
+        .update_channel(cat::UpdateChannelRequest {
+            channel: Some(cat::Channel {
+                id: channel_id,
+                body_capture: Some(cat::BodyCapture {
+                    enabled: true,
+                    max_bytes: 64,
+                }),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["body_capture".to_owned()],
+            }),
+            secret: None,
+        })
+        .await
+        .unwrap();
+    price(&suite, &acme).await;
+    credit(&suite, &acme, 10_000_000).await;
+    let key = key(&suite, &acme, None).await;
+    let (client, edge) = (http_client(), suite.addresses.edge);
+    until_served(&client, edge, &key).await;
+    // The update may reach the edge after the channel did: until captured.
+    let mut usage_client = suite.usage_as(Credentials::bearer(&acme.admin_token)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let bodies = loop {
+        let answer = post(&client, edge, Some(&key), chat(true, serde_json::json!({}))).await;
+        assert_eq!(answer.0, StatusCode::OK);
+        let request_id = answer.1["x-request-id"].to_str().unwrap().to_owned();
+        let events = ai_events(&suite, &acme, 1).await;
+        let event = events.iter().find(|event| event.request_id == request_id);
+        if let Some(event) = event {
+            let found = usage_client
+                .get_log_bodies(usage::GetLogBodiesRequest {
+                    id: event.event_id.clone(),
+                })
+                .await;
+            if let Ok(found) = found {
+                break found.into_inner().bodies.unwrap();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bodies never captured"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        String::from_utf8_lossy(&bodies.request_body).starts_with("{\""),
+        "{bodies:?}"
+    );
+    assert!(bodies.request_truncated && bodies.request_body.len() == 64);
+    assert!(String::from_utf8_lossy(&bodies.response_body).starts_with("data: "));
+    assert!(bodies.response_truncated && bodies.response_body.len() == 64);
+    assert!(
+        bodies
+            .request_headers
+            .iter()
+            .all(|header| header.name != "authorization")
+    );
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_balance_lowers_max_tokens_so_the_provider_stops_in_budget() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let acme = suite.tenant("acme").await;
+    let (upstream, provider) = mock::start(Behaviour::Answer).await;
+    channel(&suite, &acme, "only", upstream, 1).await;
+    price(&suite, &acme).await;
+    // 1000 micro-USD: not the default 4096 answer tokens (about 33,000),
+    // but about 120 at 8 micro-USD each after the prompt.
+    credit(&suite, &acme, 1_000).await;
+    let key = key(&suite, &acme, None).await;
+    let (client, edge) = (http_client(), suite.addresses.edge);
+    until_served(&client, edge, &key).await;
+    let answer = post(
+        &client,
+        edge,
+        Some(&key),
+        chat(false, serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(answer.0, StatusCode::OK, "{answer:?}");
+    let sent = provider.received()[0].body["max_tokens"].as_i64().unwrap();
+    assert!((100..=125).contains(&sent), "max_tokens sent: {sent}");
+    let (left, _) = balance(&suite, &acme).await;
+    assert!(left >= 0, "{left}");
+    suite.stop().await.unwrap();
+}

@@ -96,7 +96,8 @@ struct Asked<'a> {
     user_agent: String,
     started: Instant,
     started_micros: i64,
-    bytes_in: u64,
+    /// The request body, for the audit log when the channel captures.
+    body: Bytes,
 }
 
 impl Proxy {
@@ -289,7 +290,7 @@ impl Proxy {
             user_agent,
             started: started.0,
             started_micros: started.1,
-            bytes_in: bytes.len() as u64,
+            body: bytes,
         };
         self.chat_parsed(asked).await
     }
@@ -588,9 +589,13 @@ impl Proxy {
         asked: &Asked<'_>,
         candidate: &Candidate<'_>,
         response: Response<Incoming>,
-        exchange: Exchange,
+        mut exchange: Exchange,
         attempts: u32,
     ) -> Response<EdgeBody> {
+        exchange.capture = self.channel_capture(candidate.channel);
+        if exchange.capture.is_some() {
+            exchange.request_headers = crate::headers::audit(&asked.headers);
+        }
         let streamed = response
             .headers()
             .get(header::CONTENT_TYPE)
@@ -608,8 +613,10 @@ impl Proxy {
                     time: std::time::Duration::from_secs(self.config.ai_stream_drain_secs),
                     bytes: self.config.ai_stream_drain_bytes,
                 },
+                capture: exchange.capture,
             };
-            let billing = self.billing(asked, candidate, streamed, attempts);
+            let mut billing = self.billing(asked, candidate, streamed, attempts);
+            billing.audit = audit(exchange.capture, asked, &parts.headers);
             let on_end =
                 Box::new(move |end: StreamEnd| billing.settle_stream(exchange, status, end));
             return Response::from_parts(parts, Observed::new(body, watch, on_end).boxed_unsync());
@@ -617,7 +624,8 @@ impl Proxy {
         // Passed through as it comes, kept (up to a bound) to read its
         // usage once it has ended.
         let keep = usize::try_from(self.config.ai_max_answer_bytes).unwrap_or(usize::MAX);
-        let billing = self.billing(asked, candidate, streamed, attempts);
+        let mut billing = self.billing(asked, candidate, streamed, attempts);
+        billing.audit = audit(exchange.capture, asked, &parts.headers);
         let on_end = Box::new(move |seen: Seen| billing.settle_answer(exchange, status, seen));
         let body = crate::body::Observed::reporting(body, Some(keep), on_end);
         Response::from_parts(parts, body.boxed_unsync())
@@ -625,6 +633,20 @@ impl Proxy {
 }
 
 impl Proxy {
+    /// The channel's body capture for the audit log, if it asks for one.
+    fn channel_capture(&self, channel: &gateway_proto::catalog::v1::Channel) -> Option<usize> {
+        let capture = channel
+            .body_capture
+            .as_ref()
+            .filter(|capture| capture.enabled)?;
+        Some(
+            usize::try_from(capture.max_bytes)
+                .ok()
+                .filter(|bytes| *bytes > 0)
+                .unwrap_or(self.config.default_capture_bytes),
+        )
+    }
+
     fn billing(
         &self,
         asked: &Asked<'_>,
@@ -647,9 +669,46 @@ impl Proxy {
             prompt_estimate: asked.request.prompt_tokens(),
             protocol: asked.request.protocol(),
             attempts,
-            bytes_in: asked.bytes_in,
+            bytes_in: asked.body.len() as u64,
+            audit: None,
         }
     }
+}
+
+fn audit(cap: Option<usize>, asked: &Asked<'_>, response: &http::HeaderMap) -> Option<Audit> {
+    Some(Audit {
+        cap: cap?,
+        request_body: asked.body.clone(),
+        response_headers: crate::headers::audit(response),
+        response_content_type: response
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+    })
+}
+
+/// What the audit log keeps of an exchange whose channel captures bodies.
+struct Audit {
+    cap: usize,
+    request_body: Bytes,
+    response_headers: Vec<gateway_proto::usage::v1::HttpHeader>,
+    response_content_type: String,
+}
+
+/// How the answer reached the client.
+struct Delivered {
+    bytes: u64,
+    complete: bool,
+    /// The first bytes sent, when capturing, and whether more were sent.
+    captured: Option<(Vec<u8>, bool)>,
+}
+
+/// The first `cap` bytes of `bytes`, and whether it was longer.
+fn truncated(mut bytes: Vec<u8>, cap: usize) -> (Vec<u8>, bool) {
+    let longer = bytes.len() > cap;
+    bytes.truncate(cap);
+    (bytes, longer)
 }
 
 /// What billing an answer needs once it has ended.
@@ -663,6 +722,7 @@ struct Billing {
     protocol: Protocol,
     attempts: u32,
     bytes_in: u64,
+    audit: Option<Audit>,
 }
 
 impl Billing {
@@ -681,12 +741,26 @@ impl Billing {
         let tokens = reported
             .tokens
             .or_else(|| produced.then(|| self.estimated(&text)));
-        self.settle(exchange, status, tokens, seen.bytes, seen.complete);
+        let captured = self
+            .audit
+            .as_ref()
+            .map(|audit| truncated(bytes.clone(), audit.cap));
+        let delivered = Delivered {
+            bytes: seen.bytes,
+            complete: seen.complete,
+            captured,
+        };
+        self.settle(exchange, status, tokens, delivered);
     }
 
     fn settle_stream(self, exchange: Exchange, status: u16, end: StreamEnd) {
         let tokens = end.tokens.or_else(|| Some(self.estimated(&end.text)));
-        self.settle(exchange, status, tokens, end.bytes, end.complete);
+        let delivered = Delivered {
+            bytes: end.bytes,
+            complete: end.complete,
+            captured: end.captured.map(|captured| (captured, end.truncated)),
+        };
+        self.settle(exchange, status, tokens, delivered);
     }
 
     /// Without reported usage: the prompt as estimated, the delivered text
@@ -704,8 +778,7 @@ impl Billing {
         exchange: Exchange,
         status: u16,
         tokens: Option<Tokens>,
-        bytes_out: u64,
-        complete: bool,
+        delivered: Delivered,
     ) {
         if let Some(tokens) = tokens {
             let usage = Usage {
@@ -724,18 +797,37 @@ impl Billing {
                 money::quote(self.prices.prices(), payer, &self.outcome.model, &usage)
                     .map_or(0, |quote| quote.cost_micros);
         }
+        let (response_headers, response_content_type, request_captured) = match self.audit {
+            Some(audit) => {
+                let request = truncated(audit.request_body.to_vec(), audit.cap);
+                (
+                    audit.response_headers,
+                    audit.response_content_type,
+                    Some(request),
+                )
+            }
+            None => (Vec::new(), String::new(), None),
+        };
+        let (response_captured, response_truncated) = match delivered.captured {
+            Some((captured, truncated)) => (Some(captured), truncated),
+            None => (None, false),
+        };
         let ended = Ended {
             status,
             request: Seen {
                 bytes: self.bytes_in,
+                truncated: request_captured.as_ref().is_some_and(|(_, longer)| *longer),
+                captured: request_captured.map(|(captured, _)| captured),
                 complete: true,
-                ..Seen::default()
             },
             response: Seen {
-                bytes: bytes_out,
-                complete,
-                ..Seen::default()
+                bytes: delivered.bytes,
+                captured: response_captured,
+                truncated: response_truncated,
+                complete: delivered.complete,
             },
+            response_headers,
+            response_content_type,
             upstream_micros: Some(
                 i64::try_from(exchange.started.elapsed().as_micros()).unwrap_or(i64::MAX),
             ),
@@ -877,7 +969,19 @@ mod tests {
         );
         assert_eq!(
             endpoint(&Method::GET, "/v1beta/models"),
+            Some(Endpoint::GeminiModels)
+        );
+        assert_eq!(
+            endpoint(&Method::POST, "/v1/models/gemini-x:streamGenerateContent"),
+            Some(Endpoint::GeminiGenerate { stream: true })
+        );
+        assert_eq!(
+            endpoint(&Method::POST, "/v1beta/models/gemini-x:embedContent"),
             Some(Endpoint::Unknown(Protocol::Gemini))
+        );
+        assert_eq!(
+            endpoint(&Method::POST, "/v1/messages/count_tokens"),
+            Some(Endpoint::AnthropicCountTokens)
         );
         assert_eq!(endpoint(&Method::GET, "/acme/echo/v1"), None);
     }

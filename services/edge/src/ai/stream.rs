@@ -33,6 +33,9 @@ pub struct StreamEnd {
     pub complete: bool,
     /// Bytes sent to the client.
     pub bytes: u64,
+    /// The first bytes sent, when the channel captures bodies.
+    pub captured: Option<Vec<u8>>,
+    pub truncated: bool,
 }
 
 /// How long, and how much, the edge keeps reading after the client left.
@@ -54,6 +57,7 @@ struct State {
     end: StreamEnd,
     on_end: OnEnd,
     drain: Drain,
+    capture: usize,
 }
 
 pub struct Observed {
@@ -66,6 +70,8 @@ pub struct Watch {
     /// Drop OpenAI's usage-only chunk (the client did not ask for it).
     pub hide_usage: bool,
     pub drain: Drain,
+    /// Keep up to this many bytes of what is sent, for the audit log.
+    pub capture: Option<usize>,
 }
 
 impl Observed {
@@ -78,9 +84,13 @@ impl Observed {
                 protocol: watch.protocol,
                 hide_usage: watch.hide_usage,
                 started: Instant::now(),
-                end: StreamEnd::default(),
+                end: StreamEnd {
+                    captured: watch.capture.map(|_| Vec::new()),
+                    ..StreamEnd::default()
+                },
                 on_end,
                 drain: watch.drain,
+                capture: watch.capture.unwrap_or(0),
             }),
         }
     }
@@ -109,6 +119,11 @@ impl State {
             out.extend_from_slice(&event.raw);
         }
         self.end.bytes += out.len() as u64;
+        if let Some(captured) = self.end.captured.as_mut() {
+            let room = self.capture.saturating_sub(captured.len());
+            self.end.truncated |= out.len() > room;
+            captured.extend_from_slice(&out[..out.len().min(room)]);
+        }
         Ok(out.freeze())
     }
 
@@ -238,6 +253,7 @@ mod tests {
                 time: Duration::from_secs(1),
                 bytes: 1 << 20,
             },
+            capture: Some(64),
         };
         let observed = Observed::new(
             body,
@@ -273,6 +289,8 @@ mod tests {
         );
         assert_eq!(end.text, "Hello");
         assert_eq!(end.bytes, sent.len() as u64);
+        assert_eq!(end.captured.as_deref(), Some(&sent.as_bytes()[..64]));
+        assert!(end.truncated);
         assert!(end.first_event.is_some());
     }
 
