@@ -336,6 +336,16 @@ async fn openai_chat_is_served_from_channels_with_usage_cost_and_failover() {
         assert_eq!(event.status, 200);
     }
     assert_eq!(events.iter().filter(|event| event.stream).count(), 2);
+    for event in &events {
+        assert_eq!(event.provider, "openai");
+        assert!(!event.estimated, "reported by the provider");
+        assert_eq!(event.finish_reason, "stop");
+        assert_eq!(
+            event.stream,
+            event.time_to_first_token.is_some(),
+            "{event:?}"
+        );
+    }
     assert!(
         events.iter().any(|event| event.attempts == 2),
         "the failover shows"
@@ -594,6 +604,8 @@ async fn anthropic_messages_reach_anthropic_channels_only() {
             event.cost_micros,
             cost(providers::PROMPT_TOKENS, providers::completion_tokens())
         );
+        assert_eq!(event.provider, "anthropic");
+        assert_eq!(event.finish_reason, "end_turn");
     }
 
     // The model list in Anthropic's shape, token counting, and errors in
@@ -845,6 +857,7 @@ async fn answers_without_usable_usage_are_billed_from_a_count() {
         // The delivered text counted with the tokenizer; the prompt as
         // estimated; never the provider's nonsense.
         assert_eq!(event.completion_tokens, 5, "{event:?}");
+        assert!(event.estimated, "counted by the edge");
         assert!(
             event.prompt_tokens > 0 && event.prompt_tokens < 50,
             "{event:?}"

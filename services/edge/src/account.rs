@@ -69,6 +69,12 @@ pub struct AiOutcome {
     pub cached_tokens: i64,
     pub cost_micros: i64,
     pub stream: bool,
+    /// The channel's provider, as the usage event names it.
+    pub provider: &'static str,
+    /// The tokens were counted by the edge, not reported.
+    pub estimated: bool,
+    pub time_to_first_token: Option<std::time::Duration>,
+    pub finish_reason: String,
 }
 
 /// Commit and usage, shared by every request.
@@ -275,6 +281,12 @@ fn ai_fields(ai: Option<AiOutcome>) -> usage::UsageEvent {
         cached_tokens: ai.cached_tokens,
         cost_micros: ai.cost_micros,
         stream: ai.stream,
+        provider: ai.provider.to_owned(),
+        estimated: ai.estimated,
+        time_to_first_token: ai
+            .time_to_first_token
+            .map(|ttft| duration_from_micros(i64::try_from(ttft.as_micros()).unwrap_or(i64::MAX))),
+        finish_reason: ai.finish_reason,
         ..usage::UsageEvent::default()
     }
 }

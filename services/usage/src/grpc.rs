@@ -126,6 +126,11 @@ fn log_to_proto(row: LogRow) -> pb::LogRecord {
             user_agent: record.user_agent,
             route: record.route,
             attempts: record.attempts,
+            provider: record.provider,
+            estimated: record.estimated,
+            time_to_first_token: (record.ttft_micros > 0)
+                .then(|| duration_from_micros(record.ttft_micros)),
+            finish_reason: record.finish_reason,
             bodies: None,
         }),
         has_bodies: row.has_bodies,
@@ -654,7 +659,9 @@ mod tests {
 
         async fn retention_removes_old_events_and_day_directories(db) {
             let fixture = fixture(db.url()).await;
-            let now = now_micros();
+            // Noon of yesterday (UTC): events minutes apart stay in one
+            // day's directory whatever the time of the run.
+            let now = now_micros() / DAY * DAY - DAY / 2;
             let old: Vec<_> = (0..3).map(|index| {
                 let mut event = event(index * 4, "tenant-a", "u1", now - 40 * DAY);
                 event.bodies.get_or_insert_with(Default::default).request_body = b"old".to_vec();

@@ -92,6 +92,13 @@ pub fn record_of(event: pb::UsageEvent) -> UsageRecord {
         user_agent: event.user_agent,
         route: event.route,
         attempts: event.attempts,
+        provider: event.provider,
+        estimated: event.estimated,
+        ttft_micros: event
+            .time_to_first_token
+            .as_ref()
+            .map_or(0, micros_from_duration),
+        finish_reason: event.finish_reason,
     }
 }
 

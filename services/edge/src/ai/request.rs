@@ -168,6 +168,22 @@ pub fn answer_text(protocol: Protocol, answer: &serde_json::Value) -> String {
     }
 }
 
+/// Why the answer ended, when this answer or stream event says: OpenAI's
+/// `finish_reason`, Anthropic's `stop_reason`, Gemini's `finishReason`.
+pub fn finish_reason(protocol: Protocol, document: &serde_json::Value) -> Option<String> {
+    let reason = match protocol {
+        Protocol::OpenAi => document.get("choices")?.get(0)?.get("finish_reason"),
+        Protocol::Anthropic => document
+            .get("stop_reason")
+            .or_else(|| document.get("delta")?.get("stop_reason")),
+        Protocol::Gemini => document.get("candidates")?.get(0)?.get("finishReason"),
+    }?;
+    reason
+        .as_str()
+        .filter(|reason| !reason.is_empty())
+        .map(str::to_owned)
+}
+
 /// The text one stream event delivered.
 pub fn event_text(protocol: Protocol, event: &serde_json::Value) -> String {
     match protocol {
@@ -180,6 +196,43 @@ pub fn event_text(protocol: Protocol, event: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finish_reasons_are_read_where_each_protocol_puts_them() {
+        let read =
+            |protocol, text: &str| finish_reason(protocol, &serde_json::from_str(text).unwrap());
+        assert_eq!(
+            read(
+                Protocol::OpenAi,
+                r#"{"choices": [{"finish_reason": "length"}]}"#
+            )
+            .as_deref(),
+            Some("length")
+        );
+        assert_eq!(
+            read(
+                Protocol::OpenAi,
+                r#"{"choices": [{"finish_reason": null}]}"#
+            ),
+            None
+        );
+        assert_eq!(
+            read(
+                Protocol::Anthropic,
+                r#"{"type": "message_delta", "delta": {"stop_reason": "end_turn"}}"#
+            )
+            .as_deref(),
+            Some("end_turn")
+        );
+        assert_eq!(
+            read(
+                Protocol::Gemini,
+                r#"{"candidates": [{"finishReason": "STOP"}]}"#
+            )
+            .as_deref(),
+            Some("STOP")
+        );
+    }
 
     #[test]
     fn channel_urls_get_their_protocols_paths() {

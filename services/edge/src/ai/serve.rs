@@ -664,6 +664,7 @@ impl Proxy {
                 upstream_model: candidate.upstream_model.to_owned(),
                 channel_id: candidate.channel.id.clone(),
                 stream: streamed,
+                provider: provider_name(candidate.channel.provider()),
                 ..AiOutcome::default()
             },
             prompt_estimate: asked.request.prompt_tokens(),
@@ -726,7 +727,7 @@ struct Billing {
 }
 
 impl Billing {
-    fn settle_answer(self, exchange: Exchange, status: u16, seen: Seen) {
+    fn settle_answer(mut self, exchange: Exchange, status: u16, seen: Seen) {
         let bytes = seen.captured.unwrap_or_default();
         let answer = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
         let mut reported = Reported::default();
@@ -738,6 +739,11 @@ impl Billing {
             .map(|answer| request::answer_text(self.protocol, answer))
             .unwrap_or_default();
         let produced = (200..300).contains(&status);
+        self.outcome.estimated = reported.tokens.is_none() && produced;
+        self.outcome.finish_reason = answer
+            .as_ref()
+            .and_then(|answer| request::finish_reason(self.protocol, answer))
+            .unwrap_or_default();
         let tokens = reported
             .tokens
             .or_else(|| produced.then(|| self.estimated(&text)));
@@ -753,8 +759,24 @@ impl Billing {
         self.settle(exchange, status, tokens, delivered);
     }
 
-    fn settle_stream(self, exchange: Exchange, status: u16, end: StreamEnd) {
-        let tokens = end.tokens.or_else(|| Some(self.estimated(&end.text)));
+    fn settle_stream(mut self, exchange: Exchange, status: u16, end: StreamEnd) {
+        // A cut stream's usage, if any came, is only partial.
+        self.outcome.estimated = end.tokens.is_none() || !end.complete;
+        self.outcome.time_to_first_token = end
+            .first_event
+            .map(|first| first.saturating_duration_since(exchange.started));
+        self.outcome.finish_reason = end.finish_reason.clone().unwrap_or_default();
+        let counted = self.estimated(&end.text);
+        let tokens = match end.tokens {
+            // Cut short: what was delivered may be more than reported.
+            Some(reported) if !end.complete => Tokens {
+                completion: reported.completion.max(counted.completion),
+                ..reported
+            },
+            Some(reported) => reported,
+            None => counted,
+        };
+        let tokens = Some(tokens);
         let delivered = Delivered {
             bytes: end.bytes,
             complete: end.complete,
@@ -836,6 +858,17 @@ impl Billing {
             ..Ended::default()
         };
         self.accounting.finish(exchange, ended);
+    }
+}
+
+fn provider_name(provider: gateway_proto::catalog::v1::Provider) -> &'static str {
+    use gateway_proto::catalog::v1::Provider;
+    match provider {
+        Provider::Openai => "openai",
+        Provider::OpenaiCompatible => "openai_compatible",
+        Provider::Anthropic => "anthropic",
+        Provider::Gemini => "gemini",
+        Provider::Unspecified => "",
     }
 }
 

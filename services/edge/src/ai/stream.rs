@@ -28,7 +28,10 @@ pub struct StreamEnd {
     pub tokens: Option<Tokens>,
     /// What the client was sent, for a token estimate without usage.
     pub text: String,
-    pub first_event: Option<Duration>,
+    /// When the first event with data was passed on.
+    pub first_event: Option<Instant>,
+    /// The last finish reason an event gave.
+    pub finish_reason: Option<String>,
     /// The upstream reached its end.
     pub complete: bool,
     /// Bytes sent to the client.
@@ -53,7 +56,6 @@ struct State {
     reported: Reported,
     protocol: Protocol,
     hide_usage: bool,
-    started: Instant,
     end: StreamEnd,
     on_end: OnEnd,
     drain: Drain,
@@ -83,7 +85,6 @@ impl Observed {
                 reported: Reported::default(),
                 protocol: watch.protocol,
                 hide_usage: watch.hide_usage,
-                started: Instant::now(),
                 end: StreamEnd {
                     captured: watch.capture.map(|_| Vec::new()),
                     ..StreamEnd::default()
@@ -105,6 +106,9 @@ impl State {
             let document = serde_json::from_str::<serde_json::Value>(&event.data).ok();
             if let Some(document) = &document {
                 self.reported.observe(self.protocol, document);
+                if let Some(reason) = super::request::finish_reason(self.protocol, document) {
+                    self.end.finish_reason = Some(reason);
+                }
                 if self.hide_usage && super::openai::is_usage_chunk(document) {
                     continue;
                 }
@@ -114,7 +118,7 @@ impl State {
                 }
             }
             if self.end.first_event.is_none() && !event.data.is_empty() {
-                self.end.first_event = Some(self.started.elapsed());
+                self.end.first_event = Some(Instant::now());
             }
             out.extend_from_slice(&event.raw);
         }

@@ -1,0 +1,6 @@
+-- AI calls: the channel's provider, whether the tokens were estimated, the
+-- time to the first token of a stream, and the finish reason.
+ALTER TABLE usage_events ADD COLUMN provider TEXT NOT NULL DEFAULT '';
+ALTER TABLE usage_events ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_events ADD COLUMN ttft_micros INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_events ADD COLUMN finish_reason TEXT NOT NULL DEFAULT '';
