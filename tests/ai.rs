@@ -966,3 +966,91 @@ async fn a_small_balance_lowers_max_tokens_so_the_provider_stops_in_budget() {
     assert!(left >= 0, "{left}");
     suite.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_token_rule_refuses_before_the_provider_is_called() {
+    use gateway_proto::quota::v1 as quota;
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let acme = suite.tenant("acme").await;
+    let (upstream, provider) = mock::start(Behaviour::Answer).await;
+    channel(&suite, &acme, "only", upstream, 1).await;
+    price(&suite, &acme).await;
+    let mut identity = suite
+        .identity_as(Credentials::bearer(&acme.admin_token))
+        .await;
+    let group = identity
+        .create_group(id::CreateGroupRequest {
+            group: Some(id::Group {
+                name: "team".to_owned(),
+                priority: 1,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .group
+        .unwrap();
+    identity
+        .add_group_member(id::AddGroupMemberRequest {
+            group_id: group.id.clone(),
+            user_id: acme.admin_id.clone(),
+        })
+        .await
+        .unwrap();
+    let mut quota_admin = suite.quota_as(Credentials::bearer(&acme.admin_token)).await;
+    quota_admin
+        .create_rate_limit_rule(quota::CreateRateLimitRuleRequest {
+            rate_limit_rule: Some(quota::RateLimitRule {
+                group_id: group.id.clone(),
+                name: "team tokens".to_owned(),
+                dimension: quota::LimitDimension::Tokens.into(),
+                window: quota::LimitWindow::Minute.into(),
+                limit: 70,
+                enabled: true,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    // A group key: limited by the group's rules, no balance.
+    let key = identity
+        .create_api_key(id::CreateApiKeyRequest {
+            api_key: Some(id::ApiKey {
+                name: "team".to_owned(),
+                group_id: Some(group.id.clone()),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key;
+    let (client, edge) = (http_client(), suite.addresses.edge);
+    until_served(&client, edge, &key).await;
+    // Each request reserves about 50 tokens and uses 16: a few pass,
+    // then the rule refuses.
+    let small = serde_json::json!({"max_tokens": 40});
+    let mut refused = None;
+    for _ in 0..10 {
+        let answer = post(&client, edge, Some(&key), chat(false, small.clone())).await;
+        if answer.0 != StatusCode::OK {
+            refused = Some(answer);
+            break;
+        }
+    }
+    let refused = refused.expect("the token rule never refused");
+    assert_eq!(refused.0, StatusCode::TOO_MANY_REQUESTS, "{refused:?}");
+    assert_eq!(json(&refused)["error"]["type"], "rate_limit_error");
+    assert!(refused.1.contains_key("retry-after"));
+    let served = provider.received().len();
+    assert!((1..10).contains(&served), "{served}");
+    let again = post(&client, edge, Some(&key), chat(false, small)).await;
+    assert_eq!(again.0, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        provider.received().len(),
+        served,
+        "refused before the provider"
+    );
+    suite.stop().await.unwrap();
+}
