@@ -1054,3 +1054,110 @@ async fn a_group_token_rule_refuses_before_the_provider_is_called() {
     );
     suite.stop().await.unwrap();
 }
+
+/// An OpenAI channel whose provider must answer, and keep sending, within
+/// `read_ms`.
+async fn timed_channel(
+    suite: &TestSuite,
+    tenant: &TenantFixture,
+    name: &str,
+    upstream: SocketAddr,
+    priority: i32,
+    read_ms: i32,
+) -> String {
+    let mut catalog = suite
+        .catalog_as(Credentials::bearer(&tenant.admin_token))
+        .await;
+    catalog
+        .create_channel(cat::CreateChannelRequest {
+            channel: Some(cat::Channel {
+                name: name.to_owned(),
+                provider: cat::Provider::Openai.into(),
+                base_url: format!("http://{upstream}"),
+                models: vec![MODEL.to_owned()],
+                weight: 1,
+                priority,
+                enabled: true,
+                timeouts: Some(cat::Timeouts {
+                    read: Some(prost_types::Duration {
+                        seconds: 0,
+                        nanos: read_ms * 1_000_000,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            secret: format!("sk-provider-{name}"),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .channel
+        .unwrap()
+        .id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_provider_is_failed_over_and_a_stalled_stream_is_cut_and_billed() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let acme = suite.tenant("acme").await;
+    let (slow, slow_mock) = mock::start(Behaviour::SlowFirstByte(Duration::from_secs(5))).await;
+    let (good, good_mock) = mock::start(Behaviour::Answer).await;
+    let slow_id = timed_channel(&suite, &acme, "slow", slow, 5, 300).await;
+    let good_id = timed_channel(&suite, &acme, "good", good, 1, 300).await;
+    price(&suite, &acme).await;
+    credit(&suite, &acme, 10_000_000).await;
+    let key = key(&suite, &acme, None).await;
+    let (client, edge) = (http_client(), suite.addresses.edge);
+    until_served(&client, edge, &key).await;
+
+    // The preferred channel does not answer in time: the client still
+    // gets the other's answer, and never knows.
+    let answer = post(
+        &client,
+        edge,
+        Some(&key),
+        chat(false, serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(answer.0, StatusCode::OK, "{answer:?}");
+    assert_eq!(
+        json(&answer)["choices"][0]["message"]["content"],
+        providers::TEXT
+    );
+    assert_eq!(
+        (slow_mock.received().len(), good_mock.received().len()),
+        (1, 1)
+    );
+
+    // A stream that stops mid-way is cut after the read timeout; what was
+    // delivered is billed, marked estimated.
+    good_mock.set(Behaviour::CutMidStream);
+    let started = std::time::Instant::now();
+    let request = Request::post(format!("http://{edge}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"))
+        .body(Full::new(Bytes::from(chat(true, serde_json::json!({})).to_string())).boxed())
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await;
+    assert!(
+        body.is_err(),
+        "the client sees a broken stream, not a clean end"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "cut by the read timeout"
+    );
+    let events = ai_events(&suite, &acme, 2).await;
+    let first = events.iter().find(|event| !event.stream).unwrap();
+    assert_eq!(first.channel_id, good_id);
+    assert_eq!(first.attempts, 2);
+    assert_ne!(first.channel_id, slow_id);
+    let cut = events.iter().find(|event| event.stream).unwrap();
+    assert!(cut.estimated, "{cut:?}");
+    assert_eq!(cut.completion_tokens, 1, "the one word delivered");
+    assert!(cut.cost_micros > 0);
+    suite.stop().await.unwrap();
+}

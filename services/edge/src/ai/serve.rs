@@ -576,11 +576,17 @@ impl Proxy {
                 .unwrap_or(std::time::Duration::from_millis(
                     self.config.upstream_connect_timeout_ms,
                 ));
-        let read = crate::policy::positive(timeouts.and_then(|timeouts| timeouts.read.as_ref()))
-            .unwrap_or(std::time::Duration::from_millis(
-                self.config.upstream_read_timeout_ms,
-            ));
+        let read = self.read_timeout(candidate.channel);
         self.forwarder.send(upstream, connect, read).await
+    }
+
+    /// The channel's read timeout: for the answer's head, and for every
+    /// pause of its body.
+    fn read_timeout(&self, channel: &gateway_proto::catalog::v1::Channel) -> std::time::Duration {
+        let timeouts = channel.timeouts.as_ref();
+        crate::policy::positive(timeouts.and_then(|timeouts| timeouts.read.as_ref())).unwrap_or(
+            std::time::Duration::from_millis(self.config.upstream_read_timeout_ms),
+        )
     }
 
     /// Stage 6: the provider's answer to the client, JSON or a stream.
@@ -604,7 +610,11 @@ impl Proxy {
         let (mut parts, body) = response.into_parts();
         crate::headers::strip_hop_by_hop(&mut parts.headers);
         let status = parts.status.as_u16();
-        let body = body.map_err(BoxError::from).boxed_unsync();
+        // A provider that stops sending mid-answer is cut after the read
+        // timeout, as on the generic path.
+        let idle = self.read_timeout(candidate.channel);
+        let body =
+            crate::body::Deadline::new(body.map_err(BoxError::from), None, idle).boxed_unsync();
         if streamed {
             let watch = Watch {
                 protocol: asked.request.protocol(),
