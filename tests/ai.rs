@@ -50,25 +50,43 @@ async fn provider_channel(
     upstream: SocketAddr,
     priority: i32,
 ) -> String {
+    let channel = cat::Channel {
+        provider: provider.into(),
+        models: vec![model.to_owned()],
+        model_mapping: [(model.to_owned(), format!("{model}-{name}"))]
+            .into_iter()
+            .collect(),
+        ..channel_named(name, upstream, priority)
+    };
+    create_channel(suite, tenant, channel).await
+}
+
+/// An enabled channel of weight 1 on `upstream`.
+fn channel_named(name: &str, upstream: SocketAddr, priority: i32) -> cat::Channel {
+    cat::Channel {
+        name: name.to_owned(),
+        base_url: format!("http://{upstream}"),
+        weight: 1,
+        priority,
+        enabled: true,
+        ..Default::default()
+    }
+}
+
+/// Creates `channel` with the key `sk-provider-{name}`; its id.
+async fn create_channel(
+    suite: &TestSuite,
+    tenant: &TenantFixture,
+    channel: cat::Channel,
+) -> String {
     let mut catalog = suite
         .catalog_as(Credentials::bearer(&tenant.admin_token))
         .await;
+    let secret = format!("sk-provider-{}", channel.name);
     catalog
         .create_channel(cat::CreateChannelRequest {
-            channel: Some(cat::Channel {
-                name: name.to_owned(),
-                provider: provider.into(),
-                base_url: format!("http://{upstream}"),
-                models: vec![model.to_owned()],
-                model_mapping: [(model.to_owned(), format!("{model}-{name}"))]
-                    .into_iter()
-                    .collect(),
-                weight: 1,
-                priority,
-                enabled: true,
-                ..Default::default()
-            }),
-            secret: format!("sk-provider-{name}"),
+            channel: Some(channel),
+            secret,
         })
         .await
         .unwrap()
@@ -140,16 +158,18 @@ async fn key(suite: &TestSuite, tenant: &TenantFixture, spend_limit_micros: Opti
 
 type Answer = (StatusCode, http::HeaderMap, Bytes);
 
-async fn post(
+/// `(status, headers, body)` of a JSON POST to `path` with `headers`.
+async fn post_json(
     client: &HttpClient,
     edge: SocketAddr,
-    key: Option<&str>,
+    path: &str,
+    headers: &[(&str, &str)],
     body: serde_json::Value,
 ) -> Answer {
-    let mut request = Request::post(format!("http://{edge}/v1/chat/completions"))
-        .header("content-type", "application/json");
-    if let Some(key) = key {
-        request = request.header("authorization", format!("Bearer {key}"));
+    let mut request =
+        Request::post(format!("http://{edge}{path}")).header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
     let body = Full::new(Bytes::from(body.to_string())).boxed();
     let response = client.request(request.body(body).unwrap()).await.unwrap();
@@ -159,6 +179,20 @@ async fn post(
         parts.headers,
         body.collect().await.unwrap().to_bytes(),
     )
+}
+
+async fn post(
+    client: &HttpClient,
+    edge: SocketAddr,
+    key: Option<&str>,
+    body: serde_json::Value,
+) -> Answer {
+    let bearer = key.map(|key| format!("Bearer {key}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .iter()
+        .map(|bearer| ("authorization", bearer.as_str()))
+        .collect();
+    post_json(client, edge, "/v1/chat/completions", &headers, body).await
 }
 
 async fn models(client: &HttpClient, edge: SocketAddr, key: &str) -> serde_json::Value {
@@ -520,19 +554,8 @@ async fn anthropic_post(
     key: &str,
     body: serde_json::Value,
 ) -> Answer {
-    let request = Request::post(format!("http://{edge}/v1/messages"))
-        .header("content-type", "application/json")
-        .header("x-api-key", key)
-        .header("anthropic-version", "2023-06-01")
-        .body(Full::new(Bytes::from(body.to_string())).boxed())
-        .unwrap();
-    let response = client.request(request).await.unwrap();
-    let (parts, body) = response.into_parts();
-    (
-        parts.status,
-        parts.headers,
-        body.collect().await.unwrap().to_bytes(),
-    )
+    let headers = [("x-api-key", key), ("anthropic-version", "2023-06-01")];
+    post_json(client, edge, "/v1/messages", &headers, body).await
 }
 
 fn messages(stream: bool) -> serde_json::Value {
@@ -670,17 +693,7 @@ async fn gemini_post(
     path: &str,
     body: serde_json::Value,
 ) -> Answer {
-    let request = Request::post(format!("http://{edge}{path}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())).boxed())
-        .unwrap();
-    let response = client.request(request).await.unwrap();
-    let (parts, body) = response.into_parts();
-    (
-        parts.status,
-        parts.headers,
-        body.collect().await.unwrap().to_bytes(),
-    )
+    post_json(client, edge, path, &[], body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1065,36 +1078,19 @@ async fn timed_channel(
     priority: i32,
     read_ms: i32,
 ) -> String {
-    let mut catalog = suite
-        .catalog_as(Credentials::bearer(&tenant.admin_token))
-        .await;
-    catalog
-        .create_channel(cat::CreateChannelRequest {
-            channel: Some(cat::Channel {
-                name: name.to_owned(),
-                provider: cat::Provider::Openai.into(),
-                base_url: format!("http://{upstream}"),
-                models: vec![MODEL.to_owned()],
-                weight: 1,
-                priority,
-                enabled: true,
-                timeouts: Some(cat::Timeouts {
-                    read: Some(prost_types::Duration {
-                        seconds: 0,
-                        nanos: read_ms * 1_000_000,
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
+    let channel = cat::Channel {
+        provider: cat::Provider::Openai.into(),
+        models: vec![MODEL.to_owned()],
+        timeouts: Some(cat::Timeouts {
+            read: Some(prost_types::Duration {
+                seconds: 0,
+                nanos: read_ms * 1_000_000,
             }),
-            secret: format!("sk-provider-{name}"),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .channel
-        .unwrap()
-        .id
+            ..Default::default()
+        }),
+        ..channel_named(name, upstream, priority)
+    };
+    create_channel(suite, tenant, channel).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,19 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of every response the edge sends.
 pub type EdgeBody = UnsyncBoxBody<Bytes, BoxError>;
 
+/// A whole body of `bytes`, as the edge's body type.
+pub fn full(bytes: Bytes) -> EdgeBody {
+    http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_err(
+        http_body_util::Full::new(bytes),
+        |never| -> BoxError { match never {} },
+    ))
+}
+
+/// An empty body, as the edge's body type.
+pub fn empty() -> EdgeBody {
+    full(Bytes::new())
+}
+
 /// What passed through one body.
 #[derive(Debug, Default)]
 pub struct Seen {

@@ -703,8 +703,7 @@ impl Proxy {
         if let Some(protocol) = protocol {
             crate::upgrade::restore(&mut parts.headers, protocol);
         }
-        let empty = http_body_util::Empty::new().map_err(|never| -> BoxError { match never {} });
-        Response::from_parts(parts, empty.boxed_unsync())
+        Response::from_parts(parts, crate::body::empty())
     }
 
     /// An ordinary answer: kept for the cache as the upstream sent it,
@@ -1140,8 +1139,7 @@ async fn enveloped(response: Response<EdgeBody>, max: u64, request_id: &str) -> 
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    let full = http_body_util::Full::new(body).map_err(|never| -> BoxError { match never {} });
-    Response::from_parts(parts, full.boxed_unsync())
+    Response::from_parts(parts, crate::body::full(body))
 }
 
 fn too_large(max_body: u64, request_id: &str) -> Response<EdgeBody> {

@@ -9,10 +9,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
-use http_body_util::BodyExt as _;
 
 use super::usage::Protocol;
-use crate::body::{BoxError, EdgeBody};
+use crate::body::EdgeBody;
 
 /// Why a request is refused, independent of the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,13 +136,24 @@ pub fn response(
     request_id: &str,
     retry_after: Option<Duration>,
 ) -> Response<EdgeBody> {
-    let body = Bytes::from(body(protocol, kind, message, request_id).to_string());
-    let mut response = Response::new(
-        http_body_util::Full::new(body)
-            .map_err(|never| -> BoxError { match never {} })
-            .boxed_unsync(),
+    let mut response = json(
+        status(protocol, kind),
+        &body(protocol, kind, message, request_id),
+        request_id,
     );
-    *response.status_mut() = status(protocol, kind);
+    let headers = response.headers_mut();
+    if let Some(wait) = retry_after {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    }
+    response
+}
+
+/// A JSON answer with the request id, the shape of every answer the AI
+/// endpoints make themselves.
+pub fn json(status: StatusCode, value: &serde_json::Value, request_id: &str) -> Response<EdgeBody> {
+    let mut response = Response::new(crate::body::full(Bytes::from(value.to_string())));
+    *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -151,10 +161,6 @@ pub fn response(
     );
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert(crate::request_id::HEADER, value);
-    }
-    if let Some(wait) = retry_after {
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
     }
     response
 }

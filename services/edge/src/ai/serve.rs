@@ -98,6 +98,8 @@ struct Asked<'a> {
     started_micros: i64,
     /// The request body, for the audit log when the channel captures.
     body: Bytes,
+    /// The prompt's tokens as the tokenizer counts them, once.
+    prompt_tokens: i64,
 }
 
 impl Proxy {
@@ -203,7 +205,7 @@ impl Proxy {
                 serde_json::json!({"object": "list", "data": data})
             }
         };
-        json_response(StatusCode::OK, &listed, request_id)
+        errors::json(StatusCode::OK, &listed, request_id)
     }
 
     /// Anthropic's `count_tokens` and Gemini's `countTokens`, answered by
@@ -232,12 +234,12 @@ impl Proxy {
             _ => Generation::parse(protocol, body.to_string().as_bytes()),
         };
         match parsed {
-            Ok(parsed) if protocol == Protocol::Gemini => json_response(
+            Ok(parsed) if protocol == Protocol::Gemini => errors::json(
                 StatusCode::OK,
                 &serde_json::json!({"totalTokens": parsed.prompt_tokens()}),
                 request_id,
             ),
-            Ok(parsed) => json_response(
+            Ok(parsed) => errors::json(
                 StatusCode::OK,
                 &serde_json::json!({"input_tokens": parsed.prompt_tokens()}),
                 request_id,
@@ -281,6 +283,7 @@ impl Proxy {
                 return errors::response(protocol, Kind::BadRequest, &message, request_id, None);
             }
         };
+        let prompt_tokens = generation.prompt_tokens();
         let asked = Asked {
             caller,
             request: generation,
@@ -291,6 +294,7 @@ impl Proxy {
             started: started.0,
             started_micros: started.1,
             body: bytes,
+            prompt_tokens,
         };
         self.chat_parsed(asked).await
     }
@@ -372,7 +376,7 @@ impl Proxy {
     ) -> Result<(Admitted, Option<i64>), Box<Response<EdgeBody>>> {
         let (protocol, request_id) = (asked.request.protocol(), asked.request_id);
         let principal = &asked.caller.principal;
-        let prompt = asked.request.prompt_tokens();
+        let prompt = asked.prompt_tokens;
         let asked_max = asked.request.max_tokens();
         let completion = asked_max.unwrap_or(self.config.ai_default_max_tokens);
         let payer = payer(principal);
@@ -552,11 +556,7 @@ impl Proxy {
             .request
             .upstream_uri(&candidate.channel.base_url, candidate.upstream_model)
             .map_err(|_| Failure::Upstream)?;
-        let mut upstream = Request::new(
-            http_body_util::Full::new(body)
-                .map_err(|never| -> BoxError { match never {} })
-                .boxed_unsync(),
-        );
+        let mut upstream = Request::new(crate::body::full(body));
         *upstream.method_mut() = Method::POST;
         *upstream.uri_mut() = uri;
         let headers = upstream.headers_mut();
@@ -677,7 +677,7 @@ impl Proxy {
                 provider: provider_name(candidate.channel.provider()),
                 ..AiOutcome::default()
             },
-            prompt_estimate: asked.request.prompt_tokens(),
+            prompt_estimate: asked.prompt_tokens,
             protocol: asked.request.protocol(),
             attempts,
             bytes_in: asked.body.len() as u64,
@@ -962,29 +962,6 @@ fn retry_after(headers: &http::HeaderMap) -> Option<std::time::Duration> {
         .ok()?;
     (seconds.is_finite() && seconds >= 0.0)
         .then(|| std::time::Duration::from_secs_f64(seconds.min(3600.0)))
-}
-
-fn json_response(
-    status: StatusCode,
-    value: &serde_json::Value,
-    request_id: &str,
-) -> Response<EdgeBody> {
-    let mut response = Response::new(
-        http_body_util::Full::new(Bytes::from(value.to_string()))
-            .map_err(|never| -> BoxError { match never {} })
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Ok(value) = HeaderValue::from_str(request_id) {
-        response
-            .headers_mut()
-            .insert(crate::request_id::HEADER, value);
-    }
-    response
 }
 
 /// Never called: fails to compile if the AI path's future stops being

@@ -22,7 +22,7 @@ use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use tokio::sync::watch;
 
-use crate::body::{BoxError, EdgeBody};
+use crate::body::EdgeBody;
 use control::Directives;
 pub use fill::Filling;
 
@@ -159,7 +159,7 @@ impl Entry {
     /// the head alone for HEAD.
     pub fn answer(&self, method: &Method, request: &HeaderMap) -> Response<EdgeBody> {
         let mut response = if control::not_modified(request, &self.headers) {
-            let mut response = Response::new(empty());
+            let mut response = Response::new(crate::body::empty());
             *response.status_mut() = StatusCode::NOT_MODIFIED;
             for name in control::NOT_MODIFIED_HEADERS {
                 for value in self.headers.get_all(&name) {
@@ -169,11 +169,9 @@ impl Entry {
             response
         } else {
             let body = if method == Method::HEAD {
-                empty()
+                crate::body::empty()
             } else {
-                http_body_util::Full::new(self.body.clone())
-                    .map_err(|never| -> BoxError { match never {} })
-                    .boxed_unsync()
+                crate::body::full(self.body.clone())
             };
             let mut response = Response::new(body);
             *response.status_mut() = self.status;
@@ -185,12 +183,6 @@ impl Entry {
         headers.insert(X_CACHE, HeaderValue::from_static("HIT"));
         response
     }
-}
-
-fn empty() -> EdgeBody {
-    http_body_util::Empty::new()
-        .map_err(|never| -> BoxError { match never {} })
-        .boxed_unsync()
 }
 
 /// The request a lookup is made for.

@@ -27,11 +27,7 @@ fn lookup<'a>(api_id: &'a str, path: &'a str, headers: &'a HeaderMap) -> Lookup<
 }
 
 fn answer(body: &'static str, pairs: &[(&'static str, &'static str)]) -> Response<EdgeBody> {
-    let mut response = Response::new(
-        http_body_util::Full::new(Bytes::from_static(body.as_bytes()))
-            .map_err(|never| -> BoxError { match never {} })
-            .boxed_unsync(),
-    );
+    let mut response = Response::new(crate::body::full(Bytes::from_static(body.as_bytes())));
     for (name, value) in pairs {
         response
             .headers_mut()
