@@ -18,6 +18,8 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 
 mod edge_support;
+#[path = "ai/translation.rs"]
+mod translation;
 
 use edge_support::{HttpClient, http_client};
 
@@ -281,7 +283,11 @@ fn cost(prompt: i64, completion: i64) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_chat_is_served_from_channels_with_usage_cost_and_failover() {
-    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let suite = TestSuite::start_with(Backend::Sqlite, |config| {
+        config.edge.ai_cors_allowed_origins = vec![BROWSER_APP.to_owned()];
+    })
+    .await
+    .unwrap();
     let acme = suite.tenant("acme").await;
     let (good, good_mock) = mock::start(Behaviour::Answer).await;
     let (busy, busy_mock) = mock::start(Behaviour::RateLimited(30)).await;
@@ -295,6 +301,7 @@ async fn openai_chat_is_served_from_channels_with_usage_cost_and_failover() {
     until_served(&client, edge, &key).await;
     let listed = models(&client, edge, &key).await;
     assert_eq!(listed["data"][0]["id"], MODEL, "{listed}");
+    browsers_are_answered_by_the_configured_cors(&client, edge, &key).await;
 
     // JSON: the busy channel is tried, cools down, the good one answers.
     let answer = post(
@@ -441,6 +448,49 @@ async fn openai_chat_is_served_from_channels_with_usage_cost_and_failover() {
     suite.stop().await.unwrap();
 }
 
+const BROWSER_APP: &str = "https://chat.example";
+
+/// The edge's AI CORS policy: a preflight answered without a key, the
+/// allowed origin's answers readable, another origin's not.
+async fn browsers_are_answered_by_the_configured_cors(
+    client: &HttpClient,
+    edge: SocketAddr,
+    key: &str,
+) {
+    let preflight = Request::builder()
+        .method("OPTIONS")
+        .uri(format!("http://{edge}/v1/chat/completions"))
+        .header("origin", BROWSER_APP)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+        .body(edge_support::empty())
+        .unwrap();
+    let answer = client.request(preflight).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::NO_CONTENT);
+    let headers = answer.headers();
+    assert_eq!(headers["access-control-allow-origin"], BROWSER_APP);
+    assert_eq!(
+        headers["access-control-allow-headers"],
+        "authorization, content-type"
+    );
+    let allowed = [("origin", BROWSER_APP)];
+    let listed = edge_support::send(client, edge, "GET", "/v1/models", key, &allowed).await;
+    assert_eq!(listed.1["access-control-allow-origin"], BROWSER_APP);
+    assert!(
+        listed.1["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .contains("x-request-id")
+    );
+    let other = [("origin", "https://elsewhere.example")];
+    let listed = edge_support::send(client, edge, "GET", "/v1/models", key, &other).await;
+    assert_eq!(listed.0, StatusCode::OK);
+    assert!(!listed.1.contains_key("access-control-allow-origin"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spend_limits_are_enforced_before_the_provider_is_called() {
     let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
@@ -484,7 +534,8 @@ fn sdk_python() -> Option<String> {
     gateway_testkit::server_url("GATEWAY_TEST_PYTHON")
 }
 
-/// Runs `tests/sdk/{script}` with the edge, key, model and expected text.
+/// Runs `tests/sdk/{script}` with the edge, key, its protocol's model,
+/// every model the key reaches and the expected text.
 async fn run_sdk(python: String, script: &str, edge: SocketAddr, key: String, model: &str) {
     let script = format!("{}/sdk/{script}", env!("CARGO_MANIFEST_DIR"));
     let model = model.to_owned();
@@ -494,6 +545,7 @@ async fn run_sdk(python: String, script: &str, edge: SocketAddr, key: String, mo
             .env("EDGE_URL", format!("http://{edge}"))
             .env("GATEWAY_KEY", &key)
             .env("MODEL", model)
+            .env("MODELS", [MODEL, CLAUDE, GEMINI].join(","))
             .env("TEXT", providers::TEXT)
             .output()
     })
@@ -525,6 +577,16 @@ async fn the_official_sdks_work_against_the_edge() {
     let (google, _google) = gemini::start(Behaviour::Answer).await;
     let google_channel = ("google", cat::Provider::Gemini, GEMINI);
     provider_channel(&suite, &acme, google_channel, google, 1).await;
+    // Each protocol's preferred channel fails: the SDKs (no retries of
+    // their own) must not notice.
+    let (busy_gpt, busy_gpt_mock) = mock::start(Behaviour::RateLimited(30)).await;
+    channel(&suite, &acme, "busy", busy_gpt, 5).await;
+    let (down_claude, down_claude_mock) = anthropic::start(Behaviour::ServerError).await;
+    let down = ("claude-down", cat::Provider::Anthropic, CLAUDE);
+    provider_channel(&suite, &acme, down, down_claude, 5).await;
+    let (slow_google, slow_google_mock) = gemini::start(Behaviour::RateLimited(30)).await;
+    let busy = ("google-busy", cat::Provider::Gemini, GEMINI);
+    provider_channel(&suite, &acme, busy, slow_google, 5).await;
     price(&suite, &acme).await;
     model_price(&suite, &acme, CLAUDE).await;
     model_price(&suite, &acme, GEMINI).await;
@@ -543,6 +605,16 @@ async fn the_official_sdks_work_against_the_edge() {
     )
     .await;
     run_sdk(python, "gemini_client.py", edge, key, GEMINI).await;
+    for (protocol, failing) in [
+        ("openai", &busy_gpt_mock),
+        ("anthropic", &down_claude_mock),
+        ("gemini", &slow_google_mock),
+    ] {
+        assert!(
+            !failing.received().is_empty(),
+            "{protocol}: no failover tried"
+        );
+    }
     suite.stop().await.unwrap();
 }
 
@@ -567,7 +639,7 @@ fn messages(stream: bool) -> serde_json::Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn anthropic_messages_reach_anthropic_channels_only() {
+async fn anthropic_messages_are_served_by_the_preferred_anthropic_channel() {
     let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
     let acme = suite.tenant("acme").await;
     let (claude, claude_mock) = anthropic::start(Behaviour::Answer).await;
@@ -580,13 +652,14 @@ async fn anthropic_messages_reach_anthropic_channels_only() {
         1,
     )
     .await;
-    // An OpenAI channel serving the same name is never used for Messages.
+    // An OpenAI channel of lower priority serving the same name: reached
+    // only through translation, and only when the Anthropic one fails.
     provider_channel(
         &suite,
         &acme,
         ("gpt", cat::Provider::Openai, CLAUDE),
         gpt,
-        9,
+        0,
     )
     .await;
     model_price(&suite, &acme, CLAUDE).await;

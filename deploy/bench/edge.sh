@@ -27,14 +27,8 @@ done
 
 (cd "$REPO" && cargo build --release -p gatewayd >&2)
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=deploy/bench/lib.sh
+source "$REPO/deploy/bench/lib.sh"
 
 # The upstream (a fixed 2-byte answer) and the reference proxy to it, with
 # upstream keep-alive as a tuned nginx would have.
@@ -65,25 +59,7 @@ taskset -c "$SERVER_CPU" nginx -c "$work/nginx.conf" -p "$work" &
 pids+=($!)
 
 # The edge: the whole suite, seeded with an API on the same upstream.
-mkdir -p "$work/gatewayd"
-admin_key=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-(
-  cd "$work/gatewayd"
-  GATEWAY_AUTH_ADMIN_KEY="$admin_key" \
-  GATEWAY_DEMO_UPSTREAM_URL="http://127.0.0.1:$UPSTREAM_PORT" \
-  GATEWAY_DEMO_REQUESTS_PER_MINUTE=1000000000000 \
-  GATEWAY_DEMO_REQUESTS_PER_MONTH=1000000000000 \
-  GATEWAY_TELEMETRY_LOG_FILTER=warn \
-    exec taskset -c "$SERVER_CPU" "$TARGET/release/gatewayd" --demo > out.log 2> err.log
-) &
-pids+=($!)
-
-for _ in $(seq 1 100); do
-  grep -q '^curl' "$work/gatewayd/out.log" 2>/dev/null && break
-  sleep 0.2
-done
-key=$(sed -n "s/^curl -i -H 'X-API-Key: \(sk-[A-Za-z0-9]*\)'.*/\1/p" "$work/gatewayd/out.log")
-[ -n "$key" ] || { echo "gatewayd did not start:" >&2; cat "$work/gatewayd/err.log" >&2; exit 1; }
+start_gatewayd "http://127.0.0.1:$UPSTREAM_PORT"
 edge_url="http://127.0.0.1:8080/demo/echo/"
 for _ in $(seq 1 100); do
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "$edge_url")" = 200 ] && break
@@ -92,10 +68,9 @@ done
 
 # The API with policies, in the demo tenant, on the same upstream (two
 # targets 3:1, which the demo's egress opening covers: same address).
-tenant=$(grpcurl -plaintext -H "x-admin-key: $admin_key" -d '{"slug":"demo"}' \
-  127.0.0.1:50051 gateway.identity.v1.IdentityService/GetTenantBySlug | jq -r .tenant.id)
-grpcurl -plaintext -H "x-admin-key: $admin_key" -d @ \
-  127.0.0.1:50052 gateway.catalog.v1.CatalogService/CreateApi > /dev/null <<JSON
+tenant=$(echo '{"slug":"demo"}' |
+  admin 127.0.0.1:50051 gateway.identity.v1.IdentityService/GetTenantBySlug | jq -r .tenant.id)
+admin 127.0.0.1:50052 gateway.catalog.v1.CatalogService/CreateApi > /dev/null <<JSON
 {"api": {"tenantId": "$tenant", "name": "Policies", "slug": "policies", "enabled": true,
   "upstreams": [{"url": "http://127.0.0.1:$UPSTREAM_PORT/", "weight": 3},
                 {"url": "http://127.0.0.1:$UPSTREAM_PORT/b", "weight": 1}],
@@ -115,39 +90,14 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-# wrk's latency figures in milliseconds.
-to_ms() {
-  awk -v value="$1" 'BEGIN {
-    if (value ~ /us$/) { sub(/us$/, "", value); printf "%.3f", value / 1000 }
-    else if (value ~ /ms$/) { sub(/ms$/, "", value); printf "%.3f", value }
-    else if (value ~ /s$/) { sub(/s$/, "", value); printf "%.3f", value * 1000 }
-    else { printf "%s", value }
-  }'
-}
-
-# run NAME URL [HEADER]: prints "rps p50 p99 p50_at_1".
-measure() {
-  local url=$1; shift
-  local args=(--latency -d "$DURATION")
-  [ $# -gt 0 ] && args+=(-H "$1")
-  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" "${args[@]}" "$url" > "$work/many.txt"
-  taskset -c "$LOAD_CPU" wrk -t1 -c1 "${args[@]}" "$url" > "$work/one.txt"
-  local rps p50 p99 one
-  rps=$(awk '/^Requests\/sec/ {print $2}' "$work/many.txt")
-  p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$work/many.txt")")
-  p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$work/many.txt")")
-  one=$(to_ms "$(awk '$1 == "50%" {print $2}' "$work/one.txt")")
-  if grep -q "Non-2xx" "$work/many.txt"; then
-    echo "warning: non-2xx answers for $url:" >&2
-    grep "Non-2xx" "$work/many.txt" >&2
-  fi
-  echo "$rps $p50 $p99 $one"
-}
-
-read -r d_rps d_p50 d_p99 d_one < <(measure "http://127.0.0.1:$UPSTREAM_PORT/")
-read -r n_rps n_p50 n_p99 n_one < <(measure "http://127.0.0.1:$NGINX_PROXY_PORT/")
-read -r e_rps e_p50 e_p99 e_one < <(measure "$edge_url" "X-API-Key: $key")
-read -r p_rps p_p50 p_p99 p_one < <(measure "$policies_url" "X-API-Key: $key")
+figures=$(measure "http://127.0.0.1:$UPSTREAM_PORT/")
+read -r d_rps d_p50 d_p99 d_one <<< "$figures"
+figures=$(measure "http://127.0.0.1:$NGINX_PROXY_PORT/")
+read -r n_rps n_p50 n_p99 n_one <<< "$figures"
+figures=$(measure "$edge_url" -H "X-API-Key: $key")
+read -r e_rps e_p50 e_p99 e_one <<< "$figures"
+figures=$(measure "$policies_url" -H "X-API-Key: $key")
+read -r p_rps p_p50 p_p99 p_one <<< "$figures"
 
 echo "wrk, $CONNECTIONS connections and 1 connection, $DURATION each; servers on CPU $SERVER_CPU, wrk on CPU $LOAD_CPU"
 printf '| %-34s | %10s | %9s | %9s | %13s |\n' "path" "req/s" "p50 ms" "p99 ms" "p50 ms, 1 conn"

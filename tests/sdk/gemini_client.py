@@ -1,7 +1,8 @@
 """The official Google GenAI SDK (Gemini) against the edge: plain and
 streamed generation with usage, token counting, the model list, and errors
-as the SDK's own classes. Run by tests/ai.rs with EDGE_URL, GATEWAY_KEY,
-MODEL and TEXT set."""
+as the SDK's own classes. Every other model the key reaches (channels of the
+other providers, translated) answers too. Run by tests/ai.rs with EDGE_URL,
+GATEWAY_KEY, MODEL, MODELS (all the key reaches) and TEXT set."""
 
 import os
 import sys
@@ -13,6 +14,7 @@ EDGE = os.environ["EDGE_URL"]
 KEY = os.environ["GATEWAY_KEY"]
 MODEL = os.environ["MODEL"]
 TEXT = os.environ["TEXT"]
+MODELS = os.environ["MODELS"].split(",")
 
 
 def check(condition, message):
@@ -40,7 +42,16 @@ counted = gemini.models.count_tokens(model=MODEL, contents="Say hello.")
 check(counted.total_tokens > 0, f"count: {counted}")
 
 models = [model.name for model in gemini.models.list()]
-check(models == [f"models/{MODEL}"], f"models: {models}")
+check(sorted(models) == sorted(f"models/{name}" for name in MODELS), f"models: {models}")
+
+for other in MODELS:
+    answer = gemini.models.generate_content(model=other, contents="Say hello.")
+    check(answer.text == TEXT, f"{other}: {answer}")
+    check(answer.usage_metadata.candidates_token_count == 5, f"{other}: {answer.usage_metadata}")
+    chunks = list(gemini.models.generate_content_stream(model=other, contents="Say hello."))
+    text = "".join(chunk.text or "" for chunk in chunks)
+    check(text == TEXT, f"{other} streamed: {text!r}")
+    check(chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP, f"{other}: {chunks[-1]}")
 
 try:
     gemini.models.generate_content(model="no-such-model", contents="x")

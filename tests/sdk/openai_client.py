@@ -1,6 +1,8 @@
 """The official OpenAI SDK against the edge: plain and streamed chat,
 usage on request, the model list, and errors as the SDK's own classes.
-Run by tests/ai.rs with EDGE_URL, GATEWAY_KEY, MODEL and TEXT set."""
+Every other model the key reaches (channels of the other providers,
+translated) answers too. Run by tests/ai.rs with EDGE_URL, GATEWAY_KEY,
+MODEL, MODELS (all the key reaches) and TEXT set."""
 
 import os
 import sys
@@ -11,6 +13,7 @@ EDGE = os.environ["EDGE_URL"]
 KEY = os.environ["GATEWAY_KEY"]
 MODEL = os.environ["MODEL"]
 TEXT = os.environ["TEXT"]
+MODELS = os.environ["MODELS"].split(",")
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 
 
@@ -40,7 +43,16 @@ usages = [chunk.usage for chunk in chunks if chunk.usage is not None]
 check(len(usages) == 1 and usages[0].prompt_tokens == 11, f"usage chunk: {usages}")
 
 models = [model.id for model in client.models.list()]
-check(models == [MODEL], f"models: {models}")
+check(sorted(models) == sorted(MODELS), f"models: {models}")
+
+for other in MODELS:
+    answer = client.chat.completions.create(model=other, messages=MESSAGES)
+    check(answer.choices[0].message.content == TEXT, f"{other}: {answer}")
+    check(answer.usage.completion_tokens == 5, f"{other}: {answer}")
+    chunks = list(client.chat.completions.create(model=other, messages=MESSAGES, stream=True))
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+    check(text == TEXT, f"{other} streamed: {text!r}")
+    check(chunks[-1].choices[0].finish_reason == "stop", f"{other} finish: {chunks[-1]}")
 
 try:
     client.chat.completions.create(model="no-such-model", messages=MESSAGES)

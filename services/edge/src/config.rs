@@ -63,6 +63,12 @@ pub struct Config {
     /// to this size to read its usage; a larger one is counted with the
     /// tokenizer instead.
     pub ai_max_answer_bytes: u64,
+    /// Browser origins that may call the AI endpoints (`*` for any); empty
+    /// = no CORS on them. Preflights are answered by the edge, without a
+    /// key; keys travel in headers, so credentials are never allowed.
+    pub ai_cors_allowed_origins: Vec<String>,
+    /// How long a browser may cache an AI preflight's answer.
+    pub ai_cors_max_age_secs: u64,
 }
 
 /// What the edge does when quota does not answer.
@@ -101,6 +107,8 @@ impl Default for Config {
             ai_stream_drain_secs: 30,
             ai_stream_drain_bytes: 8 * 1024 * 1024,
             ai_max_answer_bytes: 64 * 1024 * 1024,
+            ai_cors_allowed_origins: Vec::new(),
+            ai_cors_max_age_secs: 600,
         }
     }
 }
@@ -134,6 +142,15 @@ impl Config {
             || self.ai_max_attempts == 0
         {
             problems.push("edge.ai_default_max_tokens, edge.ai_min_completion_tokens, edge.ai_max_attempts: must be positive".to_owned());
+        }
+        if let Some(origin) = self
+            .ai_cors_allowed_origins
+            .iter()
+            .find(|origin| !crate::cors::is_origin(origin))
+        {
+            problems.push(format!(
+                "edge.ai_cors_allowed_origins: {origin:?} is not `*` or an origin such as https://app.example"
+            ));
         }
         if self.spool_dir.trim().is_empty() {
             problems.push("edge.spool_dir: must not be empty".to_owned());

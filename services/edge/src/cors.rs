@@ -29,6 +29,23 @@ pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
         && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
+/// `*`, or a browser origin: `http(s)://host[:port]` with nothing after.
+pub fn is_origin(value: &str) -> bool {
+    if value == "*" {
+        return true;
+    }
+    let Some(rest) = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '@'])
+        && !rest.chars().any(char::is_whitespace)
+        && value.parse::<http::Uri>().is_ok()
+}
+
 fn joined(values: &[String]) -> Option<HeaderValue> {
     (!values.is_empty())
         .then(|| HeaderValue::from_str(&values.join(", ")).ok())
@@ -58,6 +75,25 @@ impl Cors {
                 .as_ref()
                 .and_then(|age| u64::try_from(age.seconds).ok()),
         })
+    }
+
+    /// The AI endpoints' policy, from the edge's configuration: the
+    /// request ids and rate-limit headers SDKs read are exposed.
+    pub fn for_ai(origins: &[String], max_age_secs: u64) -> Option<Self> {
+        Self::compile(Some(&pb::CorsPolicy {
+            enabled: !origins.is_empty(),
+            allowed_origins: origins.to_vec(),
+            allowed_methods: vec!["GET".to_owned(), "POST".to_owned()],
+            allowed_headers: Vec::new(),
+            expose_headers: ["x-request-id", "retry-after", "request-id"]
+                .map(str::to_owned)
+                .to_vec(),
+            allow_credentials: false,
+            max_age: Some(prost_types::Duration {
+                seconds: i64::try_from(max_age_secs).unwrap_or(i64::MAX),
+                nanos: 0,
+            }),
+        }))
     }
 
     fn allows_origin(&self, origin: &str) -> bool {
@@ -194,6 +230,54 @@ mod tests {
             HeaderValue::from_str(headers).unwrap(),
         );
         request
+    }
+
+    #[test]
+    fn origins_are_told_from_urls() {
+        for origin in ["*", "https://app.example", "http://localhost:5173"] {
+            assert!(is_origin(origin), "{origin}");
+        }
+        for bad in [
+            "app.example",
+            "https://",
+            "https://app.example/",
+            "https://app.example/path",
+            "https://user@app.example",
+            "ftp://app.example",
+            "https://app example",
+        ] {
+            assert!(!is_origin(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_ai_policy_allows_what_sdks_send_and_exposes_request_ids() {
+        assert!(Cors::for_ai(&[], 600).is_none(), "no origins: no CORS");
+        let cors = Cors::for_ai(&["https://chat.example".to_owned()], 600).unwrap();
+        let asked = preflight(
+            "https://chat.example",
+            "POST",
+            "authorization, content-type, x-stainless-os",
+        );
+        let answer = cors.preflight(&asked);
+        let headers = answer.headers();
+        assert_eq!(
+            headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://chat.example"
+        );
+        assert_eq!(
+            headers[header::ACCESS_CONTROL_ALLOW_HEADERS],
+            "authorization, content-type, x-stainless-os"
+        );
+        assert!(!headers.contains_key(header::ACCESS_CONTROL_ALLOW_CREDENTIALS));
+        let mut response = HeaderMap::new();
+        cors.decorate(asked.get(header::ORIGIN), &mut response);
+        assert!(
+            response[header::ACCESS_CONTROL_EXPOSE_HEADERS]
+                .to_str()
+                .unwrap()
+                .contains("x-request-id")
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod grpc;
 pub mod headers;
 pub mod health;
 pub mod leases;
+pub mod lingering;
 pub mod outbound;
 pub mod path;
 pub mod pipeline;

@@ -9,6 +9,7 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 
 use crate::body::{BoxError, EdgeBody, Observed, Tap};
+use crate::lingering::Lingering;
 use crate::retry::MAX_REPLAY_BYTES;
 
 pub enum Outbound {
@@ -42,7 +43,7 @@ impl Outbound {
             return Ok(Self::streaming(body, max_body));
         }
         let limit = usize::try_from(MAX_REPLAY_BYTES.min(max_body)).unwrap_or(usize::MAX);
-        match Limited::new(body, limit).collect().await {
+        match Limited::new(Lingering::new(body), limit).collect().await {
             Ok(collected) => Ok(Self::Replay(collected.to_bytes())),
             Err(error) if error.is::<http_body_util::LengthLimitError>() => {
                 Err(StatusCode::PAYLOAD_TOO_LARGE)
@@ -65,8 +66,8 @@ impl Outbound {
             }
             Self::Stream(body, max_body) => match body.take() {
                 Some(body) => {
-                    let limited =
-                        Limited::new(body, usize::try_from(*max_body).unwrap_or(usize::MAX));
+                    let limit = usize::try_from(*max_body).unwrap_or(usize::MAX);
+                    let limited = Limited::new(Lingering::new(body), limit);
                     Observed::tapped(limited, capture, tap.clone()).boxed_unsync()
                 }
                 None => Full::new(Bytes::new())

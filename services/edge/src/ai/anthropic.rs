@@ -47,6 +47,10 @@ pub fn parse(bytes: &[u8]) -> Result<Messages, String> {
 }
 
 impl Messages {
+    pub fn body(&self) -> &Map<String, Value> {
+        &self.body
+    }
+
     /// The system prompt, every message's blocks and the tool definitions.
     pub fn prompt_tokens(&self) -> i64 {
         let mut total = content_tokens(self.body.get("system"));

@@ -94,7 +94,7 @@ impl Kind {
 /// The status a protocol uses for `kind`: Gemini has no 402 and answers
 /// budget refusals 429 RESOURCE_EXHAUSTED; Anthropic's permission errors
 /// are 403.
-fn status(protocol: Protocol, kind: Kind) -> StatusCode {
+pub fn status(protocol: Protocol, kind: Kind) -> StatusCode {
     match (protocol, kind) {
         (Protocol::Gemini, Kind::Budget) => StatusCode::TOO_MANY_REQUESTS,
         (Protocol::Anthropic, Kind::Budget) => StatusCode::FORBIDDEN,

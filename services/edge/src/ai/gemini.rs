@@ -100,15 +100,19 @@ impl Generate {
         Bytes::from(Value::Object(body).to_string())
     }
 
-    /// `/v1beta/models/{model}:{method}` for the channel's model name.
-    pub fn upstream_path(&self, upstream_model: &str) -> String {
-        let method = if self.stream {
-            "streamGenerateContent"
-        } else {
-            "generateContent"
-        };
-        format!("/v1beta/models/{upstream_model}:{method}")
+    pub fn body(&self) -> &Map<String, Value> {
+        &self.body
     }
+}
+
+/// `/v1beta/models/{model}:{method}` for the channel's model name.
+pub fn upstream_path(upstream_model: &str, stream: bool) -> String {
+    let method = if stream {
+        "streamGenerateContent"
+    } else {
+        "generateContent"
+    };
+    format!("/v1beta/models/{upstream_model}:{method}")
 }
 
 fn parts_tokens(parts: Option<&Value>) -> i64 {
@@ -179,7 +183,7 @@ mod tests {
         assert_eq!(sent["generationConfig"]["maxOutputTokens"], 30);
         assert_eq!(sent["generationConfig"]["temperature"], 0.2);
         assert_eq!(
-            generate.upstream_path("gemini-x-2"),
+            upstream_path("gemini-x-2", generate.stream),
             "/v1beta/models/gemini-x-2:streamGenerateContent"
         );
         assert!(

@@ -7,6 +7,7 @@
 //! provider reports.
 
 pub mod anthropic;
+pub mod canonical;
 pub mod channels;
 pub mod errors;
 pub mod gemini;
@@ -18,10 +19,24 @@ pub mod serve;
 pub mod sse;
 pub mod stream;
 pub mod tokens;
+pub mod translate;
 pub mod usage;
 
 /// The AI path's state, shared by every request.
-#[derive(Default)]
 pub struct Ai {
     pub channels: channels::Channels,
+    /// CORS on the AI endpoints, from the edge's configuration.
+    pub cors: Option<crate::cors::Cors>,
+}
+
+impl Ai {
+    pub fn new(config: &crate::config::Config) -> Self {
+        Self {
+            channels: channels::Channels::default(),
+            cors: crate::cors::Cors::for_ai(
+                &config.ai_cors_allowed_origins,
+                config.ai_cors_max_age_secs,
+            ),
+        }
+    }
 }

@@ -66,6 +66,10 @@ pub fn parse(bytes: &[u8]) -> Result<Chat, String> {
 }
 
 impl Chat {
+    pub fn body(&self) -> &Map<String, Value> {
+        &self.body
+    }
+
     /// The prompt's tokens as OpenAI counts chat messages: each message's
     /// text plus a few tokens of framing, images at a fixed estimate, and
     /// the tool definitions.

@@ -90,70 +90,102 @@ impl Generation {
         }
     }
 
-    /// The providers whose channels speak this protocol.
-    pub fn providers(protocol: Protocol) -> &'static [pb::Provider] {
-        match protocol {
-            Protocol::OpenAi => &[pb::Provider::Openai, pb::Provider::OpenaiCompatible],
-            Protocol::Anthropic => &[pb::Provider::Anthropic],
-            Protocol::Gemini => &[pb::Provider::Gemini],
+    /// The client's request body, for translation to another protocol.
+    pub fn body(&self) -> &serde_json::Map<String, serde_json::Value> {
+        match self {
+            Self::OpenAi(chat) => chat.body(),
+            Self::Anthropic(messages) => messages.body(),
+            Self::Gemini(generate) => generate.body(),
         }
     }
 
-    /// Where on the channel the request goes. OpenAI and Anthropic paths
-    /// get one `/v1` (a base that already ends in `/v1`, as
-    /// OpenAI-compatible servers are often configured, keeps it); Gemini's
-    /// carry their model and stream with `alt=sse`.
+    /// Where on the channel the request goes.
     pub fn upstream_uri(&self, base: &str, upstream_model: &str) -> Result<http::Uri, http::Error> {
-        let trimmed = base.trim_end_matches('/');
-        let versioned = |path: &str| {
-            if trimmed.ends_with("/v1") {
-                path.to_owned()
-            } else {
-                format!("/v1{path}")
-            }
-        };
-        match self {
-            Self::OpenAi(_) => {
-                crate::forward::upstream_uri(trimmed, &versioned("/chat/completions"), None)
-            }
-            Self::Anthropic(_) => {
-                crate::forward::upstream_uri(trimmed, &versioned("/messages"), None)
-            }
-            Self::Gemini(generate) => {
-                let query = generate.stream.then_some("alt=sse");
-                crate::forward::upstream_uri(
-                    trimmed,
-                    &generate.upstream_path(upstream_model),
-                    query,
-                )
-            }
-        }
+        upstream_uri(self.protocol(), base, upstream_model, self.stream())
     }
 
-    /// The provider key in the provider's header, and the protocol
-    /// headers the client's request carries on.
     pub fn upstream_headers(&self, secret: &str, client: &HeaderMap, upstream: &mut HeaderMap) {
-        let mut set = |name: HeaderName, value: &str| {
-            if let Ok(value) = HeaderValue::from_str(value) {
-                upstream.insert(name, value);
-            }
-        };
-        match self {
-            Self::OpenAi(_) => set(header::AUTHORIZATION, &format!("Bearer {secret}")),
-            Self::Gemini(_) => set(HeaderName::from_static("x-goog-api-key"), secret),
-            Self::Anthropic(_) => {
-                set(HeaderName::from_static("x-api-key"), secret);
-                let version = client
-                    .get("anthropic-version")
-                    .and_then(|value| value.to_str().ok())
-                    .unwrap_or(ANTHROPIC_VERSION);
-                set(HeaderName::from_static("anthropic-version"), version);
-                if let Some(beta) = client
-                    .get("anthropic-beta")
-                    .and_then(|value| value.to_str().ok())
-                {
-                    set(HeaderName::from_static("anthropic-beta"), beta);
-                }
+        upstream_headers(self.protocol(), secret, client, upstream);
+    }
+}
+
+/// Every provider: each protocol reaches them all, translated when the
+/// channel speaks another protocol.
+pub const PROVIDERS: &[pb::Provider] = &[
+    pb::Provider::Openai,
+    pb::Provider::OpenaiCompatible,
+    pb::Provider::Anthropic,
+    pb::Provider::Gemini,
+];
+
+/// The protocol a channel of this provider speaks.
+pub fn protocol_of(provider: pb::Provider) -> Protocol {
+    match provider {
+        pb::Provider::Anthropic => Protocol::Anthropic,
+        pb::Provider::Gemini => Protocol::Gemini,
+        _ => Protocol::OpenAi,
+    }
+}
+
+/// Where on a channel speaking `protocol` a request goes. OpenAI and
+/// Anthropic paths get one `/v1` (a base that already ends in `/v1`, as
+/// OpenAI-compatible servers are often configured, keeps it); Gemini's
+/// carry their model and stream with `alt=sse`.
+pub fn upstream_uri(
+    protocol: Protocol,
+    base: &str,
+    upstream_model: &str,
+    stream: bool,
+) -> Result<http::Uri, http::Error> {
+    let trimmed = base.trim_end_matches('/');
+    let versioned = |path: &str| {
+        if trimmed.ends_with("/v1") {
+            path.to_owned()
+        } else {
+            format!("/v1{path}")
+        }
+    };
+    match protocol {
+        Protocol::OpenAi => {
+            crate::forward::upstream_uri(trimmed, &versioned("/chat/completions"), None)
+        }
+        Protocol::Anthropic => crate::forward::upstream_uri(trimmed, &versioned("/messages"), None),
+        Protocol::Gemini => crate::forward::upstream_uri(
+            trimmed,
+            &gemini::upstream_path(upstream_model, stream),
+            stream.then_some("alt=sse"),
+        ),
+    }
+}
+
+/// The provider key in the provider's header, and the protocol headers
+/// the client's request carries on (Anthropic's version and betas).
+pub fn upstream_headers(
+    protocol: Protocol,
+    secret: &str,
+    client: &HeaderMap,
+    upstream: &mut HeaderMap,
+) {
+    let mut set = |name: HeaderName, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            upstream.insert(name, value);
+        }
+    };
+    match protocol {
+        Protocol::OpenAi => set(header::AUTHORIZATION, &format!("Bearer {secret}")),
+        Protocol::Gemini => set(HeaderName::from_static("x-goog-api-key"), secret),
+        Protocol::Anthropic => {
+            set(HeaderName::from_static("x-api-key"), secret);
+            let version = client
+                .get("anthropic-version")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or(ANTHROPIC_VERSION);
+            set(HeaderName::from_static("anthropic-version"), version);
+            if let Some(beta) = client
+                .get("anthropic-beta")
+                .and_then(|value| value.to_str().ok())
+            {
+                set(HeaderName::from_static("anthropic-beta"), beta);
             }
         }
     }

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use gateway_pricing::Usage;
+use gateway_proto::catalog::v1 as pb;
 use gateway_proto::identity::v1 as id;
 use gateway_proto::quota::v1 as quota;
 use http::header::{self, HeaderValue};
@@ -26,11 +27,13 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
+use super::canonical::Unsupported;
 use super::channels::{Asker, Candidate, Channels, NoChannel};
 use super::errors::{self, Kind};
 use super::money::{self, Payer};
 use super::request::{self, Generation};
 use super::stream::{Drain, Observed, StreamEnd, Watch};
+use super::translate::{self, Translator};
 use super::usage::{Protocol, Reported, Tokens};
 use crate::account::{AiOutcome, Ended, Exchange, now_micros};
 use crate::admit::{Admitted, Estimate};
@@ -103,7 +106,33 @@ struct Asked<'a> {
 }
 
 impl Proxy {
+    /// An AI request, with the edge's CORS policy for browsers around it:
+    /// preflights answered here, without a key.
     pub(crate) async fn serve_ai(
+        &self,
+        endpoint: Endpoint,
+        request: Request<Incoming>,
+        remote: SocketAddr,
+        request_id: &str,
+    ) -> Response<EdgeBody> {
+        let Some(cors) = &self.ai.cors else {
+            return self
+                .ai_endpoint(endpoint, request, remote, request_id)
+                .await;
+        };
+        if crate::cors::is_preflight(request.method(), request.headers()) {
+            metrics::counter!("edge_cors_preflights_total").increment(1);
+            return cors.preflight(request.headers());
+        }
+        let origin = request.headers().get(header::ORIGIN).cloned();
+        let mut response = self
+            .ai_endpoint(endpoint, request, remote, request_id)
+            .await;
+        cors.decorate(origin.as_ref(), response.headers_mut());
+        response
+    }
+
+    async fn ai_endpoint(
         &self,
         endpoint: Endpoint,
         request: Request<Incoming>,
@@ -179,7 +208,7 @@ impl Proxy {
     /// the protocol's channels, in that protocol's shape.
     fn models(&self, protocol: Protocol, caller: &Caller, request_id: &str) -> Response<EdgeBody> {
         let view = self.catalog.view();
-        let models = Channels::models(&view, &asker(&caller.principal, protocol));
+        let models = Channels::models(&view, &asker(&caller.principal));
         let listed = match protocol {
             Protocol::Gemini => {
                 let data: Vec<serde_json::Value> = models
@@ -304,7 +333,7 @@ impl Proxy {
         let view = self.catalog.view();
         let candidates = match self.ai.channels.candidates(
             &view,
-            &asker(&asked.caller.principal, protocol),
+            &asker(&asked.caller.principal),
             asked.request.model(),
         ) {
             Ok(candidates) => candidates,
@@ -343,6 +372,7 @@ impl Proxy {
         request_id: &str,
     ) -> Result<Bytes, Box<Response<EdgeBody>>> {
         let limit = usize::try_from(self.config.max_request_body_bytes).unwrap_or(usize::MAX);
+        let body = crate::lingering::Lingering::new(body);
         match http_body_util::Limited::new(body, limit).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(error) => {
@@ -475,8 +505,18 @@ impl Proxy {
         let attempts = candidates.len().min(self.config.ai_max_attempts.max(1));
         let mut last = (Kind::Upstream, "no channel answered".to_owned(), None);
         for (attempt, candidate) in candidates.iter().take(attempts).enumerate() {
+            // A channel the request cannot be translated for is skipped,
+            // not failed: it is the request, not the channel.
+            let outgoing = match self.outgoing(asked, candidate, max_tokens) {
+                Ok(outgoing) => outgoing,
+                Err(unsupported) => {
+                    last = (Kind::BadRequest, unsupported.0, None);
+                    continue;
+                }
+            };
+            let provider = outgoing.protocol;
             let sent = Instant::now();
-            let outcome = self.ai_send(asked, candidate, max_tokens).await;
+            let outcome = self.ai_send(asked, candidate, outgoing).await;
             let failed = match &outcome {
                 Ok(response) => {
                     response.status() == StatusCode::TOO_MANY_REQUESTS
@@ -489,7 +529,12 @@ impl Proxy {
                 self.ai.channels.succeeded(&candidate.channel.id);
                 if let Ok(response) = outcome {
                     let attempt = u32::try_from(attempt + 1).unwrap_or(u32::MAX);
-                    return self.ai_answer(asked, candidate, response, exchange, attempt);
+                    let answered = Answered {
+                        candidate,
+                        provider,
+                        attempts: attempt,
+                    };
+                    return self.ai_answer(asked, answered, response, exchange);
                 }
             }
             last = self.ai_failed(candidate, outcome);
@@ -542,21 +587,58 @@ impl Proxy {
         (kind, message, retry_after)
     }
 
+    /// The body for a channel: the client's, edited, for a channel of its
+    /// protocol; else translated through the canonical model.
+    fn outgoing(
+        &self,
+        asked: &Asked<'_>,
+        candidate: &Candidate<'_>,
+        max_tokens: Option<i64>,
+    ) -> Result<Outgoing, Unsupported> {
+        let client = asked.request.protocol();
+        let provider = candidate.channel.provider();
+        let protocol = request::protocol_of(provider);
+        let model = candidate.upstream_model;
+        if protocol == client {
+            let body = asked.request.upstream_body(model, max_tokens);
+            return Ok(Outgoing { body, protocol });
+        }
+        let label = provider_label(provider);
+        let mut chat = translate::decode_request(client, asked.request.body(), label)?;
+        chat.stream = asked.request.stream();
+        chat.max_tokens = max_tokens.or(asked.request.max_tokens());
+        if protocol == Protocol::Anthropic {
+            // Anthropic requires it; the estimate reserved this many.
+            chat.max_tokens = chat.max_tokens.or(Some(self.config.ai_default_max_tokens));
+        }
+        let max_field = if provider == pb::Provider::Openai {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        let body = translate::encode_request(protocol, &chat, model, max_field)?;
+        Ok(Outgoing {
+            body: Bytes::from(body.to_string()),
+            protocol,
+        })
+    }
+
     /// One attempt's upstream request to a channel.
     async fn ai_send(
         &self,
         asked: &Asked<'_>,
         candidate: &Candidate<'_>,
-        max_tokens: Option<i64>,
+        outgoing: Outgoing,
     ) -> Result<Response<Incoming>, Failure> {
-        let body = asked
-            .request
-            .upstream_body(candidate.upstream_model, max_tokens);
-        let uri = asked
-            .request
-            .upstream_uri(&candidate.channel.base_url, candidate.upstream_model)
-            .map_err(|_| Failure::Upstream)?;
-        let mut upstream = Request::new(crate::body::full(body));
+        let (model, stream) = (candidate.upstream_model, asked.request.stream());
+        let uri = request::upstream_uri(
+            outgoing.protocol,
+            &candidate.channel.base_url,
+            model,
+            stream,
+        )
+        .map_err(|_| Failure::Upstream)?;
+        let mut upstream = Request::new(crate::body::full(outgoing.body));
         *upstream.method_mut() = Method::POST;
         *upstream.uri_mut() = uri;
         let headers = upstream.headers_mut();
@@ -564,9 +646,12 @@ impl Proxy {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        asked
-            .request
-            .upstream_headers(&candidate.entry.secret, &asked.headers, headers);
+        request::upstream_headers(
+            outgoing.protocol,
+            &candidate.entry.secret,
+            &asked.headers,
+            headers,
+        );
         if let Ok(value) = HeaderValue::from_str(asked.request_id) {
             headers.insert(crate::request_id::HEADER, value);
         }
@@ -593,12 +678,12 @@ impl Proxy {
     fn ai_answer(
         &self,
         asked: &Asked<'_>,
-        candidate: &Candidate<'_>,
+        answered: Answered<'_, '_>,
         response: Response<Incoming>,
         mut exchange: Exchange,
-        attempts: u32,
     ) -> Response<EdgeBody> {
-        exchange.capture = self.channel_capture(candidate.channel);
+        let channel = answered.candidate.channel;
+        exchange.capture = self.channel_capture(channel);
         if exchange.capture.is_some() {
             exchange.request_headers = crate::headers::audit(&asked.headers);
         }
@@ -609,37 +694,82 @@ impl Proxy {
             .is_some_and(|kind| kind.starts_with("text/event-stream"));
         let (mut parts, body) = response.into_parts();
         crate::headers::strip_hop_by_hop(&mut parts.headers);
-        let status = parts.status.as_u16();
         // A provider that stops sending mid-answer is cut after the read
         // timeout, as on the generic path.
-        let idle = self.read_timeout(candidate.channel);
+        let idle = self.read_timeout(channel);
         let body =
             crate::body::Deadline::new(body.map_err(BoxError::from), None, idle).boxed_unsync();
+        let mut billing = self.billing(asked, answered.candidate, streamed, answered.attempts);
+        billing.audit = audit(exchange.capture, asked, &parts.headers);
+        let translated = answered.provider != asked.request.protocol();
         if streamed {
             let watch = Watch {
-                protocol: asked.request.protocol(),
-                hide_usage: asked.request.hides_usage_chunk(),
+                protocol: answered.provider,
+                hide_usage: !translated && asked.request.hides_usage_chunk(),
                 drain: Drain {
                     time: std::time::Duration::from_secs(self.config.ai_stream_drain_secs),
                     bytes: self.config.ai_stream_drain_bytes,
                 },
                 capture: exchange.capture,
+                translator: translated.then(|| {
+                    Translator::new(
+                        answered.provider,
+                        asked.request.protocol(),
+                        answered.candidate.upstream_model,
+                        !asked.request.hides_usage_chunk(),
+                    )
+                }),
             };
-            let mut billing = self.billing(asked, candidate, streamed, attempts);
-            billing.audit = audit(exchange.capture, asked, &parts.headers);
+            parts.headers.remove(header::CONTENT_LENGTH);
+            let status = parts.status.as_u16();
             let on_end =
                 Box::new(move |end: StreamEnd| billing.settle_stream(exchange, status, end));
             return Response::from_parts(parts, Observed::new(body, watch, on_end).boxed_unsync());
         }
-        // Passed through as it comes, kept (up to a bound) to read its
-        // usage once it has ended.
+        // Passed through as it comes (or re-encoded once whole), kept up
+        // to a bound to read its usage once it has ended.
         let keep = usize::try_from(self.config.ai_max_answer_bytes).unwrap_or(usize::MAX);
-        let mut billing = self.billing(asked, candidate, streamed, attempts);
-        billing.audit = audit(exchange.capture, asked, &parts.headers);
+        let body = if translated {
+            let ends = translate::Ends {
+                provider: answered.provider,
+                client: asked.request.protocol(),
+                model: answered.candidate.upstream_model.to_owned(),
+                request_id: asked.request_id.to_owned(),
+                limit: keep,
+            };
+            let provider_status = parts.status;
+            if !provider_status.is_success() {
+                let kind = translate::error_kind(provider_status);
+                parts.status = errors::status(ends.client, kind);
+            }
+            parts.headers.remove(header::CONTENT_LENGTH);
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            translate::translated(body, provider_status, ends)
+        } else {
+            body
+        };
+        let status = parts.status.as_u16();
         let on_end = Box::new(move |seen: Seen| billing.settle_answer(exchange, status, seen));
         let body = crate::body::Observed::reporting(body, Some(keep), on_end);
         Response::from_parts(parts, body.boxed_unsync())
     }
+}
+
+/// The attempt that answered: its channel, the protocol the channel
+/// speaks, and how many attempts it took.
+struct Answered<'c, 'v> {
+    candidate: &'c Candidate<'v>,
+    provider: Protocol,
+    attempts: u32,
+}
+
+/// One attempt's body, in the protocol of the channel it goes to.
+struct Outgoing {
+    body: Bytes,
+    protocol: Protocol,
 }
 
 impl Proxy {
@@ -871,24 +1001,34 @@ impl Billing {
     }
 }
 
-fn provider_name(provider: gateway_proto::catalog::v1::Provider) -> &'static str {
-    use gateway_proto::catalog::v1::Provider;
+fn provider_name(provider: pb::Provider) -> &'static str {
     match provider {
-        Provider::Openai => "openai",
-        Provider::OpenaiCompatible => "openai_compatible",
-        Provider::Anthropic => "anthropic",
-        Provider::Gemini => "gemini",
-        Provider::Unspecified => "",
+        pb::Provider::Openai => "openai",
+        pb::Provider::OpenaiCompatible => "openai_compatible",
+        pb::Provider::Anthropic => "anthropic",
+        pb::Provider::Gemini => "gemini",
+        pb::Provider::Unspecified => "",
     }
 }
 
-fn asker(principal: &id::Principal, protocol: Protocol) -> Asker<'_> {
+/// The provider as a refusal names it.
+fn provider_label(provider: pb::Provider) -> &'static str {
+    match provider {
+        pb::Provider::Openai => "OpenAI",
+        pb::Provider::OpenaiCompatible => "OpenAI-compatible",
+        pb::Provider::Anthropic => "Anthropic",
+        pb::Provider::Gemini => "Gemini",
+        pb::Provider::Unspecified => "unknown",
+    }
+}
+
+fn asker(principal: &id::Principal) -> Asker<'_> {
     Asker {
         tenant_id: &principal.tenant_id,
         groups: &principal.groups,
         superadmin: principal.role() == id::Role::Superadmin,
         allowed_models: &principal.allowed_models,
-        providers: Generation::providers(protocol),
+        providers: request::PROVIDERS,
     }
 }
 

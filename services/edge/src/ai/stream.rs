@@ -14,6 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 
 use super::sse::Parser;
+use super::translate::Translator;
 use super::usage::{Protocol, Reported, Tokens};
 use crate::body::{BoxError, EdgeBody};
 
@@ -60,6 +61,7 @@ struct State {
     on_end: OnEnd,
     drain: Drain,
     capture: usize,
+    translator: Option<Translator>,
 }
 
 pub struct Observed {
@@ -74,6 +76,9 @@ pub struct Watch {
     pub drain: Drain,
     /// Keep up to this many bytes of what is sent, for the audit log.
     pub capture: Option<usize>,
+    /// Re-encodes the provider's events in the client's protocol when the
+    /// channel speaks another one (`protocol` is the provider's).
+    pub translator: Option<Translator>,
 }
 
 impl Observed {
@@ -92,6 +97,7 @@ impl Observed {
                 on_end,
                 drain: watch.drain,
                 capture: watch.capture.unwrap_or(0),
+                translator: watch.translator,
             }),
         }
     }
@@ -120,15 +126,43 @@ impl State {
             if self.end.first_event.is_none() && !event.data.is_empty() {
                 self.end.first_event = Some(Instant::now());
             }
-            out.extend_from_slice(&event.raw);
+            match (&mut self.translator, &document) {
+                (None, _) => out.extend_from_slice(&event.raw),
+                (Some(translator), Some(document)) => {
+                    let mut translated = Vec::new();
+                    translator.event(document, &mut translated);
+                    out.extend_from_slice(&translated);
+                }
+                // `[DONE]`, pings and comments of the provider's protocol.
+                (Some(_), None) => {}
+            }
         }
+        Ok(self.sent(out.freeze()))
+    }
+
+    /// Counts and captures what goes to the client.
+    fn sent(&mut self, out: Bytes) -> Bytes {
         self.end.bytes += out.len() as u64;
         if let Some(captured) = self.end.captured.as_mut() {
             let room = self.capture.saturating_sub(captured.len());
             self.end.truncated |= out.len() > room;
             captured.extend_from_slice(&out[..out.len().min(room)]);
         }
-        Ok(out.freeze())
+        out
+    }
+
+    /// What goes to the client after the provider's last event: an
+    /// unterminated last event, or the client protocol's closing events.
+    fn tail(&mut self) -> Bytes {
+        let rest = match self.translator.as_mut() {
+            Some(translator) => {
+                let mut closing = Vec::new();
+                translator.end(self.reported.tokens, &mut closing);
+                Bytes::from(closing)
+            }
+            None => Bytes::copy_from_slice(self.parser.pending()),
+        };
+        self.sent(rest)
     }
 
     fn finish(mut self, complete: bool) {
@@ -201,9 +235,7 @@ impl Body for Observed {
                     let Some(mut state) = self.state.take() else {
                         return Poll::Ready(None);
                     };
-                    // An unterminated last event still goes to the client.
-                    let rest = Bytes::copy_from_slice(state.parser.pending());
-                    state.end.bytes += rest.len() as u64;
+                    let rest = state.tail();
                     state.finish(true);
                     return Poll::Ready((!rest.is_empty()).then(|| Ok(Frame::data(rest))));
                 }
@@ -258,6 +290,7 @@ mod tests {
                 bytes: 1 << 20,
             },
             capture: Some(64),
+            translator: None,
         };
         let observed = Observed::new(
             body,

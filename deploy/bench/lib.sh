@@ -1,0 +1,86 @@
+# Shared by the benchmark scripts (sourced): a scratch dir ($work) and the
+# servers started ($pids), both cleaned up on exit; wrk runs and their
+# figures; gatewayd --demo on the server CPU. Expects DURATION, CONNECTIONS,
+# SERVER_CPU, LOAD_CPU and TARGET.
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# wrk's latency figures in milliseconds.
+to_ms() {
+  awk -v value="$1" 'BEGIN {
+    if (value ~ /us$/) { sub(/us$/, "", value); printf "%.3f", value / 1000 }
+    else if (value ~ /ms$/) { sub(/ms$/, "", value); printf "%.3f", value }
+    else if (value ~ /s$/) { sub(/s$/, "", value); printf "%.3f", value * 1000 }
+    else { printf "%s", value }
+  }'
+}
+
+# measure URL [WRK_ARGS...]: prints "rps p50 p99 p50_at_1" from one run at
+# $CONNECTIONS connections and one at a single connection. Non-2xx answers
+# make the figures meaningless: they stop the benchmark.
+measure() {
+  local url=$1; shift
+  local args=(--latency -d "$DURATION" "$@")
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" "${args[@]}" "$url" > "$work/many.txt"
+  taskset -c "$LOAD_CPU" wrk -t1 -c1 "${args[@]}" "$url" > "$work/one.txt"
+  if grep -q "Non-2xx" "$work/many.txt" "$work/one.txt"; then
+    echo "non-2xx answers from $url:" >&2
+    cat "$work/many.txt" >&2
+    return 1
+  fi
+  local rps p50 p99 one
+  rps=$(awk '/^Requests\/sec/ {print $2}' "$work/many.txt")
+  p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$work/many.txt")")
+  p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$work/many.txt")")
+  one=$(to_ms "$(awk '$1 == "50%" {print $2}' "$work/one.txt")")
+  echo "$rps $p50 $p99 $one"
+}
+
+# post_script FILE BODY [HEADER...]: a wrk script that POSTs BODY as JSON.
+post_script() {
+  local file=$1 body=$2; shift 2
+  {
+    echo 'wrk.method = "POST"'
+    echo 'wrk.headers["Content-Type"] = "application/json"'
+    local header
+    for header in "$@"; do
+      printf 'wrk.headers["%s"] = "%s"\n' "${header%%: *}" "${header#*: }"
+    done
+    printf 'wrk.body = [[%s]]\n' "$body"
+  } > "$file"
+}
+
+# start_gatewayd UPSTREAM_URL: gatewayd --demo on the server CPU with a
+# plan too high to refuse, in $work/gatewayd; sets $admin_key and $key.
+start_gatewayd() {
+  mkdir -p "$work/gatewayd"
+  admin_key=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  (
+    cd "$work/gatewayd"
+    GATEWAY_AUTH_ADMIN_KEY="$admin_key" \
+    GATEWAY_DEMO_UPSTREAM_URL="$1" \
+    GATEWAY_DEMO_REQUESTS_PER_MINUTE=1000000000000 \
+    GATEWAY_DEMO_REQUESTS_PER_MONTH=1000000000000 \
+    GATEWAY_TELEMETRY_LOG_FILTER=warn \
+      exec taskset -c "$SERVER_CPU" "$TARGET/release/gatewayd" --demo > out.log 2> err.log
+  ) &
+  pids+=($!)
+  for _ in $(seq 1 100); do
+    grep -q '^curl' "$work/gatewayd/out.log" 2>/dev/null && break
+    sleep 0.2
+  done
+  key=$(sed -n "s/^curl -i -H 'X-API-Key: \(sk-[A-Za-z0-9]*\)'.*/\1/p" "$work/gatewayd/out.log")
+  [ -n "$key" ] || { echo "gatewayd did not start:" >&2; cat "$work/gatewayd/err.log" >&2; exit 1; }
+}
+
+# admin SERVICE_ADDR METHOD: a gRPC call as the admin key, JSON on stdin.
+admin() {
+  grpcurl -plaintext -H "x-admin-key: $admin_key" -d @ "$1" "$2"
+}
