@@ -18,6 +18,8 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 
 mod edge_support;
+#[path = "ai/embeddings.rs"]
+mod embeddings;
 #[path = "ai/translation.rs"]
 mod translation;
 
@@ -546,6 +548,9 @@ async fn run_sdk(python: String, script: &str, edge: SocketAddr, key: String, mo
             .env("GATEWAY_KEY", &key)
             .env("MODEL", model)
             .env("MODELS", [MODEL, CLAUDE, GEMINI].join(","))
+            // Served by the OpenAI channel: native for OpenAI's SDK,
+            // translated for Gemini's.
+            .env("EMBEDDING_MODEL", MODEL)
             .env("TEXT", providers::TEXT)
             .output()
     })

@@ -162,14 +162,14 @@ YAML
     { echo "LiteLLM did not start:" >&2; tail -20 "$work/litellm.log" >&2; exit 1; }
 fi
 
-row() { printf '| %-30s | %10.0f | %9s | %9s | %13s |\n' "$@"; }
+row() { printf '| %-30s | %10.0f | %9s | %9s | %13s | %6s |\n' "$@"; }
 report() {
   local kind=$1 script=$work/$1.lua
   local d n e l
   d=$(measure "http://127.0.0.1:$MOCK_PORT/$kind/v1/chat/completions" -s "$script")
   n=$(measure "http://127.0.0.1:$NGINX_PROXY_PORT/$kind/v1/chat/completions" -s "$script")
   e=$(measure "http://127.0.0.1:8080/v1/chat/completions" -s "$work/edge-$kind.lua")
-  l="0 - - -"
+  l="0 - - - -"
   if [ "$LITELLM" = on ]; then
     l=$(measure "http://127.0.0.1:$LITELLM_PORT/v1/chat/completions" -s "$work/litellm-$kind.lua")
   fi
@@ -179,8 +179,8 @@ report() {
   read -r -a l <<< "$l"
   echo
   echo "chat completions, $kind: wrk, $CONNECTIONS connections and 1 connection, $DURATION each"
-  printf '| %-30s | %10s | %9s | %9s | %13s |\n' "path" "req/s" "p50 ms" "p99 ms" "p50 ms, 1 conn"
-  printf '|%s|%s|%s|%s|%s|\n' "--------------------------------" "------------" "-----------" "-----------" "---------------"
+  printf '| %-30s | %10s | %9s | %9s | %13s | %6s |\n' "path" "req/s" "p50 ms" "p99 ms" "p50 ms, 1 conn" "errors"
+  printf '|%s|%s|%s|%s|%s|%s|\n' "--------------------------------" "------------" "-----------" "-----------" "---------------" "--------"
   row "mock provider, direct" "${d[@]}"
   row "nginx reverse proxy" "${n[@]}"
   row "edge (auth, money, usage)" "${e[@]}"

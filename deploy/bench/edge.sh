@@ -91,13 +91,13 @@ for _ in $(seq 1 100); do
 done
 
 figures=$(measure "http://127.0.0.1:$UPSTREAM_PORT/")
-read -r d_rps d_p50 d_p99 d_one <<< "$figures"
+read -r d_rps d_p50 d_p99 d_one _ <<< "$figures"
 figures=$(measure "http://127.0.0.1:$NGINX_PROXY_PORT/")
-read -r n_rps n_p50 n_p99 n_one <<< "$figures"
+read -r n_rps n_p50 n_p99 n_one _ <<< "$figures"
 figures=$(measure "$edge_url" -H "X-API-Key: $key")
-read -r e_rps e_p50 e_p99 e_one <<< "$figures"
+read -r e_rps e_p50 e_p99 e_one _ <<< "$figures"
 figures=$(measure "$policies_url" -H "X-API-Key: $key")
-read -r p_rps p_p50 p_p99 p_one <<< "$figures"
+read -r p_rps p_p50 p_p99 p_one _ <<< "$figures"
 
 echo "wrk, $CONNECTIONS connections and 1 connection, $DURATION each; servers on CPU $SERVER_CPU, wrk on CPU $LOAD_CPU"
 printf '| %-34s | %10s | %9s | %9s | %13s |\n' "path" "req/s" "p50 ms" "p99 ms" "p50 ms, 1 conn"

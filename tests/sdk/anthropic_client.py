@@ -38,6 +38,30 @@ check(final.usage.output_tokens == 5, f"final usage: {final.usage}")
 counted = client.messages.count_tokens(model=MODEL, messages=MESSAGES)
 check(counted.input_tokens > 0, f"count: {counted}")
 
+TOOLS = [{"name": "get_weather", "description": "The weather in a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+PARIS = {"city": "Paris"}
+
+
+def tool_round_trip(model):
+    """A call asked for, streamed and not, then its result sent back."""
+    asked = [{"role": "user", "content": "What is the weather in Paris?"}]
+    message = client.messages.create(model=model, max_tokens=100, messages=asked, tools=TOOLS)
+    uses = [block for block in message.content if block.type == "tool_use"]
+    check(message.stop_reason == "tool_use" and len(uses) == 1, f"{model}: {message}")
+    check(uses[0].name == "get_weather" and uses[0].input == PARIS, f"{model}: {uses}")
+    with client.messages.stream(model=model, max_tokens=100, messages=asked, tools=TOOLS) as stream:
+        final = stream.get_final_message()
+    streamed = [block for block in final.content if block.type == "tool_use"]
+    check(final.stop_reason == "tool_use" and streamed[0].input == PARIS, f"{model} streamed: {final}")
+    called = {"role": "assistant", "content": [{"type": "tool_use", "id": uses[0].id,
+        "name": uses[0].name, "input": uses[0].input}]}
+    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id,
+        "content": "18 C and sunny"}]}
+    answer = client.messages.create(model=model, max_tokens=100, messages=asked + [called, result], tools=TOOLS)
+    check(answer.content[0].text == TEXT, f"{model} after the result: {answer}")
+
+
 models = [model.id for model in client.models.list()]
 check(sorted(models) == sorted(MODELS), f"models: {models}")
 
@@ -50,6 +74,7 @@ for other in MODELS:
         final = stream.get_final_message()
     check(text == TEXT, f"{other} streamed: {text!r}")
     check(final.usage.output_tokens == 5, f"{other} final usage: {final.usage}")
+    tool_round_trip(other)
 
 try:
     client.messages.create(model="no-such-model", max_tokens=10, messages=MESSAGES)

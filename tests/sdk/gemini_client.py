@@ -41,6 +41,34 @@ check(chunks[-1].usage_metadata.candidates_token_count == 5, "cumulative usage i
 counted = gemini.models.count_tokens(model=MODEL, contents="Say hello.")
 check(counted.total_tokens > 0, f"count: {counted}")
 
+WEATHER = types.Tool(function_declarations=[types.FunctionDeclaration(
+    name="get_weather", description="The weather in a city",
+    parameters_json_schema={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})])
+TOOLS = types.GenerateContentConfig(
+    tools=[WEATHER], automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True))
+PARIS = {"city": "Paris"}
+
+
+def tool_round_trip(model):
+    """A call asked for, streamed and not, then its result sent back."""
+    asked = types.Content(role="user", parts=[types.Part(text="What is the weather in Paris?")])
+    answer = gemini.models.generate_content(model=model, contents=[asked], config=TOOLS)
+    calls = answer.function_calls or []
+    check(len(calls) == 1 and calls[0].name == "get_weather" and calls[0].args == PARIS, f"{model}: {answer}")
+    chunks = list(gemini.models.generate_content_stream(model=model, contents=[asked], config=TOOLS))
+    streamed = [call for chunk in chunks for call in chunk.function_calls or []]
+    check(len(streamed) == 1 and streamed[0].args == PARIS, f"{model} streamed: {chunks}")
+    result = types.Content(role="user", parts=[types.Part.from_function_response(
+        name="get_weather", response={"result": "18 C and sunny"})])
+    contents = [asked, answer.candidates[0].content, result]
+    final = gemini.models.generate_content(model=model, contents=contents, config=TOOLS)
+    check(final.text == TEXT, f"{model} after the result: {final}")
+
+
+if os.environ.get("EMBEDDING_MODEL"):
+    embedded = gemini.models.embed_content(model=os.environ["EMBEDDING_MODEL"], contents=["hello", "world"])
+    check(len(embedded.embeddings) == 2 and len(embedded.embeddings[0].values) == 3, f"embeddings: {embedded}")
+
 models = [model.name for model in gemini.models.list()]
 check(sorted(models) == sorted(f"models/{name}" for name in MODELS), f"models: {models}")
 
@@ -52,6 +80,7 @@ for other in MODELS:
     text = "".join(chunk.text or "" for chunk in chunks)
     check(text == TEXT, f"{other} streamed: {text!r}")
     check(chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP, f"{other}: {chunks[-1]}")
+    tool_round_trip(other)
 
 try:
     gemini.models.generate_content(model="no-such-model", contents="x")

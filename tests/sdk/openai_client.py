@@ -4,6 +4,7 @@ Every other model the key reaches (channels of the other providers,
 translated) answers too. Run by tests/ai.rs with EDGE_URL, GATEWAY_KEY,
 MODEL, MODELS (all the key reaches) and TEXT set."""
 
+import json
 import os
 import sys
 
@@ -42,6 +43,37 @@ chunks = list(
 usages = [chunk.usage for chunk in chunks if chunk.usage is not None]
 check(len(usages) == 1 and usages[0].prompt_tokens == 11, f"usage chunk: {usages}")
 
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+PARIS = {"city": "Paris"}
+
+
+def tool_round_trip(model):
+    """A call asked for, streamed and not, then its result sent back."""
+    asked = [{"role": "user", "content": "What is the weather in Paris?"}]
+    answer = client.chat.completions.create(model=model, messages=asked, tools=TOOLS)
+    choice = answer.choices[0]
+    call = choice.message.tool_calls[0]
+    check(choice.finish_reason == "tool_calls", f"{model} finish: {answer}")
+    check(call.function.name == "get_weather" and json.loads(call.function.arguments) == PARIS, f"{model}: {call}")
+    chunks = list(client.chat.completions.create(model=model, messages=asked, tools=TOOLS, stream=True))
+    deltas = [call for chunk in chunks if chunk.choices for call in chunk.choices[0].delta.tool_calls or []]
+    names = [delta.function.name for delta in deltas if delta.function.name]
+    arguments = "".join(delta.function.arguments or "" for delta in deltas)
+    check(names == ["get_weather"] and json.loads(arguments) == PARIS, f"{model} streamed call: {deltas}")
+    check([chunk.choices[0].finish_reason for chunk in chunks if chunk.choices][-1] == "tool_calls", f"{model}")
+    called = {"role": "assistant", "content": None, "tool_calls": [{"id": call.id, "type": "function",
+        "function": {"name": call.function.name, "arguments": call.function.arguments}}]}
+    result = {"role": "tool", "tool_call_id": call.id, "content": "18 C and sunny"}
+    final = client.chat.completions.create(model=model, messages=asked + [called, result], tools=TOOLS)
+    check(final.choices[0].message.content == TEXT, f"{model} after the result: {final}")
+
+
+if os.environ.get("EMBEDDING_MODEL"):
+    embedded = client.embeddings.create(model=os.environ["EMBEDDING_MODEL"], input=["hello", "world"])
+    check(len(embedded.data) == 2 and len(embedded.data[1].embedding) == 3, f"embeddings: {embedded}")
+    check(embedded.usage.prompt_tokens > 0, f"embeddings usage: {embedded.usage}")
+
 models = [model.id for model in client.models.list()]
 check(sorted(models) == sorted(MODELS), f"models: {models}")
 
@@ -53,6 +85,7 @@ for other in MODELS:
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
     check(text == TEXT, f"{other} streamed: {text!r}")
     check(chunks[-1].choices[0].finish_reason == "stop", f"{other} finish: {chunks[-1]}")
+    tool_round_trip(other)
 
 try:
     client.chat.completions.create(model="no-such-model", messages=MESSAGES)

@@ -29,7 +29,11 @@ fn answer(body: &serde_json::Value, behaviour: &Behaviour) -> Response<MockBody>
         return super::with_retry_after(super::json(status, &body), retry_after);
     }
     let model = body["model"].as_str().unwrap_or("unknown").to_owned();
-    if body["stream"].as_bool().unwrap_or(false) {
+    let streams = body["stream"].as_bool().unwrap_or(false);
+    if let Some(tool) = super::tools::anthropic_call(body) {
+        return super::tools::anthropic(&model, &tool, streams);
+    }
+    if streams {
         return stream(&model, behaviour);
     }
     let mut answer = serde_json::json!({

@@ -11,13 +11,17 @@ use super::{Behaviour, CACHED_TOKENS, Control, MockBody, PROMPT_TOKENS, TEXT, co
 
 /// Starts the mock on an ephemeral loopback port.
 pub async fn start(behaviour: Behaviour) -> (SocketAddr, Control) {
-    super::listen(behaviour, |parts, _body, behaviour| async move {
-        answer(&parts, &behaviour)
+    super::listen(behaviour, |parts, body, behaviour| async move {
+        answer(&parts, &body, &behaviour)
     })
     .await
 }
 
-fn answer(parts: &http::request::Parts, behaviour: &Behaviour) -> Response<MockBody> {
+fn answer(
+    parts: &http::request::Parts,
+    body: &serde_json::Value,
+    behaviour: &Behaviour,
+) -> Response<MockBody> {
     if let Some((status, retry_after)) = super::failure(behaviour) {
         let (code, name) = if status == StatusCode::TOO_MANY_REQUESTS {
             (429, "RESOURCE_EXHAUSTED")
@@ -34,7 +38,14 @@ fn answer(parts: &http::request::Parts, behaviour: &Behaviour) -> Response<MockB
         .and_then(|(_, rest)| rest.split_once(':'))
         .map_or("unknown", |(model, _)| model)
         .to_owned();
-    if path.ends_with(":streamGenerateContent") {
+    if let Some(embedded) = super::embeddings::gemini(path, body) {
+        return embedded;
+    }
+    let streams = path.ends_with(":streamGenerateContent");
+    if let Some(tool) = super::tools::gemini_call(body) {
+        return super::tools::gemini(&model, &tool, streams);
+    }
+    if streams {
         return stream(&model, behaviour);
     }
     super::json(

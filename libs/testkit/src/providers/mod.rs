@@ -4,8 +4,10 @@
 //! byte, a stream cut mid-way, usage missing or malformed).
 
 pub mod anthropic;
+pub mod embeddings;
 pub mod gemini;
 pub mod openai;
+pub mod tools;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -38,8 +38,15 @@ fn answer(
         let body = serde_json::json!({"error": {"message": format!("mock {code}"), "type": code, "code": code}});
         return super::with_retry_after(super::json(status, &body), retry_after);
     }
+    if parts.uri.path().ends_with("/embeddings") {
+        return super::embeddings::openai(body);
+    }
     let model = body["model"].as_str().unwrap_or("unknown").to_owned();
-    if body["stream"].as_bool().unwrap_or(false) {
+    let streams = body["stream"].as_bool().unwrap_or(false);
+    if let Some(tool) = super::tools::openai_call(body) {
+        return super::tools::openai(&model, &tool, streams, behaviour);
+    }
+    if streams {
         let usage = body["stream_options"]["include_usage"]
             .as_bool()
             .unwrap_or(false);

@@ -1,5 +1,6 @@
-//! The AI gateway: the OpenAI, Anthropic and Gemini endpoints served
-//! from channels of the same provider, with the
+//! The AI gateway: the OpenAI, Anthropic and Gemini endpoints served from
+//! channels of any provider (passed through to channels of the client's
+//! protocol, translated through [`canonical`] to the others), with the
 //! pieces they are built from: channel selection with cooldowns, each
 //! protocol's error bodies, keys from wherever SDKs put them, money (the
 //! estimate and what a budget pays for), the tokenizer, the SSE parser,
@@ -9,6 +10,7 @@
 pub mod anthropic;
 pub mod canonical;
 pub mod channels;
+pub mod embeddings;
 pub mod errors;
 pub mod gemini;
 pub mod keys;

@@ -8,8 +8,13 @@ use gateway_proto::catalog::v1 as pb;
 use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
 
+use super::canonical::Unsupported;
 use super::usage::Protocol;
-use super::{anthropic, gemini, openai};
+use super::{anthropic, embeddings, gemini, openai, translate};
+
+/// The body of a request that has none to translate.
+static EMPTY: std::sync::LazyLock<serde_json::Map<String, serde_json::Value>> =
+    std::sync::LazyLock::new(serde_json::Map::new);
 
 /// The `anthropic-version` sent when the client names none.
 const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -19,6 +24,16 @@ pub enum Generation {
     OpenAi(openai::Chat),
     Anthropic(anthropic::Messages),
     Gemini(gemini::Generate),
+    /// Embeddings, OpenAI's or Gemini's.
+    Embed(embeddings::Embed),
+}
+
+/// The channel an attempt goes to: the protocol it speaks, its provider
+/// and its name for the model.
+pub struct Target<'a> {
+    pub protocol: Protocol,
+    pub provider: pb::Provider,
+    pub model: &'a str,
 }
 
 impl Generation {
@@ -40,6 +55,7 @@ impl Generation {
             Self::OpenAi(_) => Protocol::OpenAi,
             Self::Anthropic(_) => Protocol::Anthropic,
             Self::Gemini(_) => Protocol::Gemini,
+            Self::Embed(embed) => embed.protocol,
         }
     }
 
@@ -48,6 +64,7 @@ impl Generation {
             Self::OpenAi(chat) => &chat.model,
             Self::Anthropic(messages) => &messages.model,
             Self::Gemini(generate) => &generate.model,
+            Self::Embed(embed) => &embed.model,
         }
     }
 
@@ -56,15 +73,18 @@ impl Generation {
             Self::OpenAi(chat) => chat.stream,
             Self::Anthropic(messages) => messages.stream,
             Self::Gemini(generate) => generate.stream,
+            Self::Embed(_) => false,
         }
     }
 
-    /// The max tokens the client asked for, if any.
+    /// The max tokens the client asked for, if any; an embedding produces
+    /// none.
     pub fn max_tokens(&self) -> Option<i64> {
         match self {
             Self::OpenAi(chat) => chat.max_tokens,
             Self::Anthropic(messages) => Some(messages.max_tokens),
             Self::Gemini(generate) => generate.max_tokens,
+            Self::Embed(_) => Some(0),
         }
     }
 
@@ -73,6 +93,24 @@ impl Generation {
             Self::OpenAi(chat) => chat.prompt_tokens(),
             Self::Anthropic(messages) => messages.prompt_tokens(),
             Self::Gemini(generate) => generate.prompt_tokens(),
+            Self::Embed(embed) => embed.prompt_tokens(),
+        }
+    }
+
+    /// An embedding's shape, to re-encode a provider's answer for it.
+    pub fn embedding_shape(&self) -> Option<embeddings::Shape> {
+        match self {
+            Self::Embed(embed) => Some(embed.shape()),
+            _ => None,
+        }
+    }
+
+    /// The providers whose channels can serve it: any for a chat (through
+    /// translation), those with embeddings for an embedding.
+    pub fn providers(&self) -> &'static [pb::Provider] {
+        match self {
+            Self::Embed(_) => EMBEDDING_PROVIDERS,
+            _ => PROVIDERS,
         }
     }
 
@@ -82,26 +120,85 @@ impl Generation {
         matches!(self, Self::OpenAi(chat) if !chat.wants_usage)
     }
 
+    /// The body for a channel of the client's protocol: the client's,
+    /// with the channel's model name and a max tokens the budget pays for.
     pub fn upstream_body(&self, upstream_model: &str, max_tokens: Option<i64>) -> Bytes {
         match self {
             Self::OpenAi(chat) => chat.upstream_body(upstream_model, max_tokens),
             Self::Anthropic(messages) => messages.upstream_body(upstream_model, max_tokens),
             Self::Gemini(generate) => generate.upstream_body(max_tokens),
+            Self::Embed(embed) => embed
+                .upstream_body(embed.protocol, upstream_model)
+                .unwrap_or_default(),
         }
     }
 
+    /// The body for `target`: [`Self::upstream_body`] for a channel of the
+    /// client's protocol, else translated (a chat through the canonical
+    /// model). `default_max` fills the max tokens Anthropic requires.
+    pub fn body_for(
+        &self,
+        target: &Target<'_>,
+        max_tokens: Option<i64>,
+        default_max: i64,
+    ) -> Result<Bytes, Unsupported> {
+        if let Self::Embed(embed) = self {
+            return embed.upstream_body(target.protocol, target.model);
+        }
+        if target.protocol == self.protocol() {
+            return Ok(self.upstream_body(target.model, max_tokens));
+        }
+        let label = provider_label(target.provider);
+        let mut chat = translate::decode_request(self.protocol(), self.body(), label)?;
+        chat.stream = self.stream();
+        chat.max_tokens = max_tokens.or(self.max_tokens());
+        if target.protocol == Protocol::Anthropic {
+            // Anthropic requires it; the estimate reserved this many.
+            chat.max_tokens = chat.max_tokens.or(Some(default_max));
+        }
+        let max_field = if target.provider == pb::Provider::Openai {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        let body = translate::encode_request(target.protocol, &chat, target.model, max_field)?;
+        Ok(Bytes::from(body.to_string()))
+    }
+
     /// The client's request body, for translation to another protocol.
-    pub fn body(&self) -> &serde_json::Map<String, serde_json::Value> {
+    fn body(&self) -> &serde_json::Map<String, serde_json::Value> {
         match self {
             Self::OpenAi(chat) => chat.body(),
             Self::Anthropic(messages) => messages.body(),
             Self::Gemini(generate) => generate.body(),
+            Self::Embed(_) => &EMPTY,
+        }
+    }
+
+    /// Where on a channel speaking `protocol` the request goes.
+    pub fn uri_for(
+        &self,
+        protocol: Protocol,
+        base: &str,
+        upstream_model: &str,
+    ) -> Result<http::Uri, http::Error> {
+        match self {
+            Self::Embed(embed) => {
+                let trimmed = base.trim_end_matches('/');
+                let path = embed.upstream_path(protocol, upstream_model);
+                let path = match protocol {
+                    Protocol::Gemini => path,
+                    _ => versioned(trimmed, &path),
+                };
+                crate::forward::upstream_uri(trimmed, &path, None)
+            }
+            _ => upstream_uri(protocol, base, upstream_model, self.stream()),
         }
     }
 
     /// Where on the channel the request goes.
     pub fn upstream_uri(&self, base: &str, upstream_model: &str) -> Result<http::Uri, http::Error> {
-        upstream_uri(self.protocol(), base, upstream_model, self.stream())
+        self.uri_for(self.protocol(), base, upstream_model)
     }
 
     pub fn upstream_headers(&self, secret: &str, client: &HeaderMap, upstream: &mut HeaderMap) {
@@ -115,6 +212,13 @@ pub const PROVIDERS: &[pb::Provider] = &[
     pb::Provider::Openai,
     pb::Provider::OpenaiCompatible,
     pb::Provider::Anthropic,
+    pb::Provider::Gemini,
+];
+
+/// The providers with an embeddings API.
+const EMBEDDING_PROVIDERS: &[pb::Provider] = &[
+    pb::Provider::Openai,
+    pb::Provider::OpenaiCompatible,
     pb::Provider::Gemini,
 ];
 
@@ -138,23 +242,38 @@ pub fn upstream_uri(
     stream: bool,
 ) -> Result<http::Uri, http::Error> {
     let trimmed = base.trim_end_matches('/');
-    let versioned = |path: &str| {
-        if trimmed.ends_with("/v1") {
-            path.to_owned()
-        } else {
-            format!("/v1{path}")
-        }
-    };
     match protocol {
         Protocol::OpenAi => {
-            crate::forward::upstream_uri(trimmed, &versioned("/chat/completions"), None)
+            crate::forward::upstream_uri(trimmed, &versioned(trimmed, "/chat/completions"), None)
         }
-        Protocol::Anthropic => crate::forward::upstream_uri(trimmed, &versioned("/messages"), None),
+        Protocol::Anthropic => {
+            crate::forward::upstream_uri(trimmed, &versioned(trimmed, "/messages"), None)
+        }
         Protocol::Gemini => crate::forward::upstream_uri(
             trimmed,
             &gemini::upstream_path(upstream_model, stream),
             stream.then_some("alt=sse"),
         ),
+    }
+}
+
+/// `path` under `/v1`, unless the base already ends in it.
+fn versioned(base: &str, path: &str) -> String {
+    if base.ends_with("/v1") {
+        path.to_owned()
+    } else {
+        format!("/v1{path}")
+    }
+}
+
+/// The provider as a refusal names it.
+pub fn provider_label(provider: pb::Provider) -> &'static str {
+    match provider {
+        pb::Provider::Openai => "OpenAI",
+        pb::Provider::OpenaiCompatible => "OpenAI-compatible",
+        pb::Provider::Anthropic => "Anthropic",
+        pb::Provider::Gemini => "Gemini",
+        pb::Provider::Unspecified => "unknown",
     }
 }
 

@@ -1,8 +1,9 @@
 //! The AI request path, stage by stage, for the OpenAI endpoints
-//! (`POST /v1/chat/completions`, `GET /v1/models`) on OpenAI and
-//! OpenAI-compatible channels, and Anthropic's (`POST /v1/messages`,
-//! `POST /v1/messages/count_tokens`, `GET /v1/models` with an
-//! `anthropic-version` header) on Anthropic channels:
+//! (`POST /v1/chat/completions`, `GET /v1/models`), Anthropic's (`POST
+//! /v1/messages`, `POST /v1/messages/count_tokens`, `GET /v1/models` with
+//! an `anthropic-version` header) and Gemini's (`models/{model}:
+//! generateContent`, `:streamGenerateContent`, `:countTokens`, the model
+//! list), on channels of any provider:
 //!
 //! | # | stage | module |
 //! |---|-------|--------|
@@ -10,8 +11,8 @@
 //! | 2 | the body, read whole (bounded) and parsed in its protocol | [`super::request`] |
 //! | 3 | candidate channels for the model | [`super::channels`] |
 //! | 4 | estimate and admit: tokens, cost and balance; max tokens lowered to what the budget pays for | [`super::money`], [`crate::admit`] |
-//! | 5 | attempts: fail over to the next channel on connect errors, timeouts, 429 and 5xx, cooling the failed one | here |
-//! | 6 | the answer: JSON or SSE passed through, usage read | [`super::stream`] |
+//! | 5 | attempts: the body for the channel (passed through, or translated for another provider); fail over on connect errors, timeouts, 429 and 5xx, cooling the failed one | here, [`super::translate`] |
+//! | 6 | the answer: JSON or SSE passed through or re-encoded, usage read | [`super::stream`], [`super::translate`] |
 //! | 7 | account: Commit with real tokens and cost, one usage event | [`crate::account`] |
 
 use std::net::SocketAddr;
@@ -57,6 +58,12 @@ pub enum Endpoint {
     },
     GeminiCountTokens,
     GeminiModels,
+    /// `POST /v1/embeddings`.
+    OpenAiEmbeddings,
+    /// `models/{model}:embedContent` (or `:batchEmbedContents`).
+    GeminiEmbed {
+        batch: bool,
+    },
     /// Under an AI prefix, but nothing the edge serves.
     Unknown(Protocol),
 }
@@ -71,12 +78,15 @@ pub fn endpoint(method: &Method, path: &str) -> Option<Endpoint> {
             "generateContent" => Endpoint::GeminiGenerate { stream: false },
             "streamGenerateContent" => Endpoint::GeminiGenerate { stream: true },
             "countTokens" => Endpoint::GeminiCountTokens,
+            "embedContent" => Endpoint::GeminiEmbed { batch: false },
+            "batchEmbedContents" => Endpoint::GeminiEmbed { batch: true },
             _ => Endpoint::Unknown(Protocol::Gemini),
         });
     }
     let endpoint = match (method, path) {
         (&Method::GET, "/v1beta/models") => Endpoint::GeminiModels,
         (&Method::POST, "/v1/chat/completions") => Endpoint::OpenAiChat,
+        (&Method::POST, "/v1/embeddings") => Endpoint::OpenAiEmbeddings,
         (&Method::GET, "/v1/models") => Endpoint::Models,
         (&Method::POST, "/v1/messages") => Endpoint::AnthropicMessages,
         (&Method::POST, "/v1/messages/count_tokens") => Endpoint::AnthropicCountTokens,
@@ -85,6 +95,28 @@ pub fn endpoint(method: &Method, path: &str) -> Option<Endpoint> {
         _ => return None,
     };
     Some(endpoint)
+}
+
+/// The request body parsed as the endpoint's protocol says.
+fn parse(
+    endpoint: Endpoint,
+    protocol: Protocol,
+    path: &str,
+    bytes: &[u8],
+) -> Result<Generation, String> {
+    let model = super::gemini::model_path(path).map(|path| path.model);
+    match (endpoint, model) {
+        (Endpoint::GeminiGenerate { stream }, Some(model)) => {
+            Generation::parse_gemini(bytes, &model, stream)
+        }
+        (Endpoint::GeminiEmbed { batch }, Some(model)) => {
+            super::embeddings::parse_gemini(bytes, &model, batch).map(Generation::Embed)
+        }
+        (Endpoint::OpenAiEmbeddings, _) => {
+            super::embeddings::parse_openai(bytes).map(Generation::Embed)
+        }
+        _ => Generation::parse(protocol, bytes),
+    }
 }
 
 /// The request as the later stages need it.
@@ -140,11 +172,12 @@ impl Proxy {
         request_id: &str,
     ) -> Response<EdgeBody> {
         let protocol = match endpoint {
-            Endpoint::OpenAiChat => Protocol::OpenAi,
+            Endpoint::OpenAiChat | Endpoint::OpenAiEmbeddings => Protocol::OpenAi,
             Endpoint::Models => models_protocol(&request),
             Endpoint::AnthropicMessages | Endpoint::AnthropicCountTokens => Protocol::Anthropic,
             Endpoint::GeminiGenerate { .. }
             | Endpoint::GeminiCountTokens
+            | Endpoint::GeminiEmbed { .. }
             | Endpoint::GeminiModels => Protocol::Gemini,
             Endpoint::Unknown(protocol) => protocol,
         };
@@ -165,12 +198,8 @@ impl Proxy {
             Endpoint::AnthropicCountTokens | Endpoint::GeminiCountTokens => {
                 self.count_tokens(protocol, request, request_id).await
             }
-            Endpoint::GeminiGenerate { stream } => {
-                self.generate(Some(stream), protocol, request, caller, request_id)
-                    .await
-            }
             _ => {
-                self.generate(None, protocol, request, caller, request_id)
+                self.generate(endpoint, protocol, request, caller, request_id)
                     .await
             }
         }
@@ -208,7 +237,7 @@ impl Proxy {
     /// the protocol's channels, in that protocol's shape.
     fn models(&self, protocol: Protocol, caller: &Caller, request_id: &str) -> Response<EdgeBody> {
         let view = self.catalog.view();
-        let models = Channels::models(&view, &asker(&caller.principal));
+        let models = Channels::models(&view, &asker(&caller.principal, request::PROVIDERS));
         let listed = match protocol {
             Protocol::Gemini => {
                 let data: Vec<serde_json::Value> = models
@@ -283,7 +312,7 @@ impl Proxy {
     /// `gemini_stream`: a Gemini request's streaming, from its path.
     async fn generate(
         &self,
-        gemini_stream: Option<bool>,
+        endpoint: Endpoint,
         protocol: Protocol,
         request: Request<Incoming>,
         caller: Caller,
@@ -302,10 +331,7 @@ impl Proxy {
             Ok(bytes) => bytes,
             Err(answer) => return *answer,
         };
-        let parsed = match (gemini_stream, super::gemini::model_path(&path)) {
-            (Some(stream), Some(gemini)) => Generation::parse_gemini(&bytes, &gemini.model, stream),
-            _ => Generation::parse(protocol, &bytes),
-        };
+        let parsed = parse(endpoint, protocol, &path, &bytes);
         let generation = match parsed {
             Ok(generation) => generation,
             Err(message) => {
@@ -333,7 +359,7 @@ impl Proxy {
         let view = self.catalog.view();
         let candidates = match self.ai.channels.candidates(
             &view,
-            &asker(&asked.caller.principal),
+            &asker(&asked.caller.principal, asked.request.providers()),
             asked.request.model(),
         ) {
             Ok(candidates) => candidates,
@@ -588,38 +614,24 @@ impl Proxy {
     }
 
     /// The body for a channel: the client's, edited, for a channel of its
-    /// protocol; else translated through the canonical model.
+    /// protocol; else translated.
     fn outgoing(
         &self,
         asked: &Asked<'_>,
         candidate: &Candidate<'_>,
         max_tokens: Option<i64>,
     ) -> Result<Outgoing, Unsupported> {
-        let client = asked.request.protocol();
         let provider = candidate.channel.provider();
-        let protocol = request::protocol_of(provider);
-        let model = candidate.upstream_model;
-        if protocol == client {
-            let body = asked.request.upstream_body(model, max_tokens);
-            return Ok(Outgoing { body, protocol });
-        }
-        let label = provider_label(provider);
-        let mut chat = translate::decode_request(client, asked.request.body(), label)?;
-        chat.stream = asked.request.stream();
-        chat.max_tokens = max_tokens.or(asked.request.max_tokens());
-        if protocol == Protocol::Anthropic {
-            // Anthropic requires it; the estimate reserved this many.
-            chat.max_tokens = chat.max_tokens.or(Some(self.config.ai_default_max_tokens));
-        }
-        let max_field = if provider == pb::Provider::Openai {
-            "max_completion_tokens"
-        } else {
-            "max_tokens"
+        let target = request::Target {
+            protocol: request::protocol_of(provider),
+            provider,
+            model: candidate.upstream_model,
         };
-        let body = translate::encode_request(protocol, &chat, model, max_field)?;
+        let default_max = self.config.ai_default_max_tokens;
+        let body = asked.request.body_for(&target, max_tokens, default_max)?;
         Ok(Outgoing {
-            body: Bytes::from(body.to_string()),
-            protocol,
+            body,
+            protocol: target.protocol,
         })
     }
 
@@ -630,14 +642,14 @@ impl Proxy {
         candidate: &Candidate<'_>,
         outgoing: Outgoing,
     ) -> Result<Response<Incoming>, Failure> {
-        let (model, stream) = (candidate.upstream_model, asked.request.stream());
-        let uri = request::upstream_uri(
-            outgoing.protocol,
-            &candidate.channel.base_url,
-            model,
-            stream,
-        )
-        .map_err(|_| Failure::Upstream)?;
+        let uri = asked
+            .request
+            .uri_for(
+                outgoing.protocol,
+                &candidate.channel.base_url,
+                candidate.upstream_model,
+            )
+            .map_err(|_| Failure::Upstream)?;
         let mut upstream = Request::new(crate::body::full(outgoing.body));
         *upstream.method_mut() = Method::POST;
         *upstream.uri_mut() = uri;
@@ -736,7 +748,12 @@ impl Proxy {
                 model: answered.candidate.upstream_model.to_owned(),
                 request_id: asked.request_id.to_owned(),
                 limit: keep,
+                embeddings: asked.request.embedding_shape(),
             };
+            // Gemini reports no usage for embeddings: the count in the
+            // re-encoded answer is the edge's.
+            billing.outcome.estimated =
+                ends.embeddings.is_some() && ends.provider == Protocol::Gemini;
             let provider_status = parts.status;
             if !provider_status.is_success() {
                 let kind = translate::error_kind(provider_status);
@@ -879,7 +896,8 @@ impl Billing {
             .map(|answer| request::answer_text(self.protocol, answer))
             .unwrap_or_default();
         let produced = (200..300).contains(&status);
-        self.outcome.estimated = reported.tokens.is_none() && produced;
+        // Set before when the answer's usage is the edge's own count.
+        self.outcome.estimated |= reported.tokens.is_none() && produced;
         self.outcome.finish_reason = answer
             .as_ref()
             .and_then(|answer| request::finish_reason(self.protocol, answer))
@@ -1011,24 +1029,13 @@ fn provider_name(provider: pb::Provider) -> &'static str {
     }
 }
 
-/// The provider as a refusal names it.
-fn provider_label(provider: pb::Provider) -> &'static str {
-    match provider {
-        pb::Provider::Openai => "OpenAI",
-        pb::Provider::OpenaiCompatible => "OpenAI-compatible",
-        pb::Provider::Anthropic => "Anthropic",
-        pb::Provider::Gemini => "Gemini",
-        pb::Provider::Unspecified => "unknown",
-    }
-}
-
-fn asker(principal: &id::Principal) -> Asker<'_> {
+fn asker<'a>(principal: &'a id::Principal, providers: &'static [pb::Provider]) -> Asker<'a> {
     Asker {
         tenant_id: &principal.tenant_id,
         groups: &principal.groups,
         superadmin: principal.role() == id::Role::Superadmin,
         allowed_models: &principal.allowed_models,
-        providers: request::PROVIDERS,
+        providers,
     }
 }
 

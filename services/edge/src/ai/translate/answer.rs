@@ -26,6 +26,8 @@ pub struct Ends {
     pub request_id: String,
     /// Longest provider answer read.
     pub limit: usize,
+    /// An embeddings answer (else a chat's).
+    pub embeddings: Option<crate::ai::embeddings::Shape>,
 }
 
 /// What the client hears for a provider's error status: the client's
@@ -80,6 +82,12 @@ fn translate(bytes: &[u8], status: StatusCode, ends: &Ends) -> Vec<u8> {
         let body = errors::body(ends.client, Kind::Upstream, message, &ends.request_id);
         return body.to_string().into_bytes();
     };
+    if let Some(shape) = &ends.embeddings {
+        return shape
+            .translate_answer(&answer, &ends.model)
+            .to_string()
+            .into_bytes();
+    }
     let answer = super::decode_answer(ends.provider, &answer);
     let model = if answer.model.is_empty() {
         &ends.model
