@@ -69,6 +69,11 @@ def tool_round_trip(model):
     check(final.choices[0].message.content == TEXT, f"{model} after the result: {final}")
 
 
+completed = client.completions.create(model=MODEL, prompt="Say hello.", max_tokens=20)
+check(completed.choices[0].text == TEXT and completed.usage.completion_tokens == 5, f"completion: {completed}")
+pieces = list(client.completions.create(model=MODEL, prompt="Say hello.", stream=True))
+check("".join(piece.choices[0].text for piece in pieces if piece.choices) == TEXT, f"streamed: {pieces}")
+
 if os.environ.get("EMBEDDING_MODEL"):
     embedded = client.embeddings.create(model=os.environ["EMBEDDING_MODEL"], input=["hello", "world"])
     check(len(embedded.data) == 2 and len(embedded.data[1].embedding) == 3, f"embeddings: {embedded}")

@@ -118,6 +118,50 @@ pub fn sse_and_usage(data: &[u8]) {
     assert_eq!(forwarded + parser.pending().len(), data.len(), "bytes lost");
 }
 
+/// Reads `data` as JSON and puts it through every adapter: as a request
+/// of each protocol decoded for, and encoded to, each other; as an answer
+/// and as stream events of each provider, re-encoded for each client; and
+/// as embeddings requests. Whatever arrives, nothing may panic.
+pub fn translation(data: &[u8]) {
+    use crate::ai::translate::{self, Translator};
+    use crate::ai::usage::Protocol;
+    const PROTOCOLS: [Protocol; 3] = [Protocol::OpenAi, Protocol::Anthropic, Protocol::Gemini];
+    let Ok(document) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    if let serde_json::Value::Object(body) = &document {
+        for from in PROTOCOLS {
+            let Ok(chat) = translate::decode_request(from, body, "fuzz") else {
+                continue;
+            };
+            for to in PROTOCOLS {
+                let _ = translate::encode_request(to, &chat, "m", "max_tokens");
+            }
+        }
+    }
+    for from in PROTOCOLS {
+        let answer = translate::decode_answer(from, &document);
+        for to in PROTOCOLS {
+            let _ = translate::encode_answer(to, &answer, "m");
+            let mut translator = Translator::new(from, to, "m", true);
+            let mut out = Vec::new();
+            translator.event(&document, &mut out);
+            translator.event(&document, &mut out);
+            translator.end(None, &mut out);
+        }
+    }
+    for batch in [false, true] {
+        if let Ok(embed) = crate::ai::embeddings::parse_gemini(data, "m", batch) {
+            let _ = embed.upstream_body(Protocol::OpenAi, "m");
+            let _ = embed.shape().translate_answer(&document, "m");
+        }
+    }
+    if let Ok(embed) = crate::ai::embeddings::parse_openai(data) {
+        let _ = embed.upstream_body(Protocol::Gemini, "m");
+        let _ = embed.shape().translate_answer(&document, "m");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +175,7 @@ mod tests {
             ("path", path_and_routes as fn(&[u8])),
             ("patterns", patterns),
             ("sse", sse_and_usage),
+            ("translate", translation),
         ] {
             let Ok(entries) = std::fs::read_dir(root.join(target)) else {
                 panic!("no corpus for {target}");
@@ -140,7 +185,7 @@ mod tests {
                 replayed += 1;
             }
         }
-        assert!(replayed >= 20, "{replayed}");
+        assert!(replayed >= 30, "{replayed}");
     }
 
     /// A short random run on every test, beside the corpus.

@@ -43,6 +43,9 @@ fn answer(
     }
     let model = body["model"].as_str().unwrap_or("unknown").to_owned();
     let streams = body["stream"].as_bool().unwrap_or(false);
+    if !parts.uri.path().ends_with("/chat/completions") {
+        return legacy_completion(&model, body, behaviour);
+    }
     if let Some(tool) = super::tools::openai_call(body) {
         return super::tools::openai(&model, &tool, streams, behaviour);
     }
@@ -117,4 +120,50 @@ fn stream(model: &str, include_usage: bool, behaviour: &Behaviour) -> Response<M
         events.truncate(1);
     }
     super::sse(events, cut)
+}
+
+/// The legacy `/v1/completions`: `choices[].text`, JSON or a stream of one
+/// chunk per word, with the usage chunk when asked.
+fn legacy_completion(
+    model: &str,
+    body: &serde_json::Value,
+    behaviour: &Behaviour,
+) -> Response<MockBody> {
+    let choice = |text: &str, finish: serde_json::Value| {
+        serde_json::json!({"id": "cmpl-mock", "object": "text_completion", "created": 0,
+            "model": model, "choices": [{"index": 0, "text": text, "finish_reason": finish}]})
+    };
+    if !body["stream"].as_bool().unwrap_or(false) {
+        let mut answer = choice(TEXT, serde_json::json!("stop"));
+        if let Some(usage) = usage(behaviour) {
+            answer["usage"] = usage;
+        }
+        return super::json(StatusCode::OK, &answer);
+    }
+    let mut events: Vec<String> = TEXT
+        .split(' ')
+        .enumerate()
+        .map(|(index, word)| {
+            let text = if index == 0 {
+                word.to_owned()
+            } else {
+                format!(" {word}")
+            };
+            format!("data: {}\n\n", choice(&text, serde_json::Value::Null))
+        })
+        .collect();
+    events.push(format!(
+        "data: {}\n\n",
+        choice("", serde_json::json!("stop"))
+    ));
+    let asked = body["stream_options"]["include_usage"]
+        .as_bool()
+        .unwrap_or(false);
+    if asked && let Some(usage) = usage(behaviour) {
+        let last = serde_json::json!({"id": "cmpl-mock", "object": "text_completion",
+            "created": 0, "model": model, "choices": [], "usage": usage});
+        events.push(format!("data: {last}\n\n"));
+    }
+    events.push("data: [DONE]\n\n".to_owned());
+    super::sse(events, false)
 }

@@ -22,20 +22,48 @@ pub struct Chat {
     pub max_tokens: Option<i64>,
     /// `max_completion_tokens` when the client used it, else `max_tokens`.
     max_field: &'static str,
+    /// The legacy `/v1/completions` (a `prompt`, no messages).
+    pub legacy: bool,
 }
 
 /// Why a body is not a chat request, for the 400.
 pub fn parse(bytes: &[u8]) -> Result<Chat, String> {
-    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) else {
-        return Err("the request body must be a JSON object".to_owned());
-    };
-    let model = match body.get("model") {
-        Some(Value::String(model)) if !model.is_empty() => model.clone(),
-        _ => return Err("'model' is required".to_owned()),
-    };
+    let (body, model) = object_with_model(bytes)?;
     if !matches!(body.get("messages"), Some(Value::Array(messages)) if !messages.is_empty()) {
         return Err("'messages' must be a non-empty array".to_owned());
     }
+    common(body, model, false)
+}
+
+/// A legacy completions request: a `prompt` (a string or strings).
+pub fn parse_completion(bytes: &[u8]) -> Result<Chat, String> {
+    let (body, model) = object_with_model(bytes)?;
+    let prompt_ok = match body.get("prompt") {
+        Some(Value::String(_)) => true,
+        Some(Value::Array(prompts)) => !prompts.is_empty() && prompts.iter().all(Value::is_string),
+        _ => false,
+    };
+    if !prompt_ok {
+        return Err("'prompt' must be a string or a non-empty array of strings".to_owned());
+    }
+    common(body, model, true)
+}
+
+fn object_with_model(bytes: &[u8]) -> Result<(Map<String, Value>, String), String> {
+    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) else {
+        return Err("the request body must be a JSON object".to_owned());
+    };
+    match body.get("model") {
+        Some(Value::String(model)) if !model.is_empty() => {
+            let model = model.clone();
+            Ok((body, model))
+        }
+        _ => Err("'model' is required".to_owned()),
+    }
+}
+
+/// What chat and legacy completions share: streaming, usage, max tokens.
+fn common(body: Map<String, Value>, model: String, legacy: bool) -> Result<Chat, String> {
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let wants_usage = body
         .get("stream_options")
@@ -62,6 +90,7 @@ pub fn parse(bytes: &[u8]) -> Result<Chat, String> {
         wants_usage,
         max_tokens,
         max_field,
+        legacy,
     })
 }
 
@@ -74,6 +103,10 @@ impl Chat {
     /// text plus a few tokens of framing, images at a fixed estimate, and
     /// the tool definitions.
     pub fn prompt_tokens(&self) -> i64 {
+        if self.legacy {
+            let prompts = super::translate::strings(self.body.get("prompt"));
+            return prompts.iter().map(|prompt| tokens::count(prompt)).sum();
+        }
         let mut total = 3;
         for message in self.messages() {
             total += 3;
@@ -148,7 +181,12 @@ pub fn answer_text(answer: &Value) -> String {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|choice| choice.get("message")?.get("content")?.as_str())
+        .filter_map(|choice| {
+            let text = choice
+                .get("message")
+                .and_then(|message| message.get("content"));
+            text.or_else(|| choice.get("text"))?.as_str()
+        })
         .collect::<Vec<_>>()
         .join("")
 }
@@ -160,7 +198,10 @@ pub fn chunk_text(chunk: &Value) -> String {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|choice| choice.get("delta")?.get("content")?.as_str())
+        .filter_map(|choice| {
+            let text = choice.get("delta").and_then(|delta| delta.get("content"));
+            text.or_else(|| choice.get("text"))?.as_str()
+        })
         .collect::<Vec<_>>()
         .join("")
 }

@@ -110,6 +110,7 @@ impl Generation {
     pub fn providers(&self) -> &'static [pb::Provider] {
         match self {
             Self::Embed(_) => EMBEDDING_PROVIDERS,
+            Self::OpenAi(chat) if chat.legacy => COMPLETION_PROVIDERS,
             _ => PROVIDERS,
         }
     }
@@ -147,6 +148,10 @@ impl Generation {
         }
         if target.protocol == self.protocol() {
             return Ok(self.upstream_body(target.model, max_tokens));
+        }
+        if matches!(self, Self::OpenAi(chat) if chat.legacy) {
+            let label = provider_label(target.provider);
+            return Err(Unsupported::new(label, "a legacy completions request"));
         }
         let label = provider_label(target.provider);
         let mut chat = translate::decode_request(self.protocol(), self.body(), label)?;
@@ -192,6 +197,10 @@ impl Generation {
                 };
                 crate::forward::upstream_uri(trimmed, &path, None)
             }
+            Self::OpenAi(chat) if chat.legacy => {
+                let trimmed = base.trim_end_matches('/');
+                crate::forward::upstream_uri(trimmed, &versioned(trimmed, "/completions"), None)
+            }
             _ => upstream_uri(protocol, base, upstream_model, self.stream()),
         }
     }
@@ -214,6 +223,10 @@ pub const PROVIDERS: &[pb::Provider] = &[
     pb::Provider::Anthropic,
     pb::Provider::Gemini,
 ];
+
+/// The providers with the legacy completions API.
+const COMPLETION_PROVIDERS: &[pb::Provider] =
+    &[pb::Provider::Openai, pb::Provider::OpenaiCompatible];
 
 /// The providers with an embeddings API.
 const EMBEDDING_PROVIDERS: &[pb::Provider] = &[

@@ -60,6 +60,8 @@ pub enum Endpoint {
     GeminiModels,
     /// `POST /v1/embeddings`.
     OpenAiEmbeddings,
+    /// The legacy `POST /v1/completions`.
+    OpenAiCompletions,
     /// `models/{model}:embedContent` (or `:batchEmbedContents`).
     GeminiEmbed {
         batch: bool,
@@ -87,6 +89,7 @@ pub fn endpoint(method: &Method, path: &str) -> Option<Endpoint> {
         (&Method::GET, "/v1beta/models") => Endpoint::GeminiModels,
         (&Method::POST, "/v1/chat/completions") => Endpoint::OpenAiChat,
         (&Method::POST, "/v1/embeddings") => Endpoint::OpenAiEmbeddings,
+        (&Method::POST, "/v1/completions") => Endpoint::OpenAiCompletions,
         (&Method::GET, "/v1/models") => Endpoint::Models,
         (&Method::POST, "/v1/messages") => Endpoint::AnthropicMessages,
         (&Method::POST, "/v1/messages/count_tokens") => Endpoint::AnthropicCountTokens,
@@ -114,6 +117,9 @@ fn parse(
         }
         (Endpoint::OpenAiEmbeddings, _) => {
             super::embeddings::parse_openai(bytes).map(Generation::Embed)
+        }
+        (Endpoint::OpenAiCompletions, _) => {
+            super::openai::parse_completion(bytes).map(Generation::OpenAi)
         }
         _ => Generation::parse(protocol, bytes),
     }
@@ -172,7 +178,9 @@ impl Proxy {
         request_id: &str,
     ) -> Response<EdgeBody> {
         let protocol = match endpoint {
-            Endpoint::OpenAiChat | Endpoint::OpenAiEmbeddings => Protocol::OpenAi,
+            Endpoint::OpenAiChat | Endpoint::OpenAiEmbeddings | Endpoint::OpenAiCompletions => {
+                Protocol::OpenAi
+            }
             Endpoint::Models => models_protocol(&request),
             Endpoint::AnthropicMessages | Endpoint::AnthropicCountTokens => Protocol::Anthropic,
             Endpoint::GeminiGenerate { .. }
@@ -1144,7 +1152,23 @@ mod tests {
         );
         assert_eq!(
             endpoint(&Method::POST, "/v1beta/models/gemini-x:embedContent"),
+            Some(Endpoint::GeminiEmbed { batch: false })
+        );
+        assert_eq!(
+            endpoint(&Method::POST, "/v1beta/models/e:batchEmbedContents"),
+            Some(Endpoint::GeminiEmbed { batch: true })
+        );
+        assert_eq!(
+            endpoint(&Method::POST, "/v1beta/models/gemini-x:predict"),
             Some(Endpoint::Unknown(Protocol::Gemini))
+        );
+        assert_eq!(
+            endpoint(&Method::POST, "/v1/embeddings"),
+            Some(Endpoint::OpenAiEmbeddings)
+        );
+        assert_eq!(
+            endpoint(&Method::POST, "/v1/completions"),
+            Some(Endpoint::OpenAiCompletions)
         );
         assert_eq!(
             endpoint(&Method::POST, "/v1/messages/count_tokens"),

@@ -287,7 +287,7 @@ pub fn decode_answer(answer: &Value) -> Answer {
 
 /// Anthropic's `input_tokens` leaves out cache reads.
 fn usage(tokens: Tokens) -> Value {
-    json!({"input_tokens": tokens.prompt - tokens.cached, "output_tokens": tokens.completion,
+    json!({"input_tokens": tokens.prompt.saturating_sub(tokens.cached), "output_tokens": tokens.completion,
         "cache_read_input_tokens": tokens.cached, "cache_creation_input_tokens": 0})
 }
 

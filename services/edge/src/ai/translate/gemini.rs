@@ -388,7 +388,7 @@ pub fn decode_answer(answer: &Value) -> Answer {
 
 fn usage(tokens: Tokens) -> Value {
     json!({"promptTokenCount": tokens.prompt, "candidatesTokenCount": tokens.completion,
-        "totalTokenCount": tokens.prompt + tokens.completion,
+        "totalTokenCount": tokens.prompt.saturating_add(tokens.completion),
         "cachedContentTokenCount": tokens.cached})
 }
 
@@ -444,6 +444,9 @@ impl Decoder {
     }
 }
 
+/// The most tool calls one streamed answer is re-encoded with.
+const MAX_CALLS: usize = 128;
+
 /// Writes canonical events as Gemini's stream: a chunk per text delta;
 /// tool calls, which Gemini sends whole, gathered and sent in the last
 /// chunk with the finish reason and usage.
@@ -478,6 +481,10 @@ impl Encoder {
     pub fn event(&mut self, event: &Event, out: &mut Vec<u8>) {
         match event {
             Event::Text(text) => self.chunk(json!([{"text": text}]), None, out),
+            // A provider's index past any real answer's is ignored rather
+            // than allocated for.
+            Event::ToolCallStart { index, .. } | Event::ToolCallArguments { index, .. }
+                if *index >= MAX_CALLS => {}
             Event::ToolCallStart { index, name, .. } => {
                 if self.calls.len() <= *index {
                     self.calls

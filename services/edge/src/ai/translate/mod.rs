@@ -130,7 +130,7 @@ impl<'a> Fields<'a> {
     }
 }
 
-pub(crate) fn strings(value: Option<&Value>) -> Vec<String> {
+pub fn strings(value: Option<&Value>) -> Vec<String> {
     match value {
         Some(Value::String(one)) => vec![one.clone()],
         Some(Value::Array(many)) => many

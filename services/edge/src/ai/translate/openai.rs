@@ -361,7 +361,7 @@ pub fn decode_answer(answer: &Value) -> Answer {
 
 fn usage(tokens: Tokens) -> Value {
     json!({"prompt_tokens": tokens.prompt, "completion_tokens": tokens.completion,
-        "total_tokens": tokens.prompt + tokens.completion,
+        "total_tokens": tokens.prompt.saturating_add(tokens.completion),
         "prompt_tokens_details": {"cached_tokens": tokens.cached}})
 }
 
