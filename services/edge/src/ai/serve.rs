@@ -723,23 +723,7 @@ impl Proxy {
         billing.audit = audit(exchange.capture, asked, &parts.headers);
         let translated = answered.provider != asked.request.protocol();
         if streamed {
-            let watch = Watch {
-                protocol: answered.provider,
-                hide_usage: !translated && asked.request.hides_usage_chunk(),
-                drain: Drain {
-                    time: std::time::Duration::from_secs(self.config.ai_stream_drain_secs),
-                    bytes: self.config.ai_stream_drain_bytes,
-                },
-                capture: exchange.capture,
-                translator: translated.then(|| {
-                    Translator::new(
-                        answered.provider,
-                        asked.request.protocol(),
-                        answered.candidate.upstream_model,
-                        !asked.request.hides_usage_chunk(),
-                    )
-                }),
-            };
+            let watch = self.watch(asked, &answered, exchange.capture);
             parts.headers.remove(header::CONTENT_LENGTH);
             let status = parts.status.as_u16();
             let on_end =
@@ -762,17 +746,7 @@ impl Proxy {
             // re-encoded answer is the edge's.
             billing.outcome.estimated =
                 ends.embeddings.is_some() && ends.provider == Protocol::Gemini;
-            let provider_status = parts.status;
-            if !provider_status.is_success() {
-                let kind = translate::error_kind(provider_status);
-                parts.status = errors::status(ends.client, kind);
-            }
-            parts.headers.remove(header::CONTENT_LENGTH);
-            parts.headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            translate::translated(body, provider_status, ends)
+            reencoded(&mut parts, body, ends)
         } else {
             body
         };
@@ -781,6 +755,48 @@ impl Proxy {
         let body = crate::body::Observed::reporting(body, Some(keep), on_end);
         Response::from_parts(parts, body.boxed_unsync())
     }
+
+    /// What a stream's reader needs: the provider's protocol for usage,
+    /// the drain bound, capture, and a translator for another protocol.
+    fn watch(
+        &self,
+        asked: &Asked<'_>,
+        answered: &Answered<'_, '_>,
+        capture: Option<usize>,
+    ) -> Watch {
+        let client = asked.request.protocol();
+        let translated = answered.provider != client;
+        let wants_usage = !asked.request.hides_usage_chunk();
+        Watch {
+            protocol: answered.provider,
+            hide_usage: !translated && !wants_usage,
+            drain: Drain {
+                time: std::time::Duration::from_secs(self.config.ai_stream_drain_secs),
+                bytes: self.config.ai_stream_drain_bytes,
+            },
+            capture,
+            translator: translated.then(|| {
+                let model = answered.candidate.upstream_model;
+                Translator::new(answered.provider, client, model, wants_usage)
+            }),
+        }
+    }
+}
+
+/// A whole answer re-encoded in the client's protocol: its head made to
+/// match (a provider's error status as the client's protocol says it).
+fn reencoded(parts: &mut http::response::Parts, body: EdgeBody, ends: translate::Ends) -> EdgeBody {
+    let provider_status = parts.status;
+    if !provider_status.is_success() {
+        let kind = translate::error_kind(provider_status);
+        parts.status = errors::status(ends.client, kind);
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    translate::translated(body, provider_status, ends)
 }
 
 /// The attempt that answered: its channel, the protocol the channel

@@ -236,6 +236,22 @@ pub fn encode_request(chat: &Chat, model: &str, max_field: &str) -> Value {
         fields.insert("stream".to_owned(), json!(true));
         fields.insert("stream_options".to_owned(), json!({"include_usage": true}));
     }
+    encode_tools(chat, fields);
+    match &chat.response_format {
+        Some(ResponseFormat::Json) => {
+            fields.insert("response_format".to_owned(), json!({"type": "json_object"}));
+        }
+        Some(ResponseFormat::JsonSchema { name, schema }) => {
+            let format =
+                json!({"type": "json_schema", "json_schema": {"name": name, "schema": schema}});
+            fields.insert("response_format".to_owned(), format);
+        }
+        None => {}
+    }
+    Value::Object(body)
+}
+
+fn encode_tools(chat: &Chat, fields: &mut Map<String, Value>) {
     if !chat.tools.is_empty() {
         let tools: Vec<Value> = chat
             .tools
@@ -256,18 +272,6 @@ pub fn encode_request(chat: &Chat, model: &str, max_field: &str) -> Value {
         };
         fields.insert("tool_choice".to_owned(), choice);
     }
-    match &chat.response_format {
-        Some(ResponseFormat::Json) => {
-            fields.insert("response_format".to_owned(), json!({"type": "json_object"}));
-        }
-        Some(ResponseFormat::JsonSchema { name, schema }) => {
-            let format =
-                json!({"type": "json_schema", "json_schema": {"name": name, "schema": schema}});
-            fields.insert("response_format".to_owned(), format);
-        }
-        None => {}
-    }
-    Value::Object(body)
 }
 
 fn optional(fields: &mut Map<String, Value>, name: &str, value: Option<f64>) {
