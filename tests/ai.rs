@@ -20,6 +20,8 @@ use http_body_util::{BodyExt as _, Full};
 mod edge_support;
 #[path = "ai/embeddings.rs"]
 mod embeddings;
+#[path = "ai/guard.rs"]
+mod guard;
 #[path = "ai/legacy.rs"]
 mod legacy;
 #[path = "ai/translation.rs"]

@@ -162,6 +162,9 @@ pub enum Behaviour {
     SlowFirstByte(Duration),
     /// A stream that stops after its first event (no usage, no end).
     CutMidStream,
+    /// A stream of this many words, whatever max tokens says (a provider
+    /// that overshoots), with its usage at the end (OpenAI's mock).
+    Verbose(usize),
 }
 
 /// One request a mock received.

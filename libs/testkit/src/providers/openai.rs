@@ -49,6 +49,9 @@ fn answer(
     if let Some(tool) = super::tools::openai_call(body) {
         return super::tools::openai(&model, &tool, streams, behaviour);
     }
+    if let (true, Behaviour::Verbose(words)) = (streams, behaviour) {
+        return verbose(&model, *words);
+    }
     if streams {
         let usage = body["stream_options"]["include_usage"]
             .as_bool()
@@ -164,6 +167,32 @@ fn legacy_completion(
             "created": 0, "model": model, "choices": [], "usage": usage});
         events.push(format!("data: {last}\n\n"));
     }
+    events.push("data: [DONE]\n\n".to_owned());
+    super::sse(events, false)
+}
+
+/// `words` chunks of one word each, then the finish and usage chunks.
+fn verbose(model: &str, words: usize) -> Response<MockBody> {
+    let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
+        let chunk = serde_json::json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk",
+            "created": 0, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+        format!("data: {chunk}\n\n")
+    };
+    let mut events: Vec<String> = (0..words)
+        .map(|_| {
+            chunk(
+                serde_json::json!({"content": " word"}),
+                serde_json::Value::Null,
+            )
+        })
+        .collect();
+    events.push(chunk(serde_json::json!({}), serde_json::json!("stop")));
+    let produced = i64::try_from(words).unwrap_or(i64::MAX);
+    let usage = serde_json::json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk",
+        "created": 0, "model": model, "choices": [], "usage": {"prompt_tokens": super::PROMPT_TOKENS,
+        "completion_tokens": produced, "total_tokens": super::PROMPT_TOKENS + produced}});
+    events.push(format!("data: {usage}\n\n"));
     events.push("data: [DONE]\n\n".to_owned());
     super::sse(events, false)
 }

@@ -13,6 +13,7 @@ pub mod channels;
 pub mod embeddings;
 pub mod errors;
 pub mod gemini;
+pub mod guard;
 pub mod keys;
 pub mod money;
 pub mod openai;

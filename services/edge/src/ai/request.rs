@@ -97,6 +97,16 @@ impl Generation {
         }
     }
 
+    /// Streams of chat answers are watched by the budget guard (a legacy
+    /// completion's stream has no finish event the guard could write).
+    pub fn guards_streams(&self) -> bool {
+        match self {
+            Self::OpenAi(chat) => !chat.legacy,
+            Self::Anthropic(_) | Self::Gemini(_) => true,
+            Self::Embed(_) => false,
+        }
+    }
+
     /// An embedding's shape, to re-encode a provider's answer for it.
     pub fn embedding_shape(&self) -> Option<embeddings::Shape> {
         match self {

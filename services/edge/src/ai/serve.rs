@@ -31,6 +31,7 @@ use hyper::body::Incoming;
 use super::canonical::Unsupported;
 use super::channels::{Asker, Candidate, Channels, NoChannel};
 use super::errors::{self, Kind};
+use super::guard::{Guard, TopUp};
 use super::money::{self, Payer};
 use super::request::{self, Generation};
 use super::stream::{Drain, Observed, StreamEnd, Watch};
@@ -567,6 +568,7 @@ impl Proxy {
                         candidate,
                         provider,
                         attempts: attempt,
+                        max_tokens,
                     };
                     return self.ai_answer(asked, answered, response, exchange);
                 }
@@ -723,7 +725,8 @@ impl Proxy {
         billing.audit = audit(exchange.capture, asked, &parts.headers);
         let translated = answered.provider != asked.request.protocol();
         if streamed {
-            let watch = self.watch(asked, &answered, exchange.capture);
+            let mut watch = self.watch(asked, &answered, exchange.capture);
+            watch.guard = self.guard(asked, &answered, &exchange);
             parts.headers.remove(header::CONTENT_LENGTH);
             let status = parts.status.as_u16();
             let on_end =
@@ -779,7 +782,48 @@ impl Proxy {
                 let model = answered.candidate.upstream_model;
                 Translator::new(answered.provider, client, model, wants_usage)
             }),
+            guard: None,
         }
+    }
+
+    /// The stream budget guard for a stream whose completion tokens can be
+    /// priced: its allowance is what the reservation covers.
+    fn guard(
+        &self,
+        asked: &Asked<'_>,
+        answered: &Answered<'_, '_>,
+        exchange: &Exchange,
+    ) -> Option<Guard> {
+        if !asked.request.guards_streams() {
+            return None;
+        }
+        let view = self.catalog.view();
+        let usage = Usage {
+            prompt_tokens: 0,
+            completion_tokens: 1_000_000,
+            cached_tokens: 0,
+        };
+        let payer = payer(&asked.caller.principal);
+        let quote = money::quote(view.prices(), payer, asked.request.model(), &usage).ok()?;
+        let principal = &asked.caller.principal;
+        let check = quota::CheckRequest {
+            request_id: asked.request_id.to_owned(),
+            tenant_id: principal.tenant_id.clone(),
+            scopes: exchange.admitted.scopes.clone(),
+            model: asked.request.model().to_owned(),
+            balance_owner: exchange.admitted.balance_owner.clone(),
+            ..quota::CheckRequest::default()
+        };
+        let top_up = TopUp {
+            quota: self.admission.quota.clone(),
+            check,
+            micros_per_token: quote.cost_micros as f64 / 1_000_000.0,
+        };
+        let allowance = answered
+            .max_tokens
+            .or(asked.request.max_tokens())
+            .unwrap_or(self.config.ai_default_max_tokens);
+        Some(Guard::new(asked.prompt_tokens, allowance, top_up))
     }
 }
 
@@ -805,6 +849,8 @@ struct Answered<'c, 'v> {
     candidate: &'c Candidate<'v>,
     provider: Protocol,
     attempts: u32,
+    /// The max tokens sent (lowered to the budget), if any.
+    max_tokens: Option<i64>,
 }
 
 /// One attempt's body, in the protocol of the channel it goes to.
@@ -853,6 +899,7 @@ impl Proxy {
             attempts,
             bytes_in: asked.body.len() as u64,
             audit: None,
+            note: None,
         }
     }
 }
@@ -905,6 +952,8 @@ struct Billing {
     attempts: u32,
     bytes_in: u64,
     audit: Option<Audit>,
+    /// What the usage event's error says (the budget guard's cut).
+    note: Option<String>,
 }
 
 impl Billing {
@@ -942,12 +991,19 @@ impl Billing {
     }
 
     fn settle_stream(mut self, exchange: Exchange, status: u16, end: StreamEnd) {
+        if end.budget_cut {
+            self.note = Some("the stream was ended by the budget guard".to_owned());
+        }
         // A cut stream's usage, if any came, is only partial.
         self.outcome.estimated = end.tokens.is_none() || !end.complete;
         self.outcome.time_to_first_token = end
             .first_event
             .map(|first| first.saturating_duration_since(exchange.started));
-        self.outcome.finish_reason = end.finish_reason.clone().unwrap_or_default();
+        self.outcome.finish_reason = if end.budget_cut {
+            "length".to_owned()
+        } else {
+            end.finish_reason.clone().unwrap_or_default()
+        };
         let counted = self.estimated(&end.text);
         let tokens = match end.tokens {
             // Cut short: what was delivered may be more than reported.
@@ -1036,6 +1092,7 @@ impl Billing {
                 i64::try_from(exchange.started.elapsed().as_micros()).unwrap_or(i64::MAX),
             ),
             attempts: self.attempts,
+            error: self.note,
             ai: Some(self.outcome),
             ..Ended::default()
         };

@@ -13,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 
+use super::guard::{Guard, Place};
 use super::sse::Parser;
 use super::translate::Translator;
 use super::usage::{Protocol, Reported, Tokens};
@@ -40,6 +41,8 @@ pub struct StreamEnd {
     /// The first bytes sent, when the channel captures bodies.
     pub captured: Option<Vec<u8>>,
     pub truncated: bool,
+    /// The budget guard ended the stream.
+    pub budget_cut: bool,
 }
 
 /// How long, and how much, the edge keeps reading after the client left.
@@ -62,6 +65,8 @@ struct State {
     drain: Drain,
     capture: usize,
     translator: Option<Translator>,
+    guard: Option<Guard>,
+    place: Place,
 }
 
 pub struct Observed {
@@ -79,6 +84,8 @@ pub struct Watch {
     /// Re-encodes the provider's events in the client's protocol when the
     /// channel speaks another one (`protocol` is the provider's).
     pub translator: Option<Translator>,
+    /// Ends the stream when its tokens outgrow the budget.
+    pub guard: Option<Guard>,
 }
 
 impl Observed {
@@ -98,6 +105,8 @@ impl Observed {
                 drain: watch.drain,
                 capture: watch.capture.unwrap_or(0),
                 translator: watch.translator,
+                guard: watch.guard,
+                place: Place::default(),
             }),
         }
     }
@@ -112,6 +121,7 @@ impl State {
             let document = serde_json::from_str::<serde_json::Value>(&event.data).ok();
             if let Some(document) = &document {
                 self.reported.observe(self.protocol, document);
+                self.place.follow(self.protocol, document);
                 if let Some(reason) = super::request::finish_reason(self.protocol, document) {
                     self.end.finish_reason = Some(reason);
                 }
@@ -119,6 +129,9 @@ impl State {
                     continue;
                 }
                 let text = super::request::event_text(self.protocol, document);
+                if let Some(guard) = self.guard.as_mut() {
+                    guard.count(&text);
+                }
                 if !text.is_empty() && self.end.text.len() < MAX_TEXT_BYTES {
                     self.end.text.push_str(&text);
                 }
@@ -149,6 +162,30 @@ impl State {
             captured.extend_from_slice(&out[..out.len().min(room)]);
         }
         out
+    }
+
+    /// The closing events for a stream the budget guard ends, in the
+    /// client's protocol, with the usage counted so far.
+    fn cut(&mut self) -> Bytes {
+        self.end.budget_cut = true;
+        let (prompt, completion) = self
+            .guard
+            .as_ref()
+            .map_or((0, 0), |guard| (guard.prompt, guard.counted()));
+        let tokens = Tokens {
+            prompt,
+            completion,
+            cached: 0,
+        };
+        let closing = match self.translator.as_mut() {
+            Some(translator) => {
+                let mut closing = Vec::new();
+                translator.cut(tokens, &mut closing);
+                closing
+            }
+            None => self.place.closing(self.protocol, tokens, !self.hide_usage),
+        };
+        self.sent(Bytes::from(closing))
     }
 
     /// What goes to the client after the provider's last event: an
@@ -186,6 +223,10 @@ impl State {
                         if self.take_in(&data).is_err() || read > self.drain.bytes {
                             break false;
                         }
+                        // Nobody is reading: no top-ups, stop at the budget.
+                        if self.guard.as_ref().is_some_and(Guard::over) {
+                            break false;
+                        }
                         self.end.bytes = sent;
                     }
                 }
@@ -209,6 +250,16 @@ impl Body for Observed {
             let Some(state) = self.state.as_mut() else {
                 return Poll::Ready(None);
             };
+            if let Some(guard) = state.guard.as_mut()
+                && !ready!(guard.poll_room(cx))
+            {
+                let Some(mut state) = self.state.take() else {
+                    return Poll::Ready(None);
+                };
+                let closing = state.cut();
+                state.finish(false);
+                return Poll::Ready(Some(Ok(Frame::data(closing))));
+            }
             match ready!(Pin::new(&mut state.inner).poll_frame(cx)) {
                 Some(Ok(frame)) => {
                     let Ok(data) = frame.into_data() else {
@@ -291,6 +342,7 @@ mod tests {
             },
             capture: Some(64),
             translator: None,
+            guard: None,
         };
         let observed = Observed::new(
             body,

@@ -63,6 +63,18 @@ impl Translator {
         }
     }
 
+    /// Ends the stream early (the budget ran out): finish reason `length`
+    /// and the closing events, with the usage counted so far.
+    pub fn cut(&mut self, tokens: Tokens, out: &mut Vec<u8>) {
+        let event = Event::Finish(crate::ai::canonical::Finish::Length);
+        match &mut self.encoder {
+            Encoder::OpenAi(encoder) => encoder.event(&event, out),
+            Encoder::Anthropic(encoder) => encoder.event(&event, out),
+            Encoder::Gemini(encoder) => encoder.event(&event, out),
+        }
+        self.end(Some(tokens), out);
+    }
+
     /// The client protocol's closing events, with the usage the provider
     /// reported.
     pub fn end(&mut self, tokens: Option<Tokens>, out: &mut Vec<u8>) {
