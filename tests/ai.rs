@@ -24,6 +24,8 @@ mod embeddings;
 mod guard;
 #[path = "ai/legacy.rs"]
 mod legacy;
+#[path = "ai/responses.rs"]
+mod responses;
 #[path = "ai/translation.rs"]
 mod translation;
 

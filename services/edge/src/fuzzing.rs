@@ -125,7 +125,12 @@ pub fn sse_and_usage(data: &[u8]) {
 pub fn translation(data: &[u8]) {
     use crate::ai::translate::{self, Translator};
     use crate::ai::usage::Protocol;
-    const PROTOCOLS: [Protocol; 3] = [Protocol::OpenAi, Protocol::Anthropic, Protocol::Gemini];
+    const PROTOCOLS: [Protocol; 4] = [
+        Protocol::OpenAi,
+        Protocol::Anthropic,
+        Protocol::Gemini,
+        Protocol::Responses,
+    ];
     let Ok(document) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };

@@ -7,6 +7,7 @@ pub mod anthropic;
 pub mod embeddings;
 pub mod gemini;
 pub mod openai;
+pub mod responses;
 pub mod tools;
 
 use std::convert::Infallible;

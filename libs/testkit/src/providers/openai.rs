@@ -41,6 +41,9 @@ fn answer(
     if parts.uri.path().ends_with("/embeddings") {
         return super::embeddings::openai(body);
     }
+    if parts.uri.path().ends_with("/responses") {
+        return super::responses::answer(body);
+    }
     let model = body["model"].as_str().unwrap_or("unknown").to_owned();
     let streams = body["stream"].as_bool().unwrap_or(false);
     if !parts.uri.path().ends_with("/chat/completions") {

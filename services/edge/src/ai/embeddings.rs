@@ -141,6 +141,12 @@ impl Embed {
             (_, Protocol::Anthropic) | (Protocol::Anthropic, _) => {
                 return Err(Unsupported::new("Anthropic", "embeddings"));
             }
+            (_, Protocol::Responses) | (Protocol::Responses, _) => {
+                return Err(Unsupported::new(
+                    "OpenAI",
+                    "embeddings in the Responses API",
+                ));
+            }
         };
         Ok(Bytes::from(body.to_string()))
     }

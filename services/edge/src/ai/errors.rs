@@ -105,7 +105,7 @@ pub fn status(protocol: Protocol, kind: Kind) -> StatusCode {
 /// The body of an error in `protocol`.
 pub fn body(protocol: Protocol, kind: Kind, message: &str, request_id: &str) -> serde_json::Value {
     match protocol {
-        Protocol::OpenAi => {
+        Protocol::OpenAi | Protocol::Responses => {
             let (kind, code) = kind.openai();
             serde_json::json!({
                 "error": {"message": message, "type": kind, "param": null, "code": code},

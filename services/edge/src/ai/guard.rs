@@ -245,6 +245,16 @@ impl Place {
                     &mut out,
                 );
             }
+            Protocol::Responses => {
+                let usage = json!({"input_tokens": tokens.prompt,
+                    "output_tokens": tokens.completion,
+                    "total_tokens": tokens.prompt.saturating_add(tokens.completion)});
+                let response = json!({"object": "response", "status": "incomplete",
+                    "model": self.model, "incomplete_details": {"reason": "max_output_tokens"},
+                    "output": [], "usage": usage});
+                let event = json!({"type": "response.incomplete", "response": response});
+                data(Some("response.incomplete"), &event, &mut out);
+            }
             Protocol::Gemini => {
                 let chunk = json!({"candidates": [{"content": {"role": "model",
                     "parts": [{"text": ""}]}, "finishReason": "MAX_TOKENS", "index": 0}],

@@ -18,6 +18,7 @@ pub mod keys;
 pub mod money;
 pub mod openai;
 pub mod request;
+pub mod responses;
 pub mod serve;
 pub mod sse;
 pub mod stream;

@@ -10,7 +10,7 @@ use http::header::{self, HeaderName, HeaderValue};
 
 use super::canonical::Unsupported;
 use super::usage::Protocol;
-use super::{anthropic, embeddings, gemini, openai, translate};
+use super::{anthropic, embeddings, gemini, openai, responses, translate};
 
 /// The body of a request that has none to translate.
 static EMPTY: std::sync::LazyLock<serde_json::Map<String, serde_json::Value>> =
@@ -26,6 +26,8 @@ pub enum Generation {
     Gemini(gemini::Generate),
     /// Embeddings, OpenAI's or Gemini's.
     Embed(embeddings::Embed),
+    /// OpenAI's Responses API.
+    Responses(responses::Request),
 }
 
 /// The channel an attempt goes to: the protocol it speaks, its provider
@@ -42,6 +44,7 @@ impl Generation {
             Protocol::OpenAi => openai::parse(bytes).map(Self::OpenAi),
             Protocol::Anthropic => anthropic::parse(bytes).map(Self::Anthropic),
             Protocol::Gemini => Err("a Gemini request names its model in the path".to_owned()),
+            Protocol::Responses => responses::parse(bytes).map(Self::Responses),
         }
     }
 
@@ -56,6 +59,7 @@ impl Generation {
             Self::Anthropic(_) => Protocol::Anthropic,
             Self::Gemini(_) => Protocol::Gemini,
             Self::Embed(embed) => embed.protocol,
+            Self::Responses(_) => Protocol::Responses,
         }
     }
 
@@ -65,6 +69,7 @@ impl Generation {
             Self::Anthropic(messages) => &messages.model,
             Self::Gemini(generate) => &generate.model,
             Self::Embed(embed) => &embed.model,
+            Self::Responses(request) => &request.model,
         }
     }
 
@@ -74,6 +79,7 @@ impl Generation {
             Self::Anthropic(messages) => messages.stream,
             Self::Gemini(generate) => generate.stream,
             Self::Embed(_) => false,
+            Self::Responses(request) => request.stream,
         }
     }
 
@@ -85,6 +91,7 @@ impl Generation {
             Self::Anthropic(messages) => Some(messages.max_tokens),
             Self::Gemini(generate) => generate.max_tokens,
             Self::Embed(_) => Some(0),
+            Self::Responses(request) => request.max_tokens,
         }
     }
 
@@ -94,6 +101,7 @@ impl Generation {
             Self::Anthropic(messages) => messages.prompt_tokens(),
             Self::Gemini(generate) => generate.prompt_tokens(),
             Self::Embed(embed) => embed.prompt_tokens(),
+            Self::Responses(request) => request.prompt_tokens(),
         }
     }
 
@@ -102,7 +110,7 @@ impl Generation {
     pub fn guards_streams(&self) -> bool {
         match self {
             Self::OpenAi(chat) => !chat.legacy,
-            Self::Anthropic(_) | Self::Gemini(_) => true,
+            Self::Anthropic(_) | Self::Gemini(_) | Self::Responses(_) => true,
             Self::Embed(_) => false,
         }
     }
@@ -112,6 +120,16 @@ impl Generation {
         match self {
             Self::Embed(embed) => Some(embed.shape()),
             _ => None,
+        }
+    }
+
+    /// The protocol a channel of `provider` is sent this request in: the
+    /// client's own where the provider speaks it (OpenAI channels take
+    /// Responses requests natively), else the provider's.
+    pub fn protocol_on(&self, provider: pb::Provider) -> Protocol {
+        match self {
+            Self::Responses(_) if provider == pb::Provider::Openai => Protocol::Responses,
+            _ => protocol_of(provider),
         }
     }
 
@@ -141,6 +159,7 @@ impl Generation {
             Self::Embed(embed) => embed
                 .upstream_body(embed.protocol, upstream_model)
                 .unwrap_or_default(),
+            Self::Responses(request) => request.upstream_body(upstream_model, max_tokens),
         }
     }
 
@@ -186,6 +205,7 @@ impl Generation {
             Self::OpenAi(chat) => chat.body(),
             Self::Anthropic(messages) => messages.body(),
             Self::Gemini(generate) => generate.body(),
+            Self::Responses(request) => request.body(),
             Self::Embed(_) => &EMPTY,
         }
     }
@@ -272,6 +292,9 @@ pub fn upstream_uri(
         Protocol::Anthropic => {
             crate::forward::upstream_uri(trimmed, &versioned(trimmed, "/messages"), None)
         }
+        Protocol::Responses => {
+            crate::forward::upstream_uri(trimmed, &versioned(trimmed, "/responses"), None)
+        }
         Protocol::Gemini => crate::forward::upstream_uri(
             trimmed,
             &gemini::upstream_path(upstream_model, stream),
@@ -314,7 +337,9 @@ pub fn upstream_headers(
         }
     };
     match protocol {
-        Protocol::OpenAi => set(header::AUTHORIZATION, &format!("Bearer {secret}")),
+        Protocol::OpenAi | Protocol::Responses => {
+            set(header::AUTHORIZATION, &format!("Bearer {secret}"));
+        }
         Protocol::Gemini => set(HeaderName::from_static("x-goog-api-key"), secret),
         Protocol::Anthropic => {
             set(HeaderName::from_static("x-api-key"), secret);
@@ -339,6 +364,7 @@ pub fn answer_text(protocol: Protocol, answer: &serde_json::Value) -> String {
         Protocol::OpenAi => openai::answer_text(answer),
         Protocol::Anthropic => anthropic::answer_text(answer),
         Protocol::Gemini => gemini::answer_text(answer),
+        Protocol::Responses => responses::answer_text(answer),
     }
 }
 
@@ -351,6 +377,12 @@ pub fn finish_reason(protocol: Protocol, document: &serde_json::Value) -> Option
             .get("stop_reason")
             .or_else(|| document.get("delta")?.get("stop_reason")),
         Protocol::Gemini => document.get("candidates")?.get(0)?.get("finishReason"),
+        // A response's status (a stream's, in its closing event).
+        Protocol::Responses => document
+            .get("response")
+            .unwrap_or(document)
+            .get("status")
+            .filter(|status| status != &"in_progress"),
     }?;
     reason
         .as_str()
@@ -364,6 +396,7 @@ pub fn event_text(protocol: Protocol, event: &serde_json::Value) -> String {
         Protocol::OpenAi => openai::chunk_text(event),
         Protocol::Anthropic => anthropic::event_text(event),
         Protocol::Gemini => gemini::answer_text(event),
+        Protocol::Responses => responses::event_text(event),
     }
 }
 

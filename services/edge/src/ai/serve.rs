@@ -63,6 +63,8 @@ pub enum Endpoint {
     OpenAiEmbeddings,
     /// The legacy `POST /v1/completions`.
     OpenAiCompletions,
+    /// `POST /v1/responses`.
+    OpenAiResponses,
     /// `models/{model}:embedContent` (or `:batchEmbedContents`).
     GeminiEmbed {
         batch: bool,
@@ -91,6 +93,7 @@ pub fn endpoint(method: &Method, path: &str) -> Option<Endpoint> {
         (&Method::POST, "/v1/chat/completions") => Endpoint::OpenAiChat,
         (&Method::POST, "/v1/embeddings") => Endpoint::OpenAiEmbeddings,
         (&Method::POST, "/v1/completions") => Endpoint::OpenAiCompletions,
+        (&Method::POST, "/v1/responses") => Endpoint::OpenAiResponses,
         (&Method::GET, "/v1/models") => Endpoint::Models,
         (&Method::POST, "/v1/messages") => Endpoint::AnthropicMessages,
         (&Method::POST, "/v1/messages/count_tokens") => Endpoint::AnthropicCountTokens,
@@ -182,6 +185,7 @@ impl Proxy {
             Endpoint::OpenAiChat | Endpoint::OpenAiEmbeddings | Endpoint::OpenAiCompletions => {
                 Protocol::OpenAi
             }
+            Endpoint::OpenAiResponses => Protocol::Responses,
             Endpoint::Models => models_protocol(&request),
             Endpoint::AnthropicMessages | Endpoint::AnthropicCountTokens => Protocol::Anthropic,
             Endpoint::GeminiGenerate { .. }
@@ -633,7 +637,7 @@ impl Proxy {
     ) -> Result<Outgoing, Unsupported> {
         let provider = candidate.channel.provider();
         let target = request::Target {
-            protocol: request::protocol_of(provider),
+            protocol: asked.request.protocol_on(provider),
             provider,
             model: candidate.upstream_model,
         };

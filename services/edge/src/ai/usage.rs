@@ -26,6 +26,9 @@ pub enum Protocol {
     OpenAi,
     Anthropic,
     Gemini,
+    /// OpenAI's Responses API: a client protocol, spoken natively by
+    /// OpenAI channels.
+    Responses,
 }
 
 fn count(value: Option<&Value>) -> Option<i64> {
@@ -50,6 +53,7 @@ impl Reported {
             Protocol::OpenAi => openai(document),
             Protocol::Anthropic => anthropic(document),
             Protocol::Gemini => gemini(document),
+            Protocol::Responses => responses(document),
         };
         let Some(seen) = seen else { return };
         self.tokens = Some(match (protocol, self.tokens) {
@@ -81,6 +85,24 @@ fn openai(document: &Value) -> Option<Tokens> {
     let prompt = count(usage.get("prompt_tokens"))?;
     let completion = count(usage.get("completion_tokens")).unwrap_or(0);
     let cached = count(at(usage, &["prompt_tokens_details", "cached_tokens"])).unwrap_or(0);
+    Some(Tokens {
+        prompt,
+        completion,
+        cached: cached.min(prompt),
+    })
+}
+
+/// The Responses API: `usage` on the response, which a stream carries in
+/// its `response.completed` (or `.incomplete`) event.
+fn responses(document: &Value) -> Option<Tokens> {
+    let usage = document
+        .get("response")
+        .and_then(|response| response.get("usage"))
+        .or_else(|| document.get("usage"))
+        .filter(|usage| usage.is_object())?;
+    let prompt = count(usage.get("input_tokens"))?;
+    let completion = count(usage.get("output_tokens")).unwrap_or(0);
+    let cached = count(at(usage, &["input_tokens_details", "cached_tokens"])).unwrap_or(0);
     Some(Tokens {
         prompt,
         completion,

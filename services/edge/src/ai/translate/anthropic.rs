@@ -336,16 +336,16 @@ impl Decoder {
                 let delta = &event["delta"];
                 match delta["type"].as_str() {
                     Some("text_delta") => text_event(&delta["text"]),
-                    Some("input_json_delta") => match self.tools.get(&block) {
-                        Some(index) => vec![Event::ToolCallArguments {
-                            index: *index,
-                            delta: delta["partial_json"]
-                                .as_str()
-                                .unwrap_or_default()
-                                .to_owned(),
-                        }],
-                        None => Vec::new(),
-                    },
+                    Some("input_json_delta") => {
+                        let partial = delta["partial_json"].as_str().unwrap_or_default();
+                        match self.tools.get(&block) {
+                            Some(index) if !partial.is_empty() => vec![Event::ToolCallArguments {
+                                index: *index,
+                                delta: partial.to_owned(),
+                            }],
+                            _ => Vec::new(),
+                        }
+                    }
                     _ => Vec::new(),
                 }
             }

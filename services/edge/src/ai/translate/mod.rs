@@ -8,6 +8,7 @@ mod answer;
 pub mod anthropic;
 pub mod gemini;
 pub mod openai;
+pub mod responses;
 mod stream;
 
 use serde_json::{Map, Value};
@@ -29,6 +30,7 @@ pub fn decode_request(
         Protocol::OpenAi => openai::decode_request(body, target),
         Protocol::Anthropic => anthropic::decode_request(body, target),
         Protocol::Gemini => gemini::decode_request(body, target),
+        Protocol::Responses => responses::decode_request(body, target),
     }
 }
 
@@ -43,6 +45,8 @@ pub fn encode_request(
         Protocol::OpenAi => Ok(openai::encode_request(chat, model, openai_max_field)),
         Protocol::Anthropic => anthropic::encode_request(chat, model),
         Protocol::Gemini => gemini::encode_request(chat),
+        // Only OpenAI speaks it, and takes it as the client sent it.
+        Protocol::Responses => Err(Unsupported::new("OpenAI", "a translated Responses request")),
     }
 }
 
@@ -51,6 +55,7 @@ pub fn decode_answer(protocol: Protocol, answer: &Value) -> Answer {
         Protocol::OpenAi => openai::decode_answer(answer),
         Protocol::Anthropic => anthropic::decode_answer(answer),
         Protocol::Gemini => gemini::decode_answer(answer),
+        Protocol::Responses => responses::decode_answer(answer),
     }
 }
 
@@ -60,6 +65,7 @@ pub fn encode_answer(protocol: Protocol, answer: &Answer, model: &str) -> Value 
         Protocol::OpenAi => openai::encode_answer(answer, model),
         Protocol::Anthropic => anthropic::encode_answer(answer, model),
         Protocol::Gemini => gemini::encode_answer(answer, model),
+        Protocol::Responses => responses::encode_answer(answer, model),
     }
 }
 
@@ -143,7 +149,7 @@ pub fn strings(value: Option<&Value>) -> Vec<String> {
 }
 
 /// Text content: a string, or the text of a list of parts or blocks.
-pub(crate) fn text_of(content: Option<&Value>) -> String {
+pub fn text_of(content: Option<&Value>) -> String {
     match content {
         Some(Value::String(text)) => text.clone(),
         Some(Value::Array(parts)) => parts

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::{anthropic, gemini, openai};
+use super::{anthropic, gemini, openai, responses};
 use crate::ai::canonical::Event;
 use crate::ai::usage::{Protocol, Tokens};
 
@@ -13,12 +13,16 @@ enum Decoder {
     OpenAi(openai::Decoder),
     Anthropic(anthropic::Decoder),
     Gemini(gemini::Decoder),
+    /// No provider streams the Responses API to a client of another
+    /// protocol (OpenAI channels get it natively).
+    Responses,
 }
 
 enum Encoder {
     OpenAi(openai::Encoder),
     Anthropic(anthropic::Encoder),
     Gemini(gemini::Encoder),
+    Responses(responses::Encoder),
 }
 
 pub struct Translator {
@@ -34,11 +38,13 @@ impl Translator {
             Protocol::OpenAi => Decoder::OpenAi(openai::Decoder),
             Protocol::Anthropic => Decoder::Anthropic(anthropic::Decoder::default()),
             Protocol::Gemini => Decoder::Gemini(gemini::Decoder::default()),
+            Protocol::Responses => Decoder::Responses,
         };
         let encoder = match to {
             Protocol::OpenAi => Encoder::OpenAi(openai::Encoder::new(model, wants_usage)),
             Protocol::Anthropic => Encoder::Anthropic(anthropic::Encoder::new(model)),
             Protocol::Gemini => Encoder::Gemini(gemini::Encoder::new(model)),
+            Protocol::Responses => Encoder::Responses(responses::Encoder::new(model)),
         };
         Self { decoder, encoder }
     }
@@ -49,6 +55,7 @@ impl Translator {
             Decoder::OpenAi(decoder) => decoder.events(document),
             Decoder::Anthropic(decoder) => decoder.events(document),
             Decoder::Gemini(decoder) => decoder.events(document),
+            Decoder::Responses => Vec::new(),
         }
     }
 
@@ -59,6 +66,7 @@ impl Translator {
                 Encoder::OpenAi(encoder) => encoder.event(event, out),
                 Encoder::Anthropic(encoder) => encoder.event(event, out),
                 Encoder::Gemini(encoder) => encoder.event(event, out),
+                Encoder::Responses(encoder) => encoder.event(event, out),
             }
         }
     }
@@ -71,6 +79,7 @@ impl Translator {
             Encoder::OpenAi(encoder) => encoder.event(&event, out),
             Encoder::Anthropic(encoder) => encoder.event(&event, out),
             Encoder::Gemini(encoder) => encoder.event(&event, out),
+            Encoder::Responses(encoder) => encoder.event(&event, out),
         }
         self.end(Some(tokens), out);
     }
@@ -82,6 +91,7 @@ impl Translator {
             Encoder::OpenAi(encoder) => encoder.end(tokens, out),
             Encoder::Anthropic(encoder) => encoder.end(tokens, out),
             Encoder::Gemini(encoder) => encoder.end(tokens, out),
+            Encoder::Responses(encoder) => encoder.end(tokens, out),
         }
     }
 }

@@ -234,6 +234,8 @@ fn fixture(protocol: Protocol) -> &'static str {
         Protocol::OpenAi => include_str!("fixtures/openai.sse"),
         Protocol::Anthropic => include_str!("fixtures/anthropic.sse"),
         Protocol::Gemini => include_str!("fixtures/gemini.sse"),
+        // No provider streams it to others.
+        Protocol::Responses => "",
     }
 }
 
@@ -333,4 +335,85 @@ fn each_stream_opens_and_closes_as_its_sdk_expects() {
     let gemini = translate_stream(Protocol::Anthropic, Protocol::Gemini, false);
     let last = gemini.trim_end().lines().last().unwrap();
     assert!(last.contains(r#""finishReason":"STOP""#) && last.contains("usageMetadata"));
+}
+
+#[test]
+fn a_responses_request_is_read_into_the_canonical_chat() {
+    let Value::Object(body) = json!({"model": "m", "instructions": "Be brief.", "max_output_tokens": 64,
+        "text": {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}}},
+        "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}],
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "Weather?"},
+                    {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]},
+                  {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"},
+                  {"type": "function_call_output", "call_id": "c1", "output": "sunny"}]})
+    else {
+        panic!()
+    };
+    let chat = decode_request(Protocol::Responses, &body, "Anthropic").unwrap();
+    assert_eq!(chat.system, ["Be brief."]);
+    assert_eq!(chat.max_tokens, Some(64));
+    assert_eq!(chat.tools[0].name, "get_weather");
+    assert!(matches!(
+        chat.response_format,
+        Some(ResponseFormat::JsonSchema { .. })
+    ));
+    assert_eq!(chat.messages.len(), 3, "{chat:?}");
+    assert!(
+        matches!(&chat.messages[2].parts[0], Part::ToolResult(result)
+        if result.name == "get_weather" && result.content == "sunny")
+    );
+    let Value::Object(chained) = json!({"model": "m", "input": "x", "previous_response_id": "r"})
+    else {
+        panic!()
+    };
+    let refused = decode_request(Protocol::Responses, &chained, "Gemini").unwrap_err();
+    assert!(refused.0.contains("previous_response_id"), "{refused:?}");
+}
+
+#[test]
+fn streams_become_responses_events_in_the_order_the_sdk_reads_them() {
+    let stream = translate_stream(Protocol::Anthropic, Protocol::Responses, true);
+    let names: Vec<&str> = stream
+        .lines()
+        .filter_map(|line| line.strip_prefix("event: "))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.completed"
+        ]
+    );
+    let last: Value = serde_json::from_str(
+        stream
+            .trim_end()
+            .lines()
+            .last()
+            .and_then(|line| line.strip_prefix("data: "))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut reported = Reported::default();
+    reported.observe(Protocol::Responses, &last);
+    assert_eq!(reported.tokens.map(|tokens| tokens.cached), Some(64));
+    assert_eq!(
+        last["response"]["output"][1]["arguments"],
+        r#"{"city":"Paris"}"#
+    );
+    let answer = decode_answer(Protocol::Responses, &last["response"]);
+    assert_eq!(answer.finish, Finish::ToolCalls);
+    assert_eq!(answer.text(), "Let me check.");
 }
