@@ -17,6 +17,8 @@ use gateway_testkit::providers::{self, Behaviour, anthropic, gemini, openai as m
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 
+#[path = "ai/budget.rs"]
+mod budget;
 mod edge_support;
 #[path = "ai/embeddings.rs"]
 mod embeddings;

@@ -18,9 +18,10 @@ fn words(stream: &[u8]) -> usize {
     String::from_utf8_lossy(stream).matches(" word").count()
 }
 
-/// Waits until the balance holds nothing (top-ups and the hold released).
+/// Waits until the balance holds nothing (top-ups, the hold and any budget
+/// lease released: a lease goes back within its 10 s lifetime).
 async fn settled(suite: &TestSuite, tenant: &TenantFixture) -> i64 {
-    for _ in 0..100 {
+    for _ in 0..300 {
         let (balance, reserved) = balance(suite, tenant).await;
         if reserved == 0 {
             return balance;

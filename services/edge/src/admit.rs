@@ -30,6 +30,9 @@ pub struct Admitted {
     /// The balance that holds the estimate (AI requests), repeated at
     /// Commit.
     pub balance_owner: Option<quota::BalanceOwner>,
+    /// An AI request admitted from the caller's budget lease: settled by
+    /// the edge, no Commit.
+    pub local: Option<crate::ai::budget::Ticket>,
 }
 
 fn scope(kind: quota::ScopeKind, id: &str, plan_id: &str) -> quota::Scope {
@@ -118,6 +121,8 @@ fn refused(answer: &quota::CheckResponse, request_id: &str) -> Response<EdgeBody
 pub struct Admission {
     pub quota: QuotaServiceClient<Authed>,
     pub leases: Arc<Leases>,
+    /// AI callers' budget leases.
+    pub budgets: Arc<crate::ai::budget::Budgets>,
     floor: Floor,
     failure: QuotaFailure,
     floor_per_minute: u64,
@@ -131,6 +136,11 @@ impl Admission {
     ) -> Self {
         Self {
             leases: Arc::new(Leases::new(quota.clone())),
+            budgets: {
+                let budgets = Arc::new(crate::ai::budget::Budgets::new(quota.clone()));
+                budgets.sweep_in_background();
+                budgets
+            },
             quota,
             floor: Floor::new(floor_per_minute),
             failure,
@@ -184,6 +194,7 @@ impl Admission {
                         reservation_id: answer.reservation_id,
                         scopes,
                         balance_owner: None,
+                        local: None,
                     }
                 } else {
                     Admitted::default()
@@ -205,6 +216,16 @@ impl Admission {
     ) -> Result<Admitted, Refused> {
         let principal = &caller.principal;
         let scopes = scopes(principal, caller.unregistered_client.as_deref());
+        let budget_key = format!("{}|{}", principal.key_id, estimate.model);
+        let (tokens, cost) = (estimate.tokens, estimate.cost_micros);
+        if let Some(ticket) = self.budgets.try_admit(&budget_key, tokens, cost) {
+            return Ok(Admitted {
+                reservation_id: String::new(),
+                scopes,
+                balance_owner: estimate.balance_owner.clone(),
+                local: Some(ticket),
+            });
+        }
         let request = quota::CheckRequest {
             request_id: request_id.to_owned(),
             tenant_id: principal.tenant_id.clone(),
@@ -232,10 +253,18 @@ impl Admission {
             };
         if answer.allowed {
             metrics::counter!("edge_admitted_total", "by" => "check").increment(1);
+            let caller = crate::ai::budget::Caller {
+                key: &budget_key,
+                tenant_id: &principal.tenant_id,
+                scopes: &scopes,
+                balance_owner: estimate.balance_owner.as_ref(),
+            };
+            self.budgets.maybe_renew(&caller, &answer, (tokens, cost));
             return Ok(Admitted {
                 reservation_id: answer.reservation_id,
                 scopes,
                 balance_owner: estimate.balance_owner.clone(),
+                local: None,
             });
         }
         metrics::counter!("edge_refused_total", "reason" => "quota").increment(1);

@@ -248,11 +248,11 @@ impl Edge {
             tracing::warn!(open = connections.len(), "edge drain timed out");
         }
         // Unused lease budget goes back to quota now, not at expiry.
-        let _ = tokio::time::timeout(
-            Duration::from_secs(2),
-            self.proxy.admission.leases.release_all(),
-        )
-        .await;
+        let releases = async {
+            self.proxy.admission.budgets.release_all().await;
+            self.proxy.admission.leases.release_all().await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), releases).await;
         background.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), background.wait()).await;
         self.proxy.plugins.shutdown();

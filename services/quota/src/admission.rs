@@ -18,6 +18,8 @@
 //! is at most `lease_percent` of what remained at grant time, per lease. A
 //! release arriving after the sweeper still counts the used amount.
 
+mod balance_leases;
+
 use std::sync::Arc;
 use std::time::Duration;
 

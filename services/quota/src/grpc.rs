@@ -57,7 +57,9 @@ pub fn access_policy(method: &str) -> Option<Access> {
         | "UpdateRateLimitRule"
         | "DeleteRateLimitRule" => Access::Admin,
         // The edge's RPCs.
-        "Check" | "Commit" | "Lease" | "ReleaseLease" => Access::Superadmin,
+        "Check" | "Commit" | "Lease" | "ReleaseLease" | "LeaseBalance" | "ReleaseBalanceLease" => {
+            Access::Superadmin
+        }
         _ => return None,
     })
 }
@@ -491,6 +493,26 @@ impl QuotaService for QuotaGrpc {
     ) -> GrpcResult<pb::ReleaseLeaseResponse> {
         Ok(Response::new(
             self.admissions.release_lease(request.get_ref()).await?,
+        ))
+    }
+
+    async fn lease_balance(
+        &self,
+        request: Request<pb::LeaseBalanceRequest>,
+    ) -> GrpcResult<pb::LeaseBalanceResponse> {
+        Ok(Response::new(
+            self.admissions.lease_balance(request.get_ref()).await?,
+        ))
+    }
+
+    async fn release_balance_lease(
+        &self,
+        request: Request<pb::ReleaseBalanceLeaseRequest>,
+    ) -> GrpcResult<pb::ReleaseBalanceLeaseResponse> {
+        Ok(Response::new(
+            self.admissions
+                .release_balance_lease(request.get_ref())
+                .await?,
         ))
     }
 

@@ -301,7 +301,99 @@ async fn checks_and_commits_count_exactly(service: &Service, store: &QuotaStore,
     );
 }
 
+fn lease_balance(owner: &str, requested: i64) -> pb::LeaseBalanceRequest {
+    pb::LeaseBalanceRequest {
+        edge_id: "edge-1".to_owned(),
+        tenant_id: TENANT.to_owned(),
+        balance_owner: Some(user_owner(owner)),
+        requested_micros: requested,
+        ttl: None,
+    }
+}
+
+fn release_balance(lease_id: &str, used: i64) -> pb::ReleaseBalanceLeaseRequest {
+    pb::ReleaseBalanceLeaseRequest {
+        lease_id: lease_id.to_owned(),
+        used_micros: used,
+    }
+}
+
+/// A balance lease holds a tenth of what is available, keeps Checks off
+/// it, and its release debits what was used once; an unreleased lease
+/// lapses, and a late release still debits.
+async fn balance_leases_hold_and_debit_once(store: &QuotaStore, clock: &Clock) {
+    let admissions = service(store, Limiter::memory(), clock).await.admissions;
+    credit(store, "u1", 1_000_000).await;
+    let lease = admissions
+        .lease_balance(&lease_balance("u1", 500_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        lease.granted_micros, 100_000,
+        "a tenth of what is available"
+    );
+    let mut spend_all = check(Vec::new(), 0, 950_000);
+    spend_all.balance_owner = Some(user_owner("u1"));
+    assert!(
+        !admissions.check(&spend_all).await.unwrap().allowed,
+        "the lease is held"
+    );
+    let released = admissions
+        .release_balance_lease(&release_balance(&lease.lease_id, 30_000))
+        .await
+        .unwrap();
+    assert_eq!(released.balance_micros, 970_000);
+    let again = admissions
+        .release_balance_lease(&release_balance(&lease.lease_id, 30_000))
+        .await
+        .unwrap();
+    assert_eq!(again.balance_micros, 970_000, "released once");
+    assert_eq!(balance(store, "u1").await, 970_000);
+
+    // Never released: the hold lapses, a late release still debits.
+    let lapsed = admissions
+        .lease_balance(&lease_balance("u1", 50_000))
+        .await
+        .unwrap();
+    assert_eq!(lapsed.granted_micros, 50_000);
+    clock.advance(Duration::from_secs(11));
+    let mut nearly_all = check(Vec::new(), 0, 960_000);
+    nearly_all.balance_owner = Some(user_owner("u1"));
+    let answer = admissions.check(&nearly_all).await.unwrap();
+    assert!(answer.allowed, "the lapsed hold is free again");
+    admissions
+        .release_balance_lease(&release_balance(&lapsed.lease_id, 10_000))
+        .await
+        .unwrap();
+    assert_eq!(balance(store, "u1").await, 960_000);
+
+    // Too little to lease: nothing granted; bad ids are refused.
+    credit(store, "u2", 5).await;
+    let none = admissions
+        .lease_balance(&lease_balance("u2", 100))
+        .await
+        .unwrap();
+    assert!(none.lease_id.is_empty() && none.granted_micros == 0);
+    let bad = admissions
+        .release_balance_lease(&release_balance("b.nothing", 1))
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().contains("lease_id"), "{bad}");
+    assert!(
+        admissions
+            .lease_balance(&lease_balance("u1", 0))
+            .await
+            .is_err()
+    );
+}
+
 test_on_every_backend! {
+    async fn balance_leases_on_every_store(db) {
+        let store = store(&db).await;
+        let clock = Clock::paused(T0);
+        balance_leases_hold_and_debit_once(&store, &clock).await;
+    }
+
     async fn checks_and_commits_on_the_memory_limiter(db) {
         let store = store(&db).await;
         let clock = Clock::paused(T0);

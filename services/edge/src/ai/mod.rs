@@ -8,6 +8,7 @@
 //! provider reports.
 
 pub mod anthropic;
+pub mod budget;
 pub mod canonical;
 pub mod channels;
 pub mod embeddings;

@@ -1037,29 +1037,42 @@ impl Billing {
         }
     }
 
+    /// The outcome's tokens and their cost at the caller's price.
+    fn price(&mut self, tokens: Tokens) {
+        let usage = Usage {
+            prompt_tokens: tokens.prompt,
+            completion_tokens: tokens.completion,
+            cached_tokens: tokens.cached,
+        };
+        let payer = Payer {
+            tenant_id: &self.payer_tenant,
+            group_id: self.payer_group.as_deref(),
+        };
+        self.outcome.prompt_tokens = tokens.prompt;
+        self.outcome.completion_tokens = tokens.completion;
+        self.outcome.cached_tokens = tokens.cached;
+        self.outcome.cost_micros =
+            money::quote(self.prices.prices(), payer, &self.outcome.model, &usage)
+                .map_or(0, |quote| quote.cost_micros);
+    }
+
     fn settle(
         mut self,
-        exchange: Exchange,
+        mut exchange: Exchange,
         status: u16,
         tokens: Option<Tokens>,
         delivered: Delivered,
     ) {
         if let Some(tokens) = tokens {
-            let usage = Usage {
-                prompt_tokens: tokens.prompt,
-                completion_tokens: tokens.completion,
-                cached_tokens: tokens.cached,
-            };
-            let payer = Payer {
-                tenant_id: &self.payer_tenant,
-                group_id: self.payer_group.as_deref(),
-            };
-            self.outcome.prompt_tokens = tokens.prompt;
-            self.outcome.completion_tokens = tokens.completion;
-            self.outcome.cached_tokens = tokens.cached;
-            self.outcome.cost_micros =
-                money::quote(self.prices.prices(), payer, &self.outcome.model, &usage)
-                    .map_or(0, |quote| quote.cost_micros);
+            self.price(tokens);
+        }
+        // Admitted from a budget lease: settled here, not by Commit.
+        if let Some(ticket) = exchange.admitted.local.take() {
+            let outcome = &self.outcome;
+            let used = outcome
+                .prompt_tokens
+                .saturating_add(outcome.completion_tokens);
+            ticket.settle(used, outcome.cost_micros);
         }
         let (response_headers, response_content_type, request_captured) = match self.audit {
             Some(audit) => {
