@@ -26,12 +26,15 @@ use gateway_proto::quota::v1::quota_service_client::QuotaServiceClient;
 use crate::grpc::Authed;
 
 /// A budget is asked to cover this many requests like the one that
-/// triggered it, and taken only if it covers at least `MIN_REQUESTS`.
-const WANTED_REQUESTS: i64 = 200;
+/// triggered it (quota grants at most a tenth of what remains), and taken
+/// only if it covers at least `MIN_REQUESTS`.
+const WANTED_REQUESTS: i64 = 10_000;
 const MIN_REQUESTS: i64 = 10;
 const TTL: Duration = Duration::from_secs(10);
 /// Renew this long before expiry, so the release reaches quota in time.
 const RENEW_BEFORE: Duration = Duration::from_secs(2);
+/// After quota granted no budget, how long a caller goes without asking.
+const RETRY_AFTER_REFUSAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -77,6 +80,15 @@ fn need(kind: Kind, tokens: i64, cost: i64) -> i64 {
 impl Budget {
     fn counts(&self) -> std::sync::MutexGuard<'_, Vec<Count>> {
         self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Half of some slice is spent or reserved: time to take the next.
+    fn low(&self) -> bool {
+        let counts = self.counts();
+        self.parts
+            .iter()
+            .zip(counts.iter())
+            .any(|(part, count)| (count.reserved + count.used) * 2 >= part.granted)
     }
 
     /// Reserves the estimate in every slice, if every slice has room.
@@ -185,6 +197,11 @@ struct Slot {
     budget: Mutex<Option<Arc<Budget>>>,
     /// One renewal at a time per caller.
     renewing: AtomicBool,
+    /// What the last budget was taken for, to take the next one before
+    /// this one runs out.
+    wanted: Mutex<Option<Arc<Wanted>>>,
+    /// When quota last granted no budget: not asked again for a second.
+    refused_at: Mutex<Option<Instant>>,
 }
 
 /// What a budget is taken for: the caller, its scopes and paying balance.
@@ -216,7 +233,7 @@ impl Budgets {
 
     /// Admits a request of `key` from its budget, if it holds one with room
     /// for the whole estimate.
-    pub fn try_admit(&self, key: &str, tokens: i64, cost: i64) -> Option<Ticket> {
+    pub fn try_admit(self: &Arc<Self>, key: &str, tokens: i64, cost: i64) -> Option<Ticket> {
         let slot = self.slots().get(key).cloned()?;
         let budget = slot
             .budget
@@ -225,6 +242,16 @@ impl Budgets {
             .clone()?;
         if Instant::now() >= budget.renew_at || !budget.reserve(tokens, cost) {
             return None;
+        }
+        if budget.low() {
+            let wanted = slot
+                .wanted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            if let Some(wanted) = wanted {
+                self.renew(slot, wanted);
+            }
         }
         metrics::counter!("edge_admitted_total", "by" => "budget").increment(1);
         Some(Ticket {
@@ -251,20 +278,44 @@ impl Budgets {
             return;
         }
         let slot = Arc::clone(self.slots().entry(caller.key.to_owned()).or_default());
-        if slot.renewing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let wanted = Wanted {
+        let wanted = Arc::new(Wanted {
             tenant_id: caller.tenant_id.to_owned(),
             scopes: caller.scopes.to_vec(),
             balance_owner: caller.balance_owner.cloned(),
             dimensions,
             estimate,
-        };
+        });
+        *slot.wanted.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&wanted));
+        self.renew(slot, wanted);
+    }
+
+    /// Takes the slot's next budget in the background, unless one is being
+    /// taken; the one it replaces goes back once its requests are done.
+    fn renew(self: &Arc<Self>, slot: Arc<Slot>, wanted: Arc<Wanted>) {
+        let refused_at = *slot
+            .refused_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if refused_at.is_some_and(|at| at.elapsed() < RETRY_AFTER_REFUSAL)
+            || slot.renewing.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
         let budgets = Arc::clone(self);
         tokio::spawn(async move {
-            let budget = budgets.take(&wanted).await;
-            *slot.budget.lock().unwrap_or_else(PoisonError::into_inner) = budget.map(Arc::new);
+            match budgets.take(&wanted).await {
+                Some(budget) => {
+                    *slot.budget.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(Arc::new(budget));
+                }
+                // The current budget, if any, is spent to its end.
+                None => {
+                    *slot
+                        .refused_at
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+                }
+            }
             slot.renewing.store(false, Ordering::Release);
         });
     }
