@@ -204,10 +204,12 @@ impl Admission {
         }
     }
 
-    /// An AI request: always a `Check` (its tokens and cost are not
-    /// leasable), with the estimate reserved on every scope and held on
-    /// the paying balance. A refusal for money says how much the caller
-    /// could still spend, so the request can be made to fit.
+    /// An AI request: from the caller's budget lease when it holds one
+    /// with room for the whole estimate, else a `Check` reserving the
+    /// estimate on every scope and holding it on the paying balance (and
+    /// then, if the caller qualifies, a budget taken for the next ones). A
+    /// refusal for money says how much the caller could still spend, so
+    /// the request can be made to fit.
     pub async fn admit_estimate(
         &self,
         caller: &Caller,
@@ -236,21 +238,7 @@ impl Admission {
             balance_owner: estimate.balance_owner.clone(),
             reservation_ttl: None,
         };
-        let answer =
-            match tokio::time::timeout(QUOTA_DEADLINE, self.quota.clone().check(request)).await {
-                Ok(Ok(answer)) => answer.into_inner(),
-                // Money is never served on the floor: without quota, refuse.
-                Ok(Err(_)) | Err(_) => {
-                    return Err(Refused {
-                        halt: halt(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "limits and balances cannot be checked right now",
-                            request_id,
-                        ),
-                        budget_micros: None,
-                    });
-                }
-            };
+        let answer = self.check_money(request, request_id).await?;
         if answer.allowed {
             metrics::counter!("edge_admitted_total", "by" => "check").increment(1);
             let caller = crate::ai::budget::Caller {
@@ -272,6 +260,26 @@ impl Admission {
             budget_micros: budget(&answer),
             halt: Box::new(refused(&answer, request_id)),
         })
+    }
+
+    /// An AI request's `Check`. Money is never served on the floor:
+    /// without quota, refuse.
+    async fn check_money(
+        &self,
+        request: quota::CheckRequest,
+        request_id: &str,
+    ) -> Result<quota::CheckResponse, Refused> {
+        match tokio::time::timeout(QUOTA_DEADLINE, self.quota.clone().check(request)).await {
+            Ok(Ok(answer)) => Ok(answer.into_inner()),
+            Ok(Err(_)) | Err(_) => Err(Refused {
+                halt: halt(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "limits and balances cannot be checked right now",
+                    request_id,
+                ),
+                budget_micros: None,
+            }),
+        }
     }
 
     /// Quota did not answer: the failure policy decides.

@@ -9,8 +9,9 @@
 //! so the last requests before any limit are always checked one by one; a
 //! lease is released with its used count before it expires, and a lease
 //! lost with a crashed edge overruns by at most its grant. Keys with token,
-//! spend or concurrency limits, or a paying balance, are always checked per
-//! request (a lease cannot hold a concurrency slot or price a request). A
+//! spend or concurrency limits, or a paying balance, are checked per
+//! request on this path (a request lease cannot price a request); AI
+//! requests have budget leases of their own (`crate::ai::budget`). A
 //! plan or rule changed while a lease is held applies when the lease is
 //! renewed, within its 10 s lifetime.
 

@@ -448,27 +448,25 @@ impl Proxy {
         let prompt = asked.prompt_tokens;
         let asked_max = asked.request.max_tokens();
         let completion = asked_max.unwrap_or(self.config.ai_default_max_tokens);
-        let payer = payer(principal);
         let usage = Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
             cached_tokens: 0,
         };
-        let quote = match money::quote(view.prices(), payer, asked.request.model(), &usage) {
-            Ok(quote) => quote,
-            Err(error) => {
+        let model = asked.request.model();
+        let quote =
+            money::quote(view.prices(), payer(principal), model, &usage).map_err(|error| {
                 let message = format!("the model cannot be billed: {error}");
-                return Err(Box::new(errors::response(
+                Box::new(errors::response(
                     protocol,
                     Kind::Forbidden,
                     &message,
                     request_id,
                     None,
-                )));
-            }
-        };
-        let mut estimate = Estimate {
-            model: asked.request.model().to_owned(),
+                ))
+            })?;
+        let estimate = Estimate {
+            model: model.to_owned(),
             tokens: prompt.saturating_add(completion),
             cost_micros: quote.cost_micros,
             balance_owner: balance_owner(principal),
@@ -489,6 +487,21 @@ impl Proxy {
             )));
         };
         let affordable = money::affordable_completion(&quote, prompt, budget).min(completion);
+        self.ai_admit_fitted(asked, view, estimate, (affordable, budget))
+            .await
+    }
+
+    /// Refused for money: once more with max tokens lowered to the
+    /// `affordable` completion the `budget` pays for, unless that is too
+    /// short an answer to be worth sending.
+    async fn ai_admit_fitted(
+        &self,
+        asked: &Asked<'_>,
+        view: &gateway_catalog_client::CatalogView,
+        mut estimate: Estimate,
+        (affordable, budget): (i64, i64),
+    ) -> Result<(Admitted, Option<i64>), Box<Response<EdgeBody>>> {
+        let (protocol, request_id) = (asked.request.protocol(), asked.request_id);
         if affordable < self.config.ai_min_completion_tokens {
             let message = "the remaining budget does not cover even a short answer to this prompt";
             return Err(Box::new(errors::response(
@@ -500,10 +513,12 @@ impl Proxy {
             )));
         }
         let fitted = Usage {
+            prompt_tokens: asked.prompt_tokens,
             completion_tokens: affordable,
-            ..usage
+            cached_tokens: 0,
         };
-        estimate.tokens = prompt.saturating_add(affordable);
+        let payer = payer(&asked.caller.principal);
+        estimate.tokens = asked.prompt_tokens.saturating_add(affordable);
         estimate.cost_micros = money::quote(view.prices(), payer, asked.request.model(), &fitted)
             .map_or(budget, |quote| quote.cost_micros);
         tracing::debug!(affordable, budget, "max tokens lowered to fit the budget");
