@@ -501,3 +501,87 @@ fn lifetime(expire: Option<&prost_types::Timestamp>) -> Duration {
             .saturating_sub(now),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A budget of 100 requests, 10,000 tokens and 5,000 micro-USD on the
+    /// balance; its quota client goes nowhere (releases just fail).
+    fn budget() -> Arc<Budget> {
+        let channel =
+            crate::grpc::channel("http://127.0.0.1:9", Duration::from_millis(50)).unwrap();
+        let quota = QuotaServiceClient::with_interceptor(
+            channel,
+            crate::grpc::authed((String::new(), String::new())),
+        );
+        let part = |kind, granted| Part {
+            kind,
+            lease_id: format!("{kind:?}"),
+            granted,
+        };
+        let parts = vec![
+            part(Kind::Requests, 100),
+            part(Kind::Tokens, 10_000),
+            part(Kind::Balance, 5_000),
+        ];
+        Arc::new(Budget {
+            counts: Mutex::new(vec![Count::default(); parts.len()]),
+            parts,
+            renew_at: Instant::now() + TTL,
+            quota,
+            released: AtomicBool::new(true),
+        })
+    }
+
+    fn ticket(budget: &Arc<Budget>, tokens: i64, cost: i64) -> Option<Ticket> {
+        budget.reserve(tokens, cost).then(|| Ticket {
+            budget: Arc::clone(budget),
+            estimate: (tokens, cost),
+            settled: false,
+        })
+    }
+
+    #[tokio::test]
+    async fn requests_fit_whole_or_not_at_all_and_settle_to_what_they_used() {
+        let budget = budget();
+        let first = ticket(&budget, 4_000, 2_000).expect("fits");
+        let second = ticket(&budget, 4_000, 2_000).expect("fits");
+        assert!(
+            ticket(&budget, 4_000, 2_000).is_none(),
+            "the tokens would not fit"
+        );
+        assert_eq!(budget.counts()[1].reserved, 8_000, "nothing half-reserved");
+        assert!(budget.low(), "past half of a slice");
+        first.settle(1_000, 500);
+        let counts = budget.counts().clone();
+        assert_eq!(
+            (counts[0].used, counts[1].used, counts[2].used),
+            (1, 1_000, 500)
+        );
+        assert_eq!(counts[1].reserved, 4_000, "only the other's estimate left");
+        // A request that failed: its estimate goes back, the request counts.
+        drop(second);
+        let counts = budget.counts().clone();
+        assert_eq!(
+            (counts[0].used, counts[1].reserved, counts[2].reserved),
+            (2, 0, 0)
+        );
+        assert!(ticket(&budget, 8_000, 4_000).is_some(), "room again");
+    }
+
+    #[tokio::test]
+    async fn more_used_than_estimated_counts_in_full() {
+        let budget = budget();
+        ticket(&budget, 100, 100).unwrap().settle(3_000, 4_900);
+        assert!(
+            ticket(&budget, 1, 200).is_none(),
+            "the balance slice is spent"
+        );
+        assert_eq!(
+            budget.used()[2].2,
+            4_900,
+            "released with what was really used"
+        );
+    }
+}
