@@ -130,6 +130,15 @@ async fn model_price(suite: &TestSuite, tenant: &TenantFixture, model: &str) {
         .unwrap();
 }
 
+/// The tenant admin's balance, which their personal keys pay from.
+fn admin_balance(tenant: &TenantFixture) -> Option<gateway_proto::quota::v1::BalanceOwner> {
+    use gateway_proto::quota::v1 as quota;
+    Some(quota::BalanceOwner {
+        kind: quota::BalanceOwnerKind::User.into(),
+        id: tenant.admin_id.clone(),
+    })
+}
+
 /// Credits the tenant admin's balance (their personal keys pay from it).
 async fn credit(suite: &TestSuite, tenant: &TenantFixture, amount_micros: i64) {
     use gateway_proto::quota::v1 as quota;
@@ -138,10 +147,7 @@ async fn credit(suite: &TestSuite, tenant: &TenantFixture, amount_micros: i64) {
         .await;
     quota_admin
         .adjust_balance(quota::AdjustBalanceRequest {
-            owner: Some(quota::BalanceOwner {
-                kind: quota::BalanceOwnerKind::User.into(),
-                id: tenant.admin_id.clone(),
-            }),
+            owner: admin_balance(tenant),
             amount_micros,
             reason: "test credit".to_owned(),
             idempotency_key: uuid::Uuid::now_v7().to_string(),
@@ -169,6 +175,24 @@ async fn key(suite: &TestSuite, tenant: &TenantFixture, spend_limit_micros: Opti
 }
 
 type Answer = (StatusCode, http::HeaderMap, Bytes);
+
+/// A tenant with one priced OpenAI channel on a mock behaving so, a
+/// credited balance and a personal key the edge already serves.
+async fn served_tenant(
+    suite: &TestSuite,
+    name: &str,
+    behaviour: Behaviour,
+    credit_micros: i64,
+) -> (TenantFixture, providers::Control, String) {
+    let tenant = suite.tenant(name).await;
+    let (upstream, control) = mock::start(behaviour).await;
+    channel(suite, &tenant, "mock", upstream, 1).await;
+    price(suite, &tenant).await;
+    credit(suite, &tenant, credit_micros).await;
+    let key = key(suite, &tenant, None).await;
+    until_served(&http_client(), suite.addresses.edge, &key).await;
+    (tenant, control, key)
+}
 
 /// `(status, headers, body)` of a JSON POST to `path` with `headers`.
 async fn post_json(
@@ -854,10 +878,7 @@ async fn balance(suite: &TestSuite, tenant: &TenantFixture) -> (i64, i64) {
         .await;
     let answer = quota_admin
         .get_balance(quota::GetBalanceRequest {
-            owner: Some(quota::BalanceOwner {
-                kind: quota::BalanceOwnerKind::User.into(),
-                id: tenant.admin_id.clone(),
-            }),
+            owner: admin_balance(tenant),
         })
         .await
         .unwrap()

@@ -53,14 +53,7 @@ stream+=$(chunk '{"index":0,"delta":{},"finish_reason":"stop"}')
 stream+=$(chunk '' ',"usage":{"prompt_tokens":12,"completion_tokens":10,"total_tokens":22}')
 stream+='data: [DONE]\n\n'
 
-cat > "$work/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-error_log $work/nginx-error.log warn;
-pid $work/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
+start_nginx <<NGINX
   upstream mock { server 127.0.0.1:$MOCK_PORT; keepalive 128; }
   server {
     listen 127.0.0.1:$MOCK_PORT;
@@ -76,10 +69,7 @@ http {
       proxy_buffering off;
     }
   }
-}
 NGINX
-taskset -c "$SERVER_CPU" nginx -c "$work/nginx.conf" -p "$work" &
-pids+=($!)
 
 # The edge, with an OpenAI channel per answer on the mock, priced, and
 # the demo user's balance (the demo key pays from it) credited.

@@ -32,14 +32,7 @@ source "$REPO/deploy/bench/lib.sh"
 
 # The upstream (a fixed 2-byte answer) and the reference proxy to it, with
 # upstream keep-alive as a tuned nginx would have.
-cat > "$work/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-error_log $work/nginx-error.log warn;
-pid $work/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
+start_nginx <<NGINX
   upstream backend { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
   server {
     listen 127.0.0.1:$UPSTREAM_PORT;
@@ -53,10 +46,7 @@ http {
       proxy_set_header Connection "";
     }
   }
-}
 NGINX
-taskset -c "$SERVER_CPU" nginx -c "$work/nginx.conf" -p "$work" &
-pids+=($!)
 
 # The edge: the whole suite, seeded with an API on the same upstream.
 start_gatewayd "http://127.0.0.1:$UPSTREAM_PORT"

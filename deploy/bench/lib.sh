@@ -58,6 +58,24 @@ post_script() {
   } > "$file"
 }
 
+# start_nginx: nginx with one worker on the server CPU, serving the http
+# block's contents given on stdin.
+start_nginx() {
+  {
+    echo "worker_processes 1;"
+    echo "daemon off;"
+    echo "error_log $work/nginx-error.log warn;"
+    echo "pid $work/nginx.pid;"
+    echo "events { worker_connections 4096; }"
+    echo "http {"
+    echo "  access_log off;"
+    cat
+    echo "}"
+  } > "$work/nginx.conf"
+  taskset -c "$SERVER_CPU" nginx -c "$work/nginx.conf" -p "$work" &
+  pids+=($!)
+}
+
 # start_gatewayd UPSTREAM_URL: gatewayd --demo on the server CPU with a
 # plan too high to refuse, in $work/gatewayd; sets $admin_key and $key.
 start_gatewayd() {

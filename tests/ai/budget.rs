@@ -14,10 +14,7 @@ async fn usage_debits(suite: &TestSuite, tenant: &TenantFixture) -> usize {
         .await;
     let entries = quota_admin
         .list_ledger_entries(quota::ListLedgerEntriesRequest {
-            owner: Some(quota::BalanceOwner {
-                kind: quota::BalanceOwnerKind::User.into(),
-                id: tenant.admin_id.clone(),
-            }),
+            owner: admin_balance(tenant),
             page_size: 1000,
             ..Default::default()
         })
@@ -34,14 +31,8 @@ async fn usage_debits(suite: &TestSuite, tenant: &TenantFixture) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_roomy_caller_is_admitted_from_leased_budget_and_billed_exactly() {
     let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
-    let acme = suite.tenant("acme").await;
-    let (gpt, _gpt) = mock::start(Behaviour::Answer).await;
-    channel(&suite, &acme, "gpt", gpt, 1).await;
-    price(&suite, &acme).await;
-    credit(&suite, &acme, 10_000_000).await;
-    let key = key(&suite, &acme, None).await;
+    let (acme, _gpt, key) = served_tenant(&suite, "acme", Behaviour::Answer, 10_000_000).await;
     let (client, edge) = (http_client(), suite.addresses.edge);
-    until_served(&client, edge, &key).await;
     const REQUESTS: usize = 40;
     for _ in 0..REQUESTS {
         let answer = post(

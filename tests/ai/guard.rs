@@ -37,13 +37,8 @@ async fn a_stream_past_its_budget_is_ended_cleanly_and_billed_for_what_was_deliv
     let (client, edge) = (http_client(), suite.addresses.edge);
 
     // Money for 400 tokens and more: top-ups let the stream finish.
-    let roomy = suite.tenant("roomy").await;
-    let (gpt, _gpt) = mock::start(Behaviour::Verbose(400)).await;
-    channel(&suite, &roomy, "verbose", gpt, 1).await;
-    price(&suite, &roomy).await;
-    credit(&suite, &roomy, 10_000_000).await;
-    let key_roomy = key(&suite, &roomy, None).await;
-    until_served(&client, edge, &key_roomy).await;
+    let (roomy, _gpt, key_roomy) =
+        served_tenant(&suite, "roomy", Behaviour::Verbose(400), 10_000_000).await;
     let whole = post(&client, edge, Some(&key_roomy), hundred_tokens()).await;
     assert_eq!(whole.0, StatusCode::OK);
     assert_eq!(words(&whole.2), 400, "the stream ran to its end");
@@ -59,13 +54,8 @@ async fn a_stream_past_its_budget_is_ended_cleanly_and_billed_for_what_was_deliv
     );
 
     // Money for about 120 tokens: the stream ends past the reserved 100.
-    let tight = suite.tenant("tight").await;
-    let (gpt, _gpt) = mock::start(Behaviour::Verbose(400)).await;
-    channel(&suite, &tight, "verbose", gpt, 1).await;
-    price(&suite, &tight).await;
-    credit(&suite, &tight, 1_000).await;
-    let key_tight = key(&suite, &tight, None).await;
-    until_served(&client, edge, &key_tight).await;
+    let (tight, _gpt, key_tight) =
+        served_tenant(&suite, "tight", Behaviour::Verbose(400), 1_000).await;
     let cut = post(&client, edge, Some(&key_tight), hundred_tokens()).await;
     assert_eq!(cut.0, StatusCode::OK);
     let text = String::from_utf8_lossy(&cut.2).into_owned();
@@ -94,13 +84,7 @@ async fn a_stream_past_its_budget_is_ended_cleanly_and_billed_for_what_was_deliv
 async fn a_translated_stream_past_its_budget_ends_in_the_clients_protocol() {
     let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
     let (client, edge) = (http_client(), suite.addresses.edge);
-    let tight = suite.tenant("tight").await;
-    let (gpt, _gpt) = mock::start(Behaviour::Verbose(400)).await;
-    channel(&suite, &tight, "verbose", gpt, 1).await;
-    price(&suite, &tight).await;
-    credit(&suite, &tight, 1_000).await;
-    let key = key(&suite, &tight, None).await;
-    until_served(&client, edge, &key).await;
+    let (tight, _gpt, key) = served_tenant(&suite, "tight", Behaviour::Verbose(400), 1_000).await;
     // An Anthropic client on the OpenAI channel.
     let body = serde_json::json!({"model": MODEL, "max_tokens": 100, "stream": true,
         "messages": [{"role": "user", "content": "Say hello."}]});

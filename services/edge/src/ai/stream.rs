@@ -121,7 +121,10 @@ impl State {
             let document = serde_json::from_str::<serde_json::Value>(&event.data).ok();
             if let Some(document) = &document {
                 self.reported.observe(self.protocol, document);
-                self.place.follow(self.protocol, document);
+                // Only a guard ever closes a stream itself.
+                if self.guard.is_some() {
+                    self.place.follow(self.protocol, document);
+                }
                 if let Some(reason) = super::request::finish_reason(self.protocol, document) {
                     self.end.finish_reason = Some(reason);
                 }

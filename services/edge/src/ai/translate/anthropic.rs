@@ -144,14 +144,7 @@ fn tools(value: Option<&Value>, target: &str) -> Result<Vec<Tool>, Unsupported> 
             if tool.get("type").is_some_and(|kind| kind != "custom") {
                 return Err(Unsupported::new(target, "a server tool"));
             }
-            Ok(Tool {
-                name: tool["name"].as_str().unwrap_or_default().to_owned(),
-                description: tool["description"].as_str().unwrap_or_default().to_owned(),
-                parameters: tool
-                    .get("input_schema")
-                    .cloned()
-                    .unwrap_or_else(|| json!({"type": "object"})),
-            })
+            Ok(super::declared_tool(tool, &["input_schema"]))
         })
         .collect()
 }

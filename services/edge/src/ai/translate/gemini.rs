@@ -204,18 +204,10 @@ fn tools(value: Option<&Value>, target: &str) -> Result<Vec<Tool>, Unsupported> 
             return Err(Unsupported::new(target, "a tool that is not a function"));
         };
         for declaration in declarations {
-            tools.push(Tool {
-                name: declaration["name"].as_str().unwrap_or_default().to_owned(),
-                description: declaration["description"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                parameters: declaration
-                    .get("parametersJsonSchema")
-                    .or_else(|| declaration.get("parameters"))
-                    .cloned()
-                    .unwrap_or_else(|| json!({"type": "object"})),
-            });
+            tools.push(super::declared_tool(
+                declaration,
+                &["parametersJsonSchema", "parameters"],
+            ));
         }
     }
     Ok(tools)

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 pub use answer::{Ends, error_kind, translated};
 pub use stream::Translator;
 
-use super::canonical::{Answer, Chat, Unsupported};
+use super::canonical::{Answer, Chat, Tool, Unsupported};
 use super::usage::Protocol;
 
 /// The client's request in the canonical model, for a channel of
@@ -133,6 +133,22 @@ impl<'a> Fields<'a> {
             Some((name, _)) => Err(Unsupported::new(self.target, &format!("'{name}'"))),
             None => Ok(()),
         }
+    }
+}
+
+/// A tool as every protocol declares one: a name, a description, and the
+/// arguments' schema under the first of `schema_fields` present (an
+/// object without properties when none is).
+pub(crate) fn declared_tool(declaration: &Value, schema_fields: &[&str]) -> Tool {
+    let text = |name: &str| declaration[name].as_str().unwrap_or_default().to_owned();
+    Tool {
+        name: text("name"),
+        description: text("description"),
+        parameters: schema_fields
+            .iter()
+            .find_map(|field| declaration.get(*field))
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({"type": "object"})),
     }
 }
 

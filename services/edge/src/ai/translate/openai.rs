@@ -177,14 +177,7 @@ fn tools(value: Option<&Value>, target: &str) -> Result<Vec<Tool>, Unsupported> 
                 return Err(Unsupported::new(target, "a tool that is not a function"));
             }
             let function = tool.get("function").unwrap_or(&Value::Null);
-            Ok(Tool {
-                name: string(function.get("name")),
-                description: string(function.get("description")),
-                parameters: function
-                    .get("parameters")
-                    .cloned()
-                    .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-            })
+            Ok(super::declared_tool(function, &["parameters"]))
         })
         .collect()
 }

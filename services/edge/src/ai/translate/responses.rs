@@ -157,14 +157,7 @@ fn tools(value: Option<&Value>, target: &str) -> Result<Vec<Tool>, Unsupported> 
             if tool["type"] != "function" {
                 return Err(Unsupported::new(target, "a built-in tool"));
             }
-            Ok(Tool {
-                name: tool["name"].as_str().unwrap_or_default().to_owned(),
-                description: tool["description"].as_str().unwrap_or_default().to_owned(),
-                parameters: tool
-                    .get("parameters")
-                    .cloned()
-                    .unwrap_or_else(|| json!({"type": "object"})),
-            })
+            Ok(super::declared_tool(tool, &["parameters"]))
         })
         .collect()
 }
