@@ -19,6 +19,8 @@ use http_body_util::{BodyExt as _, Full};
 
 #[path = "ai/budget.rs"]
 mod budget;
+#[path = "ai/cache.rs"]
+mod cache;
 mod edge_support;
 #[path = "ai/embeddings.rs"]
 mod embeddings;

@@ -64,7 +64,7 @@ async fn ask(
 
 /// The text of an answer or of a stream's events, read as `protocol`'s
 /// clients read it.
-fn answer_text(protocol: &str, answer: &Answer) -> String {
+pub(super) fn answer_text(protocol: &str, answer: &Answer) -> String {
     let body = String::from_utf8_lossy(&answer.2);
     let documents: Vec<serde_json::Value> = if body.starts_with('{') {
         vec![serde_json::from_str(&body).unwrap()]

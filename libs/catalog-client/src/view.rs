@@ -168,15 +168,37 @@ impl CatalogView {
             })
     }
 
-    /// Enabled channels of a tenant.
-    pub fn tenant_channels<'a, 'q>(
+    /// Enabled operator channels offered to a tenant (other tenants'
+    /// channels shared with it) that serve `model`.
+    pub fn shared_channels_for<'a, 'q>(
+        &'a self,
+        tenant_id: &'q str,
+        model: &'q str,
+    ) -> impl Iterator<Item = &'a pb::SnapshotChannel> + use<'a, 'q> {
+        self.channels
+            .values()
+            .map(AsRef::as_ref)
+            .filter(move |entry| {
+                entry.channel.as_ref().is_some_and(|channel| {
+                    channel.enabled
+                        && offered(channel, tenant_id)
+                        && channel.models.iter().any(|served| served == model)
+                })
+            })
+    }
+
+    /// Enabled channels a tenant's callers may reach: its own and the
+    /// operator channels offered to it.
+    pub fn reachable_channels<'a, 'q>(
         &'a self,
         tenant_id: &'q str,
     ) -> impl Iterator<Item = &'a pb::Channel> + use<'a, 'q> {
         self.channels
             .values()
             .filter_map(|entry| entry.channel.as_ref())
-            .filter(move |channel| channel.enabled && channel.tenant_id == tenant_id)
+            .filter(move |channel| {
+                channel.enabled && (channel.tenant_id == tenant_id || offered(channel, tenant_id))
+            })
     }
 
     /// The pricing table of this version, for the shared pricing function.
@@ -293,6 +315,13 @@ pub fn price_table<'a>(
         table.insert_group_multiplier(multiplier.group_id.clone(), multiplier.multiplier_ppm);
     }
     table
+}
+
+/// Whether another tenant's channel is offered to `tenant_id`.
+fn offered(channel: &pb::Channel, tenant_id: &str) -> bool {
+    channel.tenant_id != tenant_id
+        && (channel.shared_with_all_tenants
+            || channel.shared_tenant_ids.iter().any(|id| id == tenant_id))
 }
 
 #[cfg(test)]

@@ -225,6 +225,19 @@ impl Registry {
         Ok(())
     }
 
+    /// Operator channels are a SUPERADMIN's, offered from their own
+    /// tenant (the admin key, outside any tenant, names the tenant).
+    fn require_sharer(caller: &Caller, tenant_id: &str) -> Result<(), CatalogError> {
+        let own = caller.tenant_id().is_none_or(|own| own == tenant_id);
+        if caller.is_superadmin() && own {
+            Ok(())
+        } else {
+            Err(CatalogError::PermissionDenied(
+                "only a superadmin shares channels, from their own tenant",
+            ))
+        }
+    }
+
     async fn load<R: Resource>(
         &self,
         caller: &Caller,
@@ -456,6 +469,9 @@ impl Registry {
         Self::require_admin_of(caller, &channel.tenant_id, "tenant")?;
         validate::channel(&channel)?;
         validate::channel_egress(&channel, &self.egress)?;
+        if validate::is_shared(&channel) {
+            Self::require_sharer(caller, &channel.tenant_id)?;
+        }
         if secret.is_empty() {
             return Err(CatalogError::InvalidArgument {
                 field: "secret".to_owned(),
@@ -533,11 +549,18 @@ impl Registry {
                 enabled,
                 body_capture,
                 timeouts,
+                completion_cache,
+                shared_with_all_tenants,
+                shared_tenant_ids,
             ]
         );
         channel.secret_hint = hint;
         validate::channel(&channel)?;
         validate::channel_egress(&channel, &self.egress)?;
+        let sharing = ["shared_with_all_tenants", "shared_tenant_ids"];
+        if mask.iter().any(|path| sharing.contains(&path.as_str())) {
+            Self::require_sharer(caller, &channel.tenant_id)?;
+        }
         if mask.iter().any(|path| path == "allowed_group_ids") {
             self.groups
                 .check(

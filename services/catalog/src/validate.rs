@@ -554,8 +554,38 @@ pub fn api(api: &pb::Api, has_auth_secret: bool) -> Result<(), CatalogError> {
     Ok(())
 }
 
+/// Whether the channel is offered to other tenants.
+pub fn is_shared(channel: &pb::Channel) -> bool {
+    channel.shared_with_all_tenants || !channel.shared_tenant_ids.is_empty()
+}
+
+fn sharing(channel: &pb::Channel) -> Result<(), CatalogError> {
+    let ids = &channel.shared_tenant_ids;
+    if ids.iter().any(|id| id.trim().is_empty() || id.len() > 64) {
+        return Err(invalid(
+            "channel.shared_tenant_ids",
+            "must be tenant ids (1-64 characters)",
+        ));
+    }
+    if ids.contains(&channel.tenant_id) {
+        return Err(invalid(
+            "channel.shared_tenant_ids",
+            "must not name the channel's own tenant",
+        ));
+    }
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    if unique.len() != ids.len() {
+        return Err(invalid(
+            "channel.shared_tenant_ids",
+            "must not repeat a tenant",
+        ));
+    }
+    Ok(())
+}
+
 pub fn channel(channel: &pb::Channel) -> Result<(), CatalogError> {
     name("channel.name", &channel.name)?;
+    sharing(channel)?;
     if matches!(
         pb::Provider::try_from(channel.provider),
         Ok(pb::Provider::Unspecified) | Err(_)

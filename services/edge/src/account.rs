@@ -75,6 +75,8 @@ pub struct AiOutcome {
     pub estimated: bool,
     pub time_to_first_token: Option<std::time::Duration>,
     pub finish_reason: String,
+    /// Answered from the completion cache.
+    pub cache_hit: bool,
 }
 
 /// Commit and usage, shared by every request.
@@ -287,6 +289,7 @@ fn ai_fields(ai: Option<AiOutcome>) -> usage::UsageEvent {
             .time_to_first_token
             .map(|ttft| duration_from_micros(i64::try_from(ttft.as_micros()).unwrap_or(i64::MAX))),
         finish_reason: ai.finish_reason,
+        cache_hit: ai.cache_hit,
         ..usage::UsageEvent::default()
     }
 }

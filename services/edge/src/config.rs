@@ -69,6 +69,17 @@ pub struct Config {
     pub ai_cors_allowed_origins: Vec<String>,
     /// How long a browser may cache an AI preflight's answer.
     pub ai_cors_max_age_secs: u64,
+    /// How long an answer stays in the completion cache.
+    pub ai_cache_ttl_secs: u64,
+    /// What a cache hit costs, as a percent of the stored answer's price
+    /// (0: free).
+    pub ai_cache_hit_cost_percent: u32,
+    /// `redis://` to share the completion cache between edges; empty = in
+    /// memory, bounded by `ai_cache_max_bytes`.
+    pub ai_cache_redis_url: String,
+    pub ai_cache_max_bytes: u64,
+    /// Answers larger than this are not stored.
+    pub ai_cache_max_entry_bytes: u64,
 }
 
 /// What the edge does when quota does not answer.
@@ -109,6 +120,11 @@ impl Default for Config {
             ai_max_answer_bytes: 64 * 1024 * 1024,
             ai_cors_allowed_origins: Vec::new(),
             ai_cors_max_age_secs: 600,
+            ai_cache_ttl_secs: 3600,
+            ai_cache_hit_cost_percent: 0,
+            ai_cache_redis_url: String::new(),
+            ai_cache_max_bytes: 64 * 1024 * 1024,
+            ai_cache_max_entry_bytes: 1024 * 1024,
         }
     }
 }
@@ -152,6 +168,7 @@ impl Config {
                 "edge.ai_cors_allowed_origins: {origin:?} is not `*` or an origin such as https://app.example"
             ));
         }
+        problems.extend(self.ai_cache_problems());
         if self.spool_dir.trim().is_empty() {
             problems.push("edge.spool_dir: must not be empty".to_owned());
         }
@@ -170,6 +187,28 @@ impl Config {
                 ));
             }
         }
+    }
+}
+
+impl Config {
+    fn ai_cache_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.ai_cache_ttl_secs == 0
+            || self.ai_cache_max_bytes == 0
+            || self.ai_cache_max_entry_bytes == 0
+        {
+            problems.push("edge.ai_cache_ttl_secs, edge.ai_cache_max_bytes, edge.ai_cache_max_entry_bytes: must be positive".to_owned());
+        }
+        if self.ai_cache_hit_cost_percent > 100 {
+            problems.push("edge.ai_cache_hit_cost_percent: must be 0 to 100".to_owned());
+        }
+        let url = &self.ai_cache_redis_url;
+        if !(url.is_empty() || url.starts_with("redis://") || url.starts_with("rediss://")) {
+            problems.push(format!(
+                "edge.ai_cache_redis_url: expected redis:// or rediss://, got {url:?}"
+            ));
+        }
+        problems
     }
 }
 

@@ -160,7 +160,7 @@ impl Proxy {
             policies: Arc::new(Policies::default()),
             forwarder: Arc::new(Forwarder::new(&config.upstream_ca_file, egress)?),
             cache: ResponseCache::new(config.cache_max_bytes, config.cache_max_body_bytes),
-            ai: crate::ai::Ai::new(&config),
+            ai: crate::ai::Ai::new(&config)?,
             accounting: Accounting {
                 usage,
                 quota,

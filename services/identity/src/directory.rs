@@ -79,6 +79,7 @@ pub struct KeyRequest {
     pub expire_at: Option<i64>,
     pub allowed_models: Vec<String>,
     pub allowed_ips: Vec<String>,
+    pub completion_cache: bool,
 }
 
 use gateway_auth::password::DUMMY_HASH;
@@ -576,7 +577,7 @@ impl Directory {
         tenant_id: &str,
         name: &str,
         description: &str,
-        priority: i32,
+        (priority, completion_cache): (i32, bool),
     ) -> Result<Group, IdentityError> {
         let tenant_id = self.target_tenant(caller, tenant_id)?;
         self.administered_tenant(caller, &tenant_id)?;
@@ -587,6 +588,7 @@ impl Directory {
                 name,
                 description,
                 priority,
+                completion_cache,
             })
             .await
             .or_not_found("group")
@@ -630,7 +632,10 @@ impl Directory {
         changes: GroupUpdate,
         mask: &Mask,
     ) -> Result<Group, IdentityError> {
-        check_mask(mask, &["name", "priority", "description"])?;
+        check_mask(
+            mask,
+            &["name", "priority", "description", "completion_cache"],
+        )?;
         let existing = self.visible_group(caller, id).await?;
         self.administered_tenant(caller, &existing.tenant_id)?;
         let wants = |field: &str| mask.iter().any(|path| path == field);
@@ -642,6 +647,9 @@ impl Directory {
             } else {
                 None
             },
+            completion_cache: changes
+                .completion_cache
+                .filter(|_| wants("completion_cache")),
         };
         if let Some(name) = &update.name {
             validate::name("group.name", name)?;
@@ -780,6 +788,7 @@ impl Directory {
                 expire_at: request.expire_at,
                 allowed_models: request.allowed_models,
                 allowed_ips: request.allowed_ips,
+                completion_cache: request.completion_cache,
             })
             .await
             .or_not_found("api key")?;
@@ -829,6 +838,7 @@ impl Directory {
                 "expire_time",
                 "allowed_models",
                 "allowed_ips",
+                "completion_cache",
             ],
         )?;
         let existing = self.owned_key(caller, id).await?;
@@ -872,6 +882,9 @@ impl Directory {
         if wants("allowed_ips") {
             check_ips(&changes.allowed_ips)?;
             update.allowed_ips = Some(changes.allowed_ips);
+        }
+        if wants("completion_cache") {
+            update.completion_cache = Some(changes.completion_cache);
         }
         let key = self
             .store

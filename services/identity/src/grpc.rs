@@ -128,6 +128,7 @@ fn group_to_proto(group: Group) -> pb::Group {
         name: group.name,
         priority: group.priority,
         description: group.description,
+        completion_cache: group.completion_cache,
         create_time: timestamp(group.created_at),
         update_time: timestamp(group.updated_at),
     }
@@ -156,6 +157,7 @@ fn key_to_proto(key: ApiKey) -> pb::ApiKey {
         frozen: key.frozen,
         allowed_models: key.allowed_models,
         allowed_ips: key.allowed_ips,
+        completion_cache: key.completion_cache,
         last_used_time: optional_timestamp(key.last_used_at),
         create_time: timestamp(key.created_at),
         update_time: timestamp(key.updated_at),
@@ -176,6 +178,7 @@ fn key_request(key: pb::ApiKey) -> KeyRequest {
             .map(gateway_proto::micros_from_timestamp),
         allowed_models: key.allowed_models,
         allowed_ips: key.allowed_ips,
+        completion_cache: key.completion_cache,
     }
 }
 
@@ -207,6 +210,7 @@ fn principal_to_proto(principal: Principal) -> pb::Principal {
                 id: group.id,
                 name: group.name,
                 priority: group.priority,
+                completion_cache: group.completion_cache,
             })
             .collect(),
         key_group_id: key.group_id,
@@ -216,6 +220,7 @@ fn principal_to_proto(principal: Principal) -> pb::Principal {
         frozen: key.frozen,
         allowed_models: key.allowed_models,
         allowed_ips: key.allowed_ips,
+        completion_cache: key.completion_cache,
         client: principal.client.map(|client| pb::PrincipalClient {
             id: client.id,
             client_id: client.client_id,
@@ -563,7 +568,7 @@ impl IdentityService for IdentityGrpc {
                 &group.tenant_id,
                 &group.name,
                 &group.description,
-                group.priority,
+                (group.priority, group.completion_cache),
             )
             .await?;
         ok(pb::CreateGroupResponse {
@@ -614,6 +619,7 @@ impl IdentityService for IdentityGrpc {
             name: Some(group.name),
             description: Some(group.description),
             priority: Some(group.priority),
+            completion_cache: Some(group.completion_cache),
         };
         let group = self
             .directory

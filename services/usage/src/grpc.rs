@@ -131,6 +131,7 @@ fn log_to_proto(row: LogRow) -> pb::LogRecord {
             time_to_first_token: (record.ttft_micros > 0)
                 .then(|| duration_from_micros(record.ttft_micros)),
             finish_reason: record.finish_reason,
+            cache_hit: record.cache_hit,
             bodies: None,
         }),
         has_bodies: row.has_bodies,

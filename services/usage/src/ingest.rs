@@ -99,6 +99,7 @@ pub fn record_of(event: pb::UsageEvent) -> UsageRecord {
             .as_ref()
             .map_or(0, micros_from_duration),
         finish_reason: event.finish_reason,
+        cache_hit: event.cache_hit,
     }
 }
 

@@ -10,7 +10,7 @@
 use super::usage::Tokens;
 
 /// A chat request.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Chat {
     pub model: String,
     /// System instructions, as text (every protocol keeps them apart or
@@ -24,10 +24,12 @@ pub struct Chat {
     pub top_p: Option<f64>,
     pub stop: Vec<String>,
     pub response_format: Option<ResponseFormat>,
+    /// Not part of what is asked (the completion cache serves either way).
+    #[serde(skip)]
     pub stream: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Role {
     User,
     Assistant,
@@ -35,13 +37,13 @@ pub enum Role {
 
 /// One turn: a role and its parts in order. Tool results are user turns
 /// (Anthropic's and Gemini's view; OpenAI's `tool` messages map to them).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Message {
     pub role: Role,
     pub parts: Vec<Part>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Part {
     Text(String),
     Image(Image),
@@ -50,7 +52,7 @@ pub enum Part {
     ToolResult(ToolResult),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Image {
     Url(String),
     Base64 { media_type: String, data: String },
@@ -79,7 +81,7 @@ impl Image {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ToolCall {
     pub id: String,
     pub name: String,
@@ -87,7 +89,7 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ToolResult {
     /// The call it answers.
     pub call_id: String,
@@ -97,7 +99,7 @@ pub struct ToolResult {
     pub is_error: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Tool {
     pub name: String,
     pub description: String,
@@ -105,7 +107,7 @@ pub struct Tool {
     pub parameters: serde_json::Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ToolChoice {
     Auto,
     None,
@@ -114,7 +116,7 @@ pub enum ToolChoice {
     Named(String),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ResponseFormat {
     /// Any JSON object.
     Json,
@@ -126,7 +128,7 @@ pub enum ResponseFormat {
 }
 
 /// Why an answer ended.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Finish {
     #[default]
     Stop,
@@ -137,7 +139,7 @@ pub enum Finish {
 }
 
 /// A whole (non-streamed) answer.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Answer {
     pub id: String,
     pub model: String,

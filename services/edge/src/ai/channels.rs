@@ -3,7 +3,9 @@
 //! that one; a SUPERADMIN's key ignores groups), and in the first group
 //! that reaches an enabled channel serving the model, its channels by
 //! descending channel priority, in weighted random order within one
-//! priority. A channel in cooldown (a failed attempt ejects it through the
+//! priority. Operator channels (another tenant's, offered to the caller's)
+//! serve a group that reaches none of the tenant's own channels for the
+//! model: own channels win at equal group priority. A channel in cooldown (a failed attempt ejects it through the
 //! same passive health the generic path uses: `Retry-After` when the
 //! provider sent one, else a growing period) is skipped.
 
@@ -42,6 +44,8 @@ pub struct Candidate<'a> {
     /// The model name sent to this channel (after `model_mapping`).
     pub upstream_model: &'a str,
     pub state: Arc<TargetState>,
+    /// An operator channel: priced at the global prices.
+    pub operator: bool,
 }
 
 /// Nothing can serve the request.
@@ -98,7 +102,7 @@ impl Channels {
         asker: &Asker<'_>,
         model: &str,
     ) -> Result<Vec<Candidate<'a>>, NoChannel> {
-        let chosen = reachable(view, asker, model).ok_or(NoChannel::UnknownModel)?;
+        let (chosen, operator) = reachable(view, asker, model).ok_or(NoChannel::UnknownModel)?;
         let now = Instant::now();
         let mut candidates: Vec<Candidate<'a>> = order(chosen)
             .into_iter()
@@ -110,6 +114,7 @@ impl Channels {
                     .get(model)
                     .map_or_else(|| served_name(channel, model), String::as_str),
                 state: self.state(&channel.id),
+                operator,
             })
             .collect();
         // Cooling channels are skipped; when all are, the soonest back
@@ -130,7 +135,7 @@ impl Channels {
     /// or not: a cooling channel is back soon), sorted.
     pub fn models(view: &CatalogView, asker: &Asker<'_>) -> Vec<String> {
         let mut models: Vec<String> = view
-            .tenant_channels(asker.tenant_id)
+            .reachable_channels(asker.tenant_id)
             .flat_map(|channel| channel.models.iter())
             .filter(|model| reachable(view, asker, model).is_some())
             .cloned()
@@ -142,22 +147,27 @@ impl Channels {
 }
 
 /// The channels of the first of the caller's groups that reaches an
-/// enabled channel serving `model`; `None` when none does (or the key may
-/// not use the model).
+/// enabled channel serving `model`, and whether they are operator
+/// channels; `None` when none does (or the key may not use the model).
 fn reachable<'a>(
     view: &'a CatalogView,
     asker: &Asker<'_>,
     model: &str,
-) -> Option<Vec<Serving<'a>>> {
+) -> Option<(Vec<Serving<'a>>, bool)> {
     if !asker.may_use(model) {
         return None;
     }
-    let serving: Vec<Serving<'a>> = view
-        .channels_for(asker.tenant_id, model)
-        .filter_map(|entry| Some((entry, entry.channel.as_ref()?)))
-        .filter(|(_, channel)| channel.weight > 0 && asker.providers.contains(&channel.provider()))
-        .collect();
-    first_group(&serving, asker)
+    let usable = |entries: &mut dyn Iterator<Item = &'a pb::SnapshotChannel>| -> Vec<Serving<'a>> {
+        entries
+            .filter_map(|entry| Some((entry, entry.channel.as_ref()?)))
+            .filter(|(_, channel)| {
+                channel.weight > 0 && asker.providers.contains(&channel.provider())
+            })
+            .collect()
+    };
+    let own = usable(&mut view.channels_for(asker.tenant_id, model));
+    let shared = usable(&mut view.shared_channels_for(asker.tenant_id, model));
+    first_group(&own, &shared, asker)
 }
 
 /// The model name as the channel's list spells it (a borrowed `&str` that
@@ -172,10 +182,19 @@ fn served_name<'a>(channel: &'a pb::Channel, model: &str) -> &'a str {
 
 type Serving<'a> = (&'a pb::SnapshotChannel, &'a pb::Channel);
 
-/// The channels of the first of the caller's groups that reaches any.
-fn first_group<'a>(serving: &[Serving<'a>], asker: &Asker<'_>) -> Option<Vec<Serving<'a>>> {
+/// The channels of the first of the caller's groups that reaches any: its
+/// own channels open to the group, else the operator channels (offered to
+/// the whole tenant, whatever its groups).
+fn first_group<'a>(
+    own: &[Serving<'a>],
+    shared: &[Serving<'a>],
+    asker: &Asker<'_>,
+) -> Option<(Vec<Serving<'a>>, bool)> {
+    let operator = || (!shared.is_empty()).then(|| (shared.to_vec(), true));
     if asker.superadmin {
-        return (!serving.is_empty()).then(|| serving.to_vec());
+        return (!own.is_empty())
+            .then(|| (own.to_vec(), false))
+            .or_else(operator);
     }
     let open = |channel: &pb::Channel, group: Option<&str>| {
         channel.allowed_group_ids.is_empty()
@@ -191,12 +210,14 @@ fn first_group<'a>(serving: &[Serving<'a>], asker: &Asker<'_>) -> Option<Vec<Ser
             .collect()
     };
     groups.into_iter().find_map(|group| {
-        let reachable: Vec<Serving<'a>> = serving
+        let reachable: Vec<Serving<'a>> = own
             .iter()
             .copied()
             .filter(|(_, channel)| open(channel, group))
             .collect();
-        (!reachable.is_empty()).then_some(reachable)
+        (!reachable.is_empty())
+            .then_some((reachable, false))
+            .or_else(operator)
     })
 }
 

@@ -8,7 +8,10 @@
 //! provider reports.
 
 pub mod anthropic;
+mod billing;
 pub mod budget;
+pub mod cache;
+mod cached;
 pub mod canonical;
 pub mod channels;
 pub mod embeddings;
@@ -32,16 +35,18 @@ pub struct Ai {
     pub channels: channels::Channels,
     /// CORS on the AI endpoints, from the edge's configuration.
     pub cors: Option<crate::cors::Cors>,
+    pub cache: std::sync::Arc<cache::CompletionCache>,
 }
 
 impl Ai {
-    pub fn new(config: &crate::config::Config) -> Self {
-        Self {
+    pub fn new(config: &crate::config::Config) -> Result<Self, String> {
+        Ok(Self {
             channels: channels::Channels::default(),
             cors: crate::cors::Cors::for_ai(
                 &config.ai_cors_allowed_origins,
                 config.ai_cors_max_age_secs,
             ),
-        }
+            cache: std::sync::Arc::new(cache::CompletionCache::new(config)?),
+        })
     }
 }

@@ -199,6 +199,22 @@ impl Generation {
         Ok(Bytes::from(body.to_string()))
     }
 
+    /// The request in the canonical model, for the completion cache: a
+    /// chat (not an embedding or a legacy completion) that the canonical
+    /// model says whole.
+    pub fn canonical(&self) -> Option<super::canonical::Chat> {
+        match self {
+            Self::Embed(_) => return None,
+            Self::OpenAi(chat) if chat.legacy => return None,
+            _ => {}
+        }
+        let decoded = translate::decode_request(self.protocol(), self.body(), "a cached");
+        let mut chat = decoded.ok()?;
+        chat.model = self.model().to_owned();
+        chat.max_tokens = self.max_tokens();
+        Some(chat)
+    }
+
     /// The client's request body, for translation to another protocol.
     fn body(&self) -> &serde_json::Map<String, serde_json::Value> {
         match self {

@@ -28,6 +28,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
+use super::billing::{Audit, Billing};
 use super::canonical::Unsupported;
 use super::channels::{Asker, Candidate, Channels, NoChannel};
 use super::errors::{self, Kind};
@@ -36,7 +37,7 @@ use super::money::{self, Payer};
 use super::request::{self, Generation};
 use super::stream::{Drain, Observed, StreamEnd, Watch};
 use super::translate::{self, Translator};
-use super::usage::{Protocol, Reported, Tokens};
+use super::usage::Protocol;
 use crate::account::{AiOutcome, Ended, Exchange, now_micros};
 use crate::admit::{Admitted, Estimate};
 use crate::auth::{Caller, KeyRequest};
@@ -130,21 +131,40 @@ fn parse(
 }
 
 /// The request as the later stages need it.
-struct Asked<'a> {
-    caller: Caller,
-    request: Generation,
+pub(super) struct Asked<'a> {
+    pub(super) caller: Caller,
+    pub(super) request: Generation,
     /// The client's headers (protocol headers such as
     /// `anthropic-version` go on to the provider).
-    headers: http::HeaderMap,
-    request_id: &'a str,
-    path: &'a str,
-    user_agent: String,
-    started: Instant,
-    started_micros: i64,
+    pub(super) headers: http::HeaderMap,
+    pub(super) request_id: &'a str,
+    pub(super) path: &'a str,
+    pub(super) user_agent: String,
+    pub(super) started: Instant,
+    pub(super) started_micros: i64,
     /// The request body, for the audit log when the channel captures.
-    body: Bytes,
+    pub(super) body: Bytes,
     /// The prompt's tokens as the tokenizer counts them, once.
-    prompt_tokens: i64,
+    pub(super) prompt_tokens: i64,
+    /// How the completion cache applies, if it does.
+    pub(super) cache: Option<super::cached::Plan>,
+    /// Served by operator channels: priced at the global prices.
+    pub(super) operator: bool,
+}
+
+impl Asked<'_> {
+    /// Whose prices apply: the caller's group's, else its tenant's; the
+    /// global prices on operator channels.
+    pub(super) fn payer(&self) -> Payer<'_> {
+        if self.operator {
+            Payer {
+                tenant_id: "",
+                group_id: None,
+            }
+        } else {
+            payer(&self.caller.principal)
+        }
+    }
 }
 
 impl Proxy {
@@ -363,11 +383,13 @@ impl Proxy {
             started_micros: started.1,
             body: bytes,
             prompt_tokens,
+            cache: None,
+            operator: false,
         };
         self.chat_parsed(asked).await
     }
 
-    async fn chat_parsed(&self, asked: Asked<'_>) -> Response<EdgeBody> {
+    async fn chat_parsed(&self, mut asked: Asked<'_>) -> Response<EdgeBody> {
         let (protocol, request_id) = (asked.request.protocol(), asked.request_id);
         let view = self.catalog.view();
         let candidates = match self.ai.channels.candidates(
@@ -394,11 +416,18 @@ impl Proxy {
                 );
             }
         };
+        asked.cache = self.cache_plan(&asked, &candidates);
+        asked.operator = candidates
+            .first()
+            .is_some_and(|candidate| candidate.operator);
         let (admitted, max_tokens) = match self.ai_admit(&asked, &view).await {
             Ok(admitted) => admitted,
             Err(answer) => return *answer,
         };
         let exchange = exchange(&asked, admitted);
+        if let Some(answer) = self.completion_cached(&asked).await {
+            return self.cache_hit(&asked, &answer, exchange);
+        }
         self.ai_attempts(&asked, &candidates, exchange, max_tokens)
             .await
     }
@@ -454,17 +483,16 @@ impl Proxy {
             cached_tokens: 0,
         };
         let model = asked.request.model();
-        let quote =
-            money::quote(view.prices(), payer(principal), model, &usage).map_err(|error| {
-                let message = format!("the model cannot be billed: {error}");
-                Box::new(errors::response(
-                    protocol,
-                    Kind::Forbidden,
-                    &message,
-                    request_id,
-                    None,
-                ))
-            })?;
+        let quote = money::quote(view.prices(), asked.payer(), model, &usage).map_err(|error| {
+            let message = format!("the model cannot be billed: {error}");
+            Box::new(errors::response(
+                protocol,
+                Kind::Forbidden,
+                &message,
+                request_id,
+                None,
+            ))
+        })?;
         let estimate = Estimate {
             model: model.to_owned(),
             tokens: prompt.saturating_add(completion),
@@ -517,7 +545,7 @@ impl Proxy {
             completion_tokens: affordable,
             cached_tokens: 0,
         };
-        let payer = payer(&asked.caller.principal);
+        let payer = asked.payer();
         estimate.tokens = asked.prompt_tokens.saturating_add(affordable);
         estimate.cost_micros = money::quote(view.prices(), payer, asked.request.model(), &fitted)
             .map_or(budget, |quote| quote.cost_micros);
@@ -742,10 +770,16 @@ impl Proxy {
             crate::body::Deadline::new(body.map_err(BoxError::from), None, idle).boxed_unsync();
         let mut billing = self.billing(asked, answered.candidate, streamed, answered.attempts);
         billing.audit = audit(exchange.capture, asked, &parts.headers);
+        billing.fill = self.cache_fill(asked, &answered);
+        super::cached::mark_miss(asked.cache.as_ref(), &mut parts.headers);
         let translated = answered.provider != asked.request.protocol();
         if streamed {
             let mut watch = self.watch(asked, &answered, exchange.capture);
             watch.guard = self.guard(asked, &answered, &exchange);
+            watch.collector = billing
+                .fill
+                .as_ref()
+                .and_then(|_| super::translate::Collector::new(answered.provider));
             parts.headers.remove(header::CONTENT_LENGTH);
             let status = parts.status.as_u16();
             let on_end =
@@ -802,6 +836,7 @@ impl Proxy {
                 Translator::new(answered.provider, client, model, wants_usage)
             }),
             guard: None,
+            collector: None,
         }
     }
 
@@ -822,7 +857,7 @@ impl Proxy {
             completion_tokens: 1_000_000,
             cached_tokens: 0,
         };
-        let payer = payer(&asked.caller.principal);
+        let payer = asked.payer();
         let quote = money::quote(view.prices(), payer, asked.request.model(), &usage).ok()?;
         let principal = &asked.caller.principal;
         let check = quota::CheckRequest {
@@ -864,12 +899,12 @@ fn reencoded(parts: &mut http::response::Parts, body: EdgeBody, ends: translate:
 
 /// The attempt that answered: its channel, the protocol the channel
 /// speaks, and how many attempts it took.
-struct Answered<'c, 'v> {
-    candidate: &'c Candidate<'v>,
-    provider: Protocol,
-    attempts: u32,
+pub(super) struct Answered<'c, 'v> {
+    pub(super) candidate: &'c Candidate<'v>,
+    pub(super) provider: Protocol,
+    pub(super) attempts: u32,
     /// The max tokens sent (lowered to the budget), if any.
-    max_tokens: Option<i64>,
+    pub(super) max_tokens: Option<i64>,
 }
 
 /// One attempt's body, in the protocol of the channel it goes to.
@@ -903,8 +938,8 @@ impl Proxy {
         Billing {
             accounting: self.accounting.clone(),
             prices: self.catalog.view(),
-            payer_tenant: asked.caller.principal.tenant_id.clone(),
-            payer_group: payer(&asked.caller.principal).group_id.map(str::to_owned),
+            payer_tenant: asked.payer().tenant_id.to_owned(),
+            payer_group: asked.payer().group_id.map(str::to_owned),
             outcome: AiOutcome {
                 model: asked.request.model().to_owned(),
                 upstream_model: candidate.upstream_model.to_owned(),
@@ -919,6 +954,8 @@ impl Proxy {
             bytes_in: asked.body.len() as u64,
             audit: None,
             note: None,
+            fill: None,
+            cost_percent: 100,
         }
     }
 }
@@ -934,202 +971,6 @@ fn audit(cap: Option<usize>, asked: &Asked<'_>, response: &http::HeaderMap) -> O
             .unwrap_or_default()
             .to_owned(),
     })
-}
-
-/// What the audit log keeps of an exchange whose channel captures bodies.
-struct Audit {
-    cap: usize,
-    request_body: Bytes,
-    response_headers: Vec<gateway_proto::usage::v1::HttpHeader>,
-    response_content_type: String,
-}
-
-/// How the answer reached the client.
-struct Delivered {
-    bytes: u64,
-    complete: bool,
-    /// The first bytes sent, when capturing, and whether more were sent.
-    captured: Option<(Vec<u8>, bool)>,
-}
-
-/// The first `cap` bytes of `bytes`, and whether it was longer.
-fn truncated(mut bytes: Vec<u8>, cap: usize) -> (Vec<u8>, bool) {
-    let longer = bytes.len() > cap;
-    bytes.truncate(cap);
-    (bytes, longer)
-}
-
-/// What billing an answer needs once it has ended.
-struct Billing {
-    accounting: crate::account::Accounting,
-    prices: std::sync::Arc<gateway_catalog_client::CatalogView>,
-    payer_tenant: String,
-    payer_group: Option<String>,
-    outcome: AiOutcome,
-    prompt_estimate: i64,
-    protocol: Protocol,
-    attempts: u32,
-    bytes_in: u64,
-    audit: Option<Audit>,
-    /// What the usage event's error says (the budget guard's cut).
-    note: Option<String>,
-}
-
-impl Billing {
-    fn settle_answer(mut self, exchange: Exchange, status: u16, seen: Seen) {
-        let bytes = seen.captured.unwrap_or_default();
-        let answer = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
-        let mut reported = Reported::default();
-        if let Some(answer) = &answer {
-            reported.observe(self.protocol, answer);
-        }
-        let text = answer
-            .as_ref()
-            .map(|answer| request::answer_text(self.protocol, answer))
-            .unwrap_or_default();
-        let produced = (200..300).contains(&status);
-        // Set before when the answer's usage is the edge's own count.
-        self.outcome.estimated |= reported.tokens.is_none() && produced;
-        self.outcome.finish_reason = answer
-            .as_ref()
-            .and_then(|answer| request::finish_reason(self.protocol, answer))
-            .unwrap_or_default();
-        let tokens = reported
-            .tokens
-            .or_else(|| produced.then(|| self.estimated(&text)));
-        let captured = self
-            .audit
-            .as_ref()
-            .map(|audit| truncated(bytes.clone(), audit.cap));
-        let delivered = Delivered {
-            bytes: seen.bytes,
-            complete: seen.complete,
-            captured,
-        };
-        self.settle(exchange, status, tokens, delivered);
-    }
-
-    fn settle_stream(mut self, exchange: Exchange, status: u16, end: StreamEnd) {
-        if end.budget_cut {
-            self.note = Some("the stream was ended by the budget guard".to_owned());
-        }
-        // A cut stream's usage, if any came, is only partial.
-        self.outcome.estimated = end.tokens.is_none() || !end.complete;
-        self.outcome.time_to_first_token = end
-            .first_event
-            .map(|first| first.saturating_duration_since(exchange.started));
-        self.outcome.finish_reason = if end.budget_cut {
-            "length".to_owned()
-        } else {
-            end.finish_reason.clone().unwrap_or_default()
-        };
-        let counted = self.estimated(&end.text);
-        let tokens = match end.tokens {
-            // Cut short: what was delivered may be more than reported.
-            Some(reported) if !end.complete => Tokens {
-                completion: reported.completion.max(counted.completion),
-                ..reported
-            },
-            Some(reported) => reported,
-            None => counted,
-        };
-        let tokens = Some(tokens);
-        let delivered = Delivered {
-            bytes: end.bytes,
-            complete: end.complete,
-            captured: end.captured.map(|captured| (captured, end.truncated)),
-        };
-        self.settle(exchange, status, tokens, delivered);
-    }
-
-    /// Without reported usage: the prompt as estimated, the delivered text
-    /// counted with the tokenizer.
-    fn estimated(&self, text: &str) -> Tokens {
-        Tokens {
-            prompt: self.prompt_estimate,
-            completion: super::tokens::count(text),
-            cached: 0,
-        }
-    }
-
-    /// The outcome's tokens and their cost at the caller's price.
-    fn price(&mut self, tokens: Tokens) {
-        let usage = Usage {
-            prompt_tokens: tokens.prompt,
-            completion_tokens: tokens.completion,
-            cached_tokens: tokens.cached,
-        };
-        let payer = Payer {
-            tenant_id: &self.payer_tenant,
-            group_id: self.payer_group.as_deref(),
-        };
-        self.outcome.prompt_tokens = tokens.prompt;
-        self.outcome.completion_tokens = tokens.completion;
-        self.outcome.cached_tokens = tokens.cached;
-        self.outcome.cost_micros =
-            money::quote(self.prices.prices(), payer, &self.outcome.model, &usage)
-                .map_or(0, |quote| quote.cost_micros);
-    }
-
-    fn settle(
-        mut self,
-        mut exchange: Exchange,
-        status: u16,
-        tokens: Option<Tokens>,
-        delivered: Delivered,
-    ) {
-        if let Some(tokens) = tokens {
-            self.price(tokens);
-        }
-        // Admitted from a budget lease: settled here, not by Commit.
-        if let Some(ticket) = exchange.admitted.local.take() {
-            let outcome = &self.outcome;
-            let used = outcome
-                .prompt_tokens
-                .saturating_add(outcome.completion_tokens);
-            ticket.settle(used, outcome.cost_micros);
-        }
-        let (response_headers, response_content_type, request_captured) = match self.audit {
-            Some(audit) => {
-                let request = truncated(audit.request_body.to_vec(), audit.cap);
-                (
-                    audit.response_headers,
-                    audit.response_content_type,
-                    Some(request),
-                )
-            }
-            None => (Vec::new(), String::new(), None),
-        };
-        let (response_captured, response_truncated) = match delivered.captured {
-            Some((captured, truncated)) => (Some(captured), truncated),
-            None => (None, false),
-        };
-        let ended = Ended {
-            status,
-            request: Seen {
-                bytes: self.bytes_in,
-                truncated: request_captured.as_ref().is_some_and(|(_, longer)| *longer),
-                captured: request_captured.map(|(captured, _)| captured),
-                complete: true,
-            },
-            response: Seen {
-                bytes: delivered.bytes,
-                captured: response_captured,
-                truncated: response_truncated,
-                complete: delivered.complete,
-            },
-            response_headers,
-            response_content_type,
-            upstream_micros: Some(
-                i64::try_from(exchange.started.elapsed().as_micros()).unwrap_or(i64::MAX),
-            ),
-            attempts: self.attempts,
-            error: self.note,
-            ai: Some(self.outcome),
-            ..Ended::default()
-        };
-        self.accounting.finish(exchange, ended);
-    }
 }
 
 fn provider_name(provider: pb::Provider) -> &'static str {

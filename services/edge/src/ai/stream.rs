@@ -15,7 +15,7 @@ use http_body_util::BodyExt as _;
 
 use super::guard::{Guard, Place};
 use super::sse::Parser;
-use super::translate::Translator;
+use super::translate::{Collector, Translator};
 use super::usage::{Protocol, Reported, Tokens};
 use crate::body::{BoxError, EdgeBody};
 
@@ -43,6 +43,9 @@ pub struct StreamEnd {
     pub truncated: bool,
     /// The budget guard ended the stream.
     pub budget_cut: bool,
+    /// The whole answer, when it was gathered for the completion cache and
+    /// the stream said how it ended.
+    pub answer: Option<crate::ai::canonical::Answer>,
 }
 
 /// How long, and how much, the edge keeps reading after the client left.
@@ -67,6 +70,7 @@ struct State {
     translator: Option<Translator>,
     guard: Option<Guard>,
     place: Place,
+    collector: Option<Collector>,
 }
 
 pub struct Observed {
@@ -86,6 +90,8 @@ pub struct Watch {
     pub translator: Option<Translator>,
     /// Ends the stream when its tokens outgrow the budget.
     pub guard: Option<Guard>,
+    /// Gathers the answer for the completion cache.
+    pub collector: Option<Collector>,
 }
 
 impl Observed {
@@ -107,6 +113,7 @@ impl Observed {
                 translator: watch.translator,
                 guard: watch.guard,
                 place: Place::default(),
+                collector: watch.collector,
             }),
         }
     }
@@ -121,6 +128,9 @@ impl State {
             let document = serde_json::from_str::<serde_json::Value>(&event.data).ok();
             if let Some(document) = &document {
                 self.reported.observe(self.protocol, document);
+                if let Some(collector) = self.collector.as_mut() {
+                    collector.take(document);
+                }
                 // Only a guard ever closes a stream itself.
                 if self.guard.is_some() {
                     self.place.follow(self.protocol, document);
@@ -208,6 +218,10 @@ impl State {
     fn finish(mut self, complete: bool) {
         self.end.complete = complete;
         self.end.tokens = self.reported.tokens;
+        self.end.answer = self
+            .collector
+            .take()
+            .and_then(|collector| collector.answer(self.reported.tokens));
         (self.on_end)(self.end);
     }
 
@@ -346,6 +360,7 @@ mod tests {
             capture: Some(64),
             translator: None,
             guard: None,
+            collector: Collector::new(Protocol::OpenAi),
         };
         let observed = Observed::new(
             body,
@@ -384,6 +399,24 @@ mod tests {
         assert_eq!(end.captured.as_deref(), Some(&sent.as_bytes()[..64]));
         assert!(end.truncated);
         assert!(end.first_event.is_some());
+    }
+
+    #[tokio::test]
+    async fn the_answer_is_gathered_only_from_a_stream_that_says_how_it_ended() {
+        let (observed, ended) = watched(upstream(&STREAM), true);
+        observed.collect().await.unwrap();
+        let end = ended.lock().unwrap().take().unwrap();
+        assert_eq!(end.answer, None, "no finish reason: not a whole answer");
+        let finished = [
+            STREAM[0],
+            "data: {\"choices\":[{\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n",
+        ];
+        let (observed, ended) = watched(upstream(&finished), true);
+        observed.collect().await.unwrap();
+        let answer = ended.lock().unwrap().take().unwrap().answer.unwrap();
+        assert_eq!(answer.text(), "Hello");
+        assert_eq!(answer.finish, crate::ai::canonical::Finish::Stop);
     }
 
     #[tokio::test]

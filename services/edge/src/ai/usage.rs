@@ -14,7 +14,7 @@
 use serde_json::Value;
 
 /// Tokens of one exchange. `prompt` includes `cached` (OpenAI's meaning).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tokens {
     pub prompt: i64,
     pub completion: i64,

@@ -16,6 +16,8 @@ pub struct Group {
     pub description: String,
     /// Higher serves first when a user is in several groups.
     pub priority: i32,
+    /// Opts in to the edge's completion cache.
+    pub completion_cache: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -26,6 +28,7 @@ pub struct NewGroup<'a> {
     pub name: &'a str,
     pub description: &'a str,
     pub priority: i32,
+    pub completion_cache: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -33,6 +36,7 @@ pub struct GroupUpdate {
     pub name: Option<String>,
     pub description: Option<String>,
     pub priority: Option<i32>,
+    pub completion_cache: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +47,8 @@ pub struct Member {
     pub created_at: i64,
 }
 
-const COLUMNS: &str = "id, tenant_id, name, description, priority, created_at, updated_at";
+const COLUMNS: &str =
+    "id, tenant_id, name, description, priority, completion_cache, created_at, updated_at";
 
 fn group(row: &AnyRow) -> Result<Group, StorageError> {
     Ok(Group {
@@ -52,6 +57,7 @@ fn group(row: &AnyRow) -> Result<Group, StorageError> {
         name: row.try_get("name")?,
         description: row.try_get("description")?,
         priority: i32::try_from(row.try_get::<i64, _>("priority")?).unwrap_or(i32::MAX),
+        completion_cache: gateway_storage::flag(row, "completion_cache")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -66,18 +72,20 @@ impl IdentityStore {
             name: new_group.name.to_owned(),
             description: new_group.description.to_owned(),
             priority: new_group.priority,
+            completion_cache: new_group.completion_cache,
             created_at: now,
             updated_at: now,
         };
         sqlx::query(
-            "INSERT INTO user_groups (id, tenant_id, name, description, priority, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+            "INSERT INTO user_groups (id, tenant_id, name, description, priority, completion_cache, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
         )
         .bind(&group.id)
         .bind(&group.tenant_id)
         .bind(&group.name)
         .bind(&group.description)
         .bind(group.priority)
+        .bind(group.completion_cache)
         .bind(now)
         .execute(self.db.pool())
         .await?;
@@ -145,13 +153,15 @@ impl IdentityStore {
         let mut transaction = self.begin().await?;
         let result = sqlx::query(
             "UPDATE user_groups SET name = COALESCE($2, name), description = COALESCE($3, description), \
-             priority = COALESCE($4, priority), updated_at = $5 WHERE id = $1",
+             priority = COALESCE($4, priority), completion_cache = COALESCE($6, completion_cache), \
+             updated_at = $5 WHERE id = $1",
         )
         .bind(id)
         .bind(update.name.clone())
         .bind(update.description.clone())
         .bind(update.priority)
         .bind(now_micros())
+        .bind(update.completion_cache)
         .execute(&mut *transaction)
         .await?;
         if result.rows_affected() == 0 {

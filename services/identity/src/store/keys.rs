@@ -25,6 +25,8 @@ pub struct ApiKey {
     pub allowed_models: Vec<String>,
     /// CIDRs or addresses; empty allows every address.
     pub allowed_ips: Vec<String>,
+    /// Opts in to the edge's completion cache.
+    pub completion_cache: bool,
     pub last_used_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -43,6 +45,7 @@ pub struct NewKey {
     pub expire_at: Option<i64>,
     pub allowed_models: Vec<String>,
     pub allowed_ips: Vec<String>,
+    pub completion_cache: bool,
 }
 
 /// Changes to a key; the outer `None` leaves a field as it is, and for
@@ -56,6 +59,7 @@ pub struct KeyUpdate {
     pub expire_at: Option<Option<i64>>,
     pub allowed_models: Option<Vec<String>>,
     pub allowed_ips: Option<Vec<String>>,
+    pub completion_cache: Option<bool>,
 }
 
 /// A key with its owner and tenant, as `AuthenticateKey` needs them.
@@ -70,7 +74,7 @@ pub struct KeyRecord {
 
 const COLUMNS: &str = "k.id, k.tenant_id, k.user_id, k.name, k.prefix, k.key_sha256, k.group_id, \
      k.spend_limit_micros, k.plan_id, k.expire_at, k.frozen, k.allowed_models, k.allowed_ips, \
-     k.last_used_at, k.created_at, k.updated_at";
+     k.completion_cache, k.last_used_at, k.created_at, k.updated_at";
 
 fn api_key(row: &AnyRow) -> Result<ApiKey, StorageError> {
     Ok(ApiKey {
@@ -87,6 +91,7 @@ fn api_key(row: &AnyRow) -> Result<ApiKey, StorageError> {
         frozen: gateway_storage::flag(row, "frozen")?,
         allowed_models: string_list(row.try_get("allowed_models")?)?,
         allowed_ips: string_list(row.try_get("allowed_ips")?)?,
+        completion_cache: gateway_storage::flag(row, "completion_cache")?,
         last_used_at: row.try_get("last_used_at")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -110,6 +115,7 @@ impl IdentityStore {
             frozen: false,
             allowed_models: new_key.allowed_models,
             allowed_ips: new_key.allowed_ips,
+            completion_cache: new_key.completion_cache,
             last_used_at: None,
             created_at: now,
             updated_at: now,
@@ -117,8 +123,8 @@ impl IdentityStore {
         let mut transaction = self.begin().await?;
         sqlx::query(
             "INSERT INTO api_keys (id, tenant_id, user_id, name, prefix, key_sha256, group_id, spend_limit_micros, \
-             plan_id, expire_at, frozen, allowed_models, allowed_ips, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
+             plan_id, expire_at, frozen, allowed_models, allowed_ips, completion_cache, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15, $14, $14)",
         )
         .bind(&key.id)
         .bind(&key.tenant_id)
@@ -134,6 +140,7 @@ impl IdentityStore {
         .bind(list_json(&key.allowed_models))
         .bind(list_json(&key.allowed_ips))
         .bind(now)
+        .bind(key.completion_cache)
         .execute(&mut *transaction)
         .await?;
         // Edges may cache "unknown" for this hash; the change evicts it.
@@ -225,11 +232,15 @@ impl IdentityStore {
         if let Some(ips) = &update.allowed_ips {
             key.allowed_ips.clone_from(ips);
         }
+        if let Some(cache) = update.completion_cache {
+            key.completion_cache = cache;
+        }
         key.updated_at = now_micros();
         let mut transaction = self.begin().await?;
         sqlx::query(
             "UPDATE api_keys SET name = $2, group_id = $3, spend_limit_micros = $4, plan_id = $5, \
-             expire_at = $6, allowed_models = $7, allowed_ips = $8, updated_at = $9 WHERE id = $1",
+             expire_at = $6, allowed_models = $7, allowed_ips = $8, updated_at = $9, \
+             completion_cache = $10 WHERE id = $1",
         )
         .bind(&key.id)
         .bind(&key.name)
@@ -240,6 +251,7 @@ impl IdentityStore {
         .bind(list_json(&key.allowed_models))
         .bind(list_json(&key.allowed_ips))
         .bind(key.updated_at)
+        .bind(key.completion_cache)
         .execute(&mut *transaction)
         .await?;
         let change = Change::new(ChangeKind::KeyUpdated, &key.tenant_id)

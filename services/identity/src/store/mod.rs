@@ -27,6 +27,7 @@ pub static MIGRATIONS: Migrations = gateway_storage::migrations!(
     1 "tenants and users" => "0001_tenants_and_users.sql",
     2 "groups, keys, clients, signing keys, change log" => "0002_directory.sql",
     3 "sealed signing keys" => "0003_sealed_signing_keys.sql",
+    4 "completion cache opt-in" => "0004_completion_cache.sql",
 );
 
 pub type Transaction = sqlx::Transaction<'static, sqlx::Any>;

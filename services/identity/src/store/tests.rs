@@ -34,6 +34,7 @@ fn new_key(tenant_id: &str, user_id: &str, hash: &str) -> NewKey {
         expire_at: None,
         allowed_models: vec!["gpt-4o".to_owned()],
         allowed_ips: vec![],
+        completion_cache: false,
     }
 }
 
@@ -111,7 +112,7 @@ gateway_testkit::test_on_every_backend! {
         let globex = store.create_tenant("globex", "Globex").await.unwrap();
         let ada = store.create_user(new_user(&acme.id, "ada")).await.unwrap();
         let bob = store.create_user(new_user(&globex.id, "bob")).await.unwrap();
-        let group = store.create_group(NewGroup { tenant_id: &acme.id, name: "vip", description: "", priority: 5 }).await.unwrap();
+        let group = store.create_group(NewGroup { tenant_id: &acme.id, name: "vip", description: "", priority: 5, completion_cache: false }).await.unwrap();
         store.add_member(&group, &ada.id).await.unwrap();
         store.create_key(new_key(&acme.id, &ada.id, "hash-a")).await.unwrap();
         store.create_key(new_key(&globex.id, &bob.id, "hash-b")).await.unwrap();
@@ -127,8 +128,8 @@ gateway_testkit::test_on_every_backend! {
         let store = open(db.url()).await;
         let acme = store.create_tenant("acme", "Acme").await.unwrap();
         let ada = store.create_user(new_user(&acme.id, "ada")).await.unwrap();
-        let low = store.create_group(NewGroup { tenant_id: &acme.id, name: "low", description: "", priority: 1 }).await.unwrap();
-        let high = store.create_group(NewGroup { tenant_id: &acme.id, name: "high", description: "", priority: 10 }).await.unwrap();
+        let low = store.create_group(NewGroup { tenant_id: &acme.id, name: "low", description: "", priority: 1, completion_cache: false }).await.unwrap();
+        let high = store.create_group(NewGroup { tenant_id: &acme.id, name: "high", description: "", priority: 10, completion_cache: true }).await.unwrap();
         let start = store.current_version().await.unwrap();
         store.add_member(&low, &ada.id).await.unwrap();
         store.add_member(&low, &ada.id).await.unwrap();
@@ -136,6 +137,8 @@ gateway_testkit::test_on_every_backend! {
         assert_eq!(store.current_version().await.unwrap(), start + 2, "a repeated add changes nothing");
         let names: Vec<String> = store.groups_of_user(&ada.id).await.unwrap().into_iter().map(|group| group.name).collect();
         assert_eq!(names, ["high", "low"]);
+        let cached: Vec<bool> = store.groups_of_user(&ada.id).await.unwrap().into_iter().map(|group| group.completion_cache).collect();
+        assert_eq!(cached, [true, false], "each group keeps its cache opt-in");
         store.remove_member(&low, &ada.id).await.unwrap();
         store.remove_member(&low, &ada.id).await.unwrap();
         assert_eq!(store.groups_of_user(&ada.id).await.unwrap().len(), 1);

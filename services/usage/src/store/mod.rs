@@ -7,6 +7,7 @@ pub static MIGRATIONS: Migrations = gateway_storage::migrations!(
     2 "audit index" => "0002_audit_index.sql",
     3 "route and attempts" => "0003_route_and_attempts.sql",
     4 "ai details" => "0004_ai_details.sql",
+    5 "completion cache hits" => "0005_cache_hit.sql",
 );
 
 pub mod query;
@@ -62,14 +63,15 @@ pub struct UsageRecord {
     pub estimated: bool,
     pub ttft_micros: i64,
     pub finish_reason: String,
+    pub cache_hit: bool,
 }
 
 const COLUMNS: &str = "event_id, occurred_at, ingested_at, tenant_id, user_id, key_id, client_id, \
      group_id, api_id, model, upstream_model, channel_id, method, path, status, latency_micros, \
      upstream_latency_micros, bytes_in, bytes_out, prompt_tokens, completion_tokens, \
      cached_tokens, cost_micros, request_id, trace_id, is_stream, error_message, remote_ip, \
-     user_agent, route, attempts, provider, estimated, ttft_micros, finish_reason";
-const COLUMN_COUNT: usize = 35;
+     user_agent, route, attempts, provider, estimated, ttft_micros, finish_reason, cache_hit";
+const COLUMN_COUNT: usize = 36;
 
 /// Rows per INSERT statement: large ones are fastest on both (measured
 /// with `examples/ingest_load`), within the bound-parameter limits (SQLite
@@ -194,7 +196,8 @@ impl UsageStore {
                     .bind(record.provider.as_str())
                     .bind(record.estimated)
                     .bind(record.ttft_micros)
-                    .bind(record.finish_reason.as_str());
+                    .bind(record.finish_reason.as_str())
+                    .bind(record.cache_hit);
             }
             stored += query.execute(&mut *transaction).await?.rows_affected();
         }
@@ -266,7 +269,7 @@ mod tests {
     #[test]
     fn column_list_matches_the_placeholder_count() {
         assert_eq!(COLUMNS.split(',').count(), COLUMN_COUNT);
-        assert!(insert_statement(Backend::Postgres, 2).contains("($36, "));
+        assert!(insert_statement(Backend::Postgres, 2).contains("($37, "));
         assert!(insert_statement(Backend::Sqlite, 2).contains("(?, ?"));
     }
 

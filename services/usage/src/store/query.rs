@@ -108,6 +108,7 @@ fn record(row: &AnyRow) -> Result<LogRow, sqlx::Error> {
             estimated: flag(row, "estimated")?,
             ttft_micros: row.try_get("ttft_micros")?,
             finish_reason: row.try_get("finish_reason")?,
+            cache_hit: flag(row, "cache_hit")?,
         },
         ingested_at: row.try_get("ingested_at")?,
         has_bodies: row.try_get::<i64, _>("has_bodies")? != 0,

@@ -34,6 +34,7 @@ fn group(id: &str) -> id::PrincipalGroup {
         id: id.to_owned(),
         name: id.to_owned(),
         priority: 0,
+        completion_cache: false,
     }
 }
 
@@ -174,5 +175,71 @@ fn a_failed_channel_cools_down_and_is_skipped() {
         Channels::models(&view, &asker(&[], &[])).len(),
         2,
         "still listed"
+    );
+}
+
+/// A channel of the operator's tenant, offered to `tenants` (all when
+/// empty).
+fn offered(id: &str, tenants: &[&str]) -> pb::SnapshotChannel {
+    let mut entry = channel(id, 100, 1, &["operator-group"]);
+    if let Some(channel) = entry.channel.as_mut() {
+        channel.tenant_id = "system".to_owned();
+        channel.shared_with_all_tenants = tenants.is_empty();
+        channel.shared_tenant_ids = tenants.iter().map(|id| (*id).to_owned()).collect();
+    }
+    entry
+}
+
+#[test]
+fn operator_channels_serve_a_group_the_tenants_own_channels_do_not() {
+    let view = view(vec![
+        offered("to-t1", &["t1"]),
+        offered("to-all", &[]),
+        offered("to-t2", &["t2"]),
+        channel("vip", 1, 1, &["vip"]),
+    ]);
+    let channels = Channels::default();
+    let vip = [group("vip"), group("std")];
+    let found = channels
+        .candidates(&view, &asker(&vip, &[]), "gpt-x")
+        .unwrap();
+    assert_eq!(
+        ids(&found),
+        ["vip"],
+        "own channels win at equal group priority"
+    );
+    assert!(!found[0].operator);
+    let std = [group("std"), group("vip")];
+    let mut found = ids(&channels
+        .candidates(&view, &asker(&std, &[]), "gpt-x")
+        .unwrap());
+    found.sort();
+    assert_eq!(
+        found,
+        ["to-all", "to-t1"],
+        "offered whatever the tenant's groups"
+    );
+    let other = Asker {
+        tenant_id: "t3",
+        ..asker(&[], &[])
+    };
+    let found = channels.candidates(&view, &other, "gpt-x").unwrap();
+    assert_eq!(
+        ids(&found),
+        ["to-all"],
+        "never one offered to other tenants"
+    );
+    assert!(found[0].operator);
+    assert_eq!(Channels::models(&view, &other), ["gpt-x", "gpt-y"]);
+    let owner = Asker {
+        tenant_id: "system",
+        ..asker(&[], &[])
+    };
+    assert!(
+        matches!(
+            channels.candidates(&view, &owner, "gpt-x"),
+            Err(NoChannel::UnknownModel)
+        ),
+        "the owner's own group rules still apply to it"
     );
 }

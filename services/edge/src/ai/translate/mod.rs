@@ -14,7 +14,7 @@ mod stream;
 use serde_json::{Map, Value};
 
 pub use answer::{Ends, error_kind, translated};
-pub use stream::Translator;
+pub use stream::{Collector, Translator, replay};
 
 use super::canonical::{Answer, Chat, Tool, Unsupported};
 use super::usage::Protocol;

@@ -1,0 +1,2 @@
+-- AI calls answered from the edge's completion cache.
+ALTER TABLE usage_events ADD COLUMN cache_hit INTEGER NOT NULL DEFAULT 0;
