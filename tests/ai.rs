@@ -28,6 +28,10 @@ mod embeddings;
 mod guard;
 #[path = "ai/legacy.rs"]
 mod legacy;
+#[path = "ai/openapi.rs"]
+mod openapi;
+#[path = "ai/operator.rs"]
+mod operator;
 #[path = "ai/responses.rs"]
 mod responses;
 #[path = "ai/translation.rs"]
@@ -159,16 +163,20 @@ async fn credit(suite: &TestSuite, tenant: &TenantFixture, amount_micros: i64) {
 }
 
 async fn key(suite: &TestSuite, tenant: &TenantFixture, spend_limit_micros: Option<i64>) -> String {
-    let mut identity = suite
-        .identity_as(Credentials::bearer(&tenant.admin_token))
-        .await;
+    let api_key = id::ApiKey {
+        name: "ai".to_owned(),
+        spend_limit_micros,
+        ..Default::default()
+    };
+    key_with(suite, &tenant.admin_token, api_key).await
+}
+
+/// The plaintext of a new key, created with `token` (its holder's key).
+async fn key_with(suite: &TestSuite, token: &str, api_key: id::ApiKey) -> String {
+    let mut identity = suite.identity_as(Credentials::bearer(token)).await;
     identity
         .create_api_key(id::CreateApiKeyRequest {
-            api_key: Some(id::ApiKey {
-                name: "ai".to_owned(),
-                spend_limit_micros,
-                ..Default::default()
-            }),
+            api_key: Some(api_key),
         })
         .await
         .unwrap()

@@ -10,22 +10,13 @@ use super::*;
 /// A key of the tenant's admin that opts in to the cache (`group_id` to
 /// route through one group).
 async fn cached_key(suite: &TestSuite, tenant: &TenantFixture, group_id: Option<String>) -> String {
-    let mut identity = suite
-        .identity_as(Credentials::bearer(&tenant.admin_token))
-        .await;
-    identity
-        .create_api_key(id::CreateApiKeyRequest {
-            api_key: Some(id::ApiKey {
-                name: "cached".to_owned(),
-                group_id,
-                completion_cache: true,
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key
+    let api_key = id::ApiKey {
+        name: "cached".to_owned(),
+        group_id,
+        completion_cache: true,
+        ..Default::default()
+    };
+    key_with(suite, &tenant.admin_token, api_key).await
 }
 
 fn asking(text: &str, stream: bool) -> serde_json::Value {
@@ -255,21 +246,12 @@ async fn cached_group(suite: &TestSuite, tenant: &TenantFixture) -> id::Group {
 }
 
 async fn key_in_group(suite: &TestSuite, tenant: &TenantFixture, group_id: &str) -> String {
-    let mut identity = suite
-        .identity_as(Credentials::bearer(&tenant.admin_token))
-        .await;
-    identity
-        .create_api_key(id::CreateApiKeyRequest {
-            api_key: Some(id::ApiKey {
-                name: "grouped".to_owned(),
-                group_id: Some(group_id.to_owned()),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key
+    let api_key = id::ApiKey {
+        name: "grouped".to_owned(),
+        group_id: Some(group_id.to_owned()),
+        ..Default::default()
+    };
+    key_with(suite, &tenant.admin_token, api_key).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

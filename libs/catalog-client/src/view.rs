@@ -156,16 +156,7 @@ impl CatalogView {
         tenant_id: &'q str,
         model: &'q str,
     ) -> impl Iterator<Item = &'a pb::SnapshotChannel> + use<'a, 'q> {
-        self.channels
-            .values()
-            .map(AsRef::as_ref)
-            .filter(move |entry| {
-                entry.channel.as_ref().is_some_and(|channel| {
-                    channel.enabled
-                        && channel.tenant_id == tenant_id
-                        && channel.models.iter().any(|served| served == model)
-                })
-            })
+        self.serving(model, move |channel| channel.tenant_id == tenant_id)
     }
 
     /// Enabled operator channels offered to a tenant (other tenants'
@@ -175,13 +166,25 @@ impl CatalogView {
         tenant_id: &'q str,
         model: &'q str,
     ) -> impl Iterator<Item = &'a pb::SnapshotChannel> + use<'a, 'q> {
+        self.serving(model, move |channel| offered(channel, tenant_id))
+    }
+
+    /// Enabled channels serving `model` that `whose` accepts.
+    fn serving<'a, 'q, F>(
+        &'a self,
+        model: &'q str,
+        whose: F,
+    ) -> impl Iterator<Item = &'a pb::SnapshotChannel> + use<'a, 'q, F>
+    where
+        F: Fn(&pb::Channel) -> bool,
+    {
         self.channels
             .values()
             .map(AsRef::as_ref)
             .filter(move |entry| {
                 entry.channel.as_ref().is_some_and(|channel| {
                     channel.enabled
-                        && offered(channel, tenant_id)
+                        && whose(channel)
                         && channel.models.iter().any(|served| served == model)
                 })
             })

@@ -31,6 +31,7 @@ pub mod headers;
 pub mod health;
 pub mod leases;
 pub mod lingering;
+pub mod openapi;
 pub mod outbound;
 pub mod path;
 pub mod pipeline;

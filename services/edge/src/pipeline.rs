@@ -210,6 +210,9 @@ impl Proxy {
             Ok(path) => path,
             Err(response) => return *response,
         };
+        if let Some(document) = crate::openapi::answer(request.method(), &path) {
+            return document;
+        }
         if let Some(endpoint) = crate::ai::serve::endpoint(request.method(), &path) {
             return self.serve_ai(endpoint, request, remote, request_id).await;
         }

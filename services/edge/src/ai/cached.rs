@@ -18,7 +18,7 @@ use super::channels::Candidate;
 use super::request;
 use super::serve::{Answered, Asked};
 use super::translate;
-use crate::account::{AiOutcome, Exchange};
+use crate::account::Exchange;
 use crate::body::EdgeBody;
 use crate::cache::X_CACHE;
 use crate::pipeline::Proxy;
@@ -116,26 +116,10 @@ impl Proxy {
     }
 
     fn hit_billing(&self, asked: &Asked<'_>, streamed: bool) -> Billing {
-        Billing {
-            accounting: self.accounting.clone(),
-            prices: self.catalog.view(),
-            payer_tenant: asked.payer().tenant_id.to_owned(),
-            payer_group: asked.payer().group_id.map(str::to_owned),
-            outcome: AiOutcome {
-                model: asked.request.model().to_owned(),
-                stream: streamed,
-                cache_hit: true,
-                ..AiOutcome::default()
-            },
-            prompt_estimate: asked.prompt_tokens,
-            protocol: asked.request.protocol(),
-            attempts: 0,
-            bytes_in: asked.body.len() as u64,
-            audit: None,
-            note: None,
-            fill: None,
-            cost_percent: self.ai.cache.hit_cost_percent,
-        }
+        let mut billing = self.unsent_billing(asked, streamed);
+        billing.outcome.cache_hit = true;
+        billing.cost_percent = self.ai.cache.hit_cost_percent;
+        billing
     }
 }
 

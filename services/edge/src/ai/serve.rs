@@ -74,35 +74,104 @@ pub enum Endpoint {
     Unknown(Protocol),
 }
 
+/// Every AI route the edge serves, `(method, path template, endpoint)`:
+/// the router and the OpenAPI document both follow this table. `{model}`
+/// is one path segment (Gemini's `models/{model}:{method}`, also served
+/// under `/v1/` as the same API).
+pub const ROUTES: [(&str, &str, Endpoint); 18] = [
+    ("POST", "/v1/chat/completions", Endpoint::OpenAiChat),
+    ("GET", "/v1/models", Endpoint::Models),
+    ("POST", "/v1/embeddings", Endpoint::OpenAiEmbeddings),
+    ("POST", "/v1/completions", Endpoint::OpenAiCompletions),
+    ("POST", "/v1/responses", Endpoint::OpenAiResponses),
+    ("POST", "/v1/messages", Endpoint::AnthropicMessages),
+    (
+        "POST",
+        "/v1/messages/count_tokens",
+        Endpoint::AnthropicCountTokens,
+    ),
+    ("GET", "/v1beta/models", Endpoint::GeminiModels),
+    (
+        "POST",
+        "/v1beta/models/{model}:generateContent",
+        Endpoint::GeminiGenerate { stream: false },
+    ),
+    (
+        "POST",
+        "/v1beta/models/{model}:streamGenerateContent",
+        Endpoint::GeminiGenerate { stream: true },
+    ),
+    (
+        "POST",
+        "/v1beta/models/{model}:countTokens",
+        Endpoint::GeminiCountTokens,
+    ),
+    (
+        "POST",
+        "/v1beta/models/{model}:embedContent",
+        Endpoint::GeminiEmbed { batch: false },
+    ),
+    (
+        "POST",
+        "/v1beta/models/{model}:batchEmbedContents",
+        Endpoint::GeminiEmbed { batch: true },
+    ),
+    (
+        "POST",
+        "/v1/models/{model}:generateContent",
+        Endpoint::GeminiGenerate { stream: false },
+    ),
+    (
+        "POST",
+        "/v1/models/{model}:streamGenerateContent",
+        Endpoint::GeminiGenerate { stream: true },
+    ),
+    (
+        "POST",
+        "/v1/models/{model}:countTokens",
+        Endpoint::GeminiCountTokens,
+    ),
+    (
+        "POST",
+        "/v1/models/{model}:embedContent",
+        Endpoint::GeminiEmbed { batch: false },
+    ),
+    (
+        "POST",
+        "/v1/models/{model}:batchEmbedContents",
+        Endpoint::GeminiEmbed { batch: true },
+    ),
+];
+
 /// The AI endpoint of a request, if its path is under `/v1/` or
 /// `/v1beta/` (prefixes no tenant may take as its slug).
 pub fn endpoint(method: &Method, path: &str) -> Option<Endpoint> {
-    if method == Method::POST
-        && let Some(gemini) = super::gemini::model_path(path)
-    {
-        return Some(match gemini.method.as_str() {
-            "generateContent" => Endpoint::GeminiGenerate { stream: false },
-            "streamGenerateContent" => Endpoint::GeminiGenerate { stream: true },
-            "countTokens" => Endpoint::GeminiCountTokens,
-            "embedContent" => Endpoint::GeminiEmbed { batch: false },
-            "batchEmbedContents" => Endpoint::GeminiEmbed { batch: true },
-            _ => Endpoint::Unknown(Protocol::Gemini),
-        });
+    if !path.starts_with("/v1") {
+        return None;
     }
-    let endpoint = match (method, path) {
-        (&Method::GET, "/v1beta/models") => Endpoint::GeminiModels,
-        (&Method::POST, "/v1/chat/completions") => Endpoint::OpenAiChat,
-        (&Method::POST, "/v1/embeddings") => Endpoint::OpenAiEmbeddings,
-        (&Method::POST, "/v1/completions") => Endpoint::OpenAiCompletions,
-        (&Method::POST, "/v1/responses") => Endpoint::OpenAiResponses,
-        (&Method::GET, "/v1/models") => Endpoint::Models,
-        (&Method::POST, "/v1/messages") => Endpoint::AnthropicMessages,
-        (&Method::POST, "/v1/messages/count_tokens") => Endpoint::AnthropicCountTokens,
-        (_, path) if path.starts_with("/v1beta/") => Endpoint::Unknown(Protocol::Gemini),
-        (_, path) if path.starts_with("/v1/") => Endpoint::Unknown(Protocol::OpenAi),
-        _ => return None,
-    };
-    Some(endpoint)
+    let served = ROUTES
+        .iter()
+        .find(|(verb, template, _)| method.as_str() == *verb && matches(template, path));
+    if let Some((_, _, endpoint)) = served {
+        return Some(*endpoint);
+    }
+    if super::gemini::model_path(path).is_some() || path.starts_with("/v1beta/") {
+        Some(Endpoint::Unknown(Protocol::Gemini))
+    } else {
+        path.starts_with("/v1/")
+            .then_some(Endpoint::Unknown(Protocol::OpenAi))
+    }
+}
+
+/// Whether `path` is an instance of a route's `template`.
+fn matches(template: &str, path: &str) -> bool {
+    match template.split_once("{model}") {
+        Some((head, tail)) => path
+            .strip_prefix(head)
+            .and_then(|rest| rest.strip_suffix(tail))
+            .is_some_and(|model| !model.is_empty() && !model.contains('/')),
+        None => template == path,
+    }
 }
 
 /// The request body parsed as the endpoint's protocol says.
@@ -885,15 +954,28 @@ impl Proxy {
 /// match (a provider's error status as the client's protocol says it).
 fn reencoded(parts: &mut http::response::Parts, body: EdgeBody, ends: translate::Ends) -> EdgeBody {
     let provider_status = parts.status;
-    if !provider_status.is_success() {
-        let kind = translate::error_kind(provider_status);
-        parts.status = errors::status(ends.client, kind);
-    }
+    let json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|kind| kind.contains("json"));
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    if provider_status.is_success() && !json {
+        // Not an answer the edge can re-encode (a proxy's HTML page, say):
+        // the client hears a bad gateway, never a 200 with an error in it.
+        parts.status = errors::status(ends.client, Kind::Upstream);
+        let message = "the provider's answer was not JSON";
+        let error = errors::body(ends.client, Kind::Upstream, message, &ends.request_id);
+        return crate::body::full(Bytes::from(error.to_string()));
+    }
+    if !provider_status.is_success() {
+        let kind = translate::error_kind(provider_status);
+        parts.status = errors::status(ends.client, kind);
+    }
     translate::translated(body, provider_status, ends)
 }
 
@@ -935,6 +1017,18 @@ impl Proxy {
         streamed: bool,
         attempts: u32,
     ) -> Billing {
+        let mut billing = self.unsent_billing(asked, streamed);
+        let outcome = &mut billing.outcome;
+        outcome.upstream_model = candidate.upstream_model.to_owned();
+        outcome.channel_id = candidate.channel.id.clone();
+        outcome.provider = provider_name(candidate.channel.provider());
+        billing.attempts = attempts;
+        billing
+    }
+
+    /// The billing of a request no channel has seen yet (a cache hit's,
+    /// or the start of one to a channel).
+    pub(super) fn unsent_billing(&self, asked: &Asked<'_>, streamed: bool) -> Billing {
         Billing {
             accounting: self.accounting.clone(),
             prices: self.catalog.view(),
@@ -942,15 +1036,12 @@ impl Proxy {
             payer_group: asked.payer().group_id.map(str::to_owned),
             outcome: AiOutcome {
                 model: asked.request.model().to_owned(),
-                upstream_model: candidate.upstream_model.to_owned(),
-                channel_id: candidate.channel.id.clone(),
                 stream: streamed,
-                provider: provider_name(candidate.channel.provider()),
                 ..AiOutcome::default()
             },
             prompt_estimate: asked.prompt_tokens,
             protocol: asked.request.protocol(),
-            attempts,
+            attempts: 0,
             bytes_in: asked.body.len() as u64,
             audit: None,
             note: None,
@@ -1076,6 +1167,36 @@ fn send_check(proxy: &Proxy, request: Request<Incoming>, remote: SocketAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_translated_answer_that_is_not_json_is_a_bad_gateway() {
+        let (mut parts, _) = Response::new(()).into_parts();
+        parts
+            .headers
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        let ends = translate::Ends {
+            provider: Protocol::Anthropic,
+            client: Protocol::OpenAi,
+            model: "m".to_owned(),
+            request_id: "r-1".to_owned(),
+            limit: 1024,
+            embeddings: None,
+        };
+        let page = crate::body::full(Bytes::from_static(b"<html>maintenance</html>"));
+        let body = reencoded(&mut parts, page, ends);
+        assert_eq!(parts.status, StatusCode::BAD_GATEWAY);
+        assert_eq!(parts.headers[header::CONTENT_TYPE], "application/json");
+        let bytes = body
+            .collect()
+            .await
+            .map(|body| body.to_bytes())
+            .unwrap_or_default();
+        let error: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        assert_eq!(
+            error["error"]["message"],
+            "the provider's answer was not JSON"
+        );
+    }
 
     #[test]
     fn ai_paths_are_recognised_and_others_left_alone() {
