@@ -8,6 +8,7 @@
 
 #![allow(clippy::expect_used, clippy::print_stderr)]
 
+pub mod browser;
 mod database;
 pub mod ldap;
 pub mod providers;

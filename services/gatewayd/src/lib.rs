@@ -28,6 +28,7 @@ gateway_runtime::process_config! {
         quota: gateway_quota::Config,
         usage: gateway_usage::Config,
         edge: gateway_edge::Config,
+        console: gateway_console::Config,
         demo: demo::DemoConfig,
     }
 }
@@ -44,6 +45,7 @@ pub struct Listeners {
     pub quota: TcpListener,
     pub usage: TcpListener,
     pub edge: TcpListener,
+    pub console: TcpListener,
 }
 
 /// Where each service of a running suite listens.
@@ -54,6 +56,7 @@ pub struct Addresses {
     pub quota: SocketAddr,
     pub usage: SocketAddr,
     pub edge: SocketAddr,
+    pub console: SocketAddr,
 }
 
 impl Listeners {
@@ -65,6 +68,7 @@ impl Listeners {
             quota: gateway_runtime::bind("quota grpc", config.quota.listen_addr).await?,
             usage: gateway_runtime::bind("usage grpc", config.usage.listen_addr).await?,
             edge: gateway_runtime::bind("edge http", config.edge.listen_addr).await?,
+            console: gateway_runtime::bind("console http", config.console.listen_addr).await?,
         })
     }
 
@@ -77,6 +81,7 @@ impl Listeners {
             quota: gateway_runtime::bind("quota grpc", any).await?,
             usage: gateway_runtime::bind("usage grpc", any).await?,
             edge: gateway_runtime::bind("edge http", any).await?,
+            console: gateway_runtime::bind("console http", any).await?,
         })
     }
 
@@ -87,6 +92,7 @@ impl Listeners {
             quota: self.quota.local_addr()?,
             usage: self.usage.local_addr()?,
             edge: self.edge.local_addr()?,
+            console: self.console.local_addr()?,
         })
     }
 }
@@ -98,6 +104,7 @@ pub struct Suite {
     quota: Quota,
     usage: Usage,
     edge_config: gateway_edge::Config,
+    console_config: gateway_console::Config,
     egress: gateway_egress::EgressPolicy,
     auth: gateway_auth::AuthConfig,
     runtime: RuntimeConfig,
@@ -142,6 +149,7 @@ impl Suite {
                 .await
                 .context("failed to open usage")?,
             edge_config: config.edge.clone(),
+            console_config: config.console.clone(),
             egress,
             auth: auth.clone(),
             runtime: config.runtime.clone(),
@@ -174,6 +182,17 @@ impl Suite {
             usage_url: loopback_url(addresses.usage),
             ..self.edge_config
         };
+        // The console calls the services, and shows the edge, where they
+        // really listen.
+        let console = gateway_console::Console::new(gateway_console::Config {
+            identity_url: loopback_url(addresses.identity),
+            catalog_url: loopback_url(addresses.catalog),
+            quota_url: loopback_url(addresses.quota),
+            usage_url: loopback_url(addresses.usage),
+            edge_url: loopback_url(addresses.edge),
+            ..self.console_config
+        })
+        .context("failed to start the console")?;
         let runtime = self.runtime;
         let grace = runtime.shutdown_grace();
         let edge = Edge::new(edge_config, &self.auth, self.egress, &shutdown)
@@ -229,6 +248,15 @@ impl Suite {
             async move {
                 edge.serve(listeners.edge, shutdown, grace).await;
                 Ok(())
+            }
+        });
+        tasks.spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                console
+                    .serve(listeners.console, shutdown)
+                    .await
+                    .context("console")
             }
         });
 

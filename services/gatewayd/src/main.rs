@@ -51,6 +51,7 @@ async fn run(mut config: SuiteConfig, process: Process) -> anyhow::Result<()> {
     println!("  quota     grpc  {}", addresses.quota);
     println!("  usage     grpc  {}", addresses.usage);
     println!("  edge      http  {}", addresses.edge);
+    println!("  console   http  http://{}", addresses.console);
     println!(
         "  ops       http  {}  (/health/live, /health/ready, /metrics)",
         config.runtime.ops_addr

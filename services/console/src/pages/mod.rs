@@ -1,0 +1,134 @@
+//! The console's pages, one module per section, and what they share:
+//! paging, times, money input.
+
+use maud::{Markup, html};
+use serde::Deserialize;
+
+pub mod account;
+pub mod apis;
+pub mod dashboard;
+pub mod keys;
+pub mod logs;
+
+/// `?page=` of a paginated list: the services' page token.
+#[derive(Debug, Default, Deserialize)]
+pub struct Paging {
+    #[serde(default)]
+    pub page: String,
+}
+
+/// The link to a list's next page, when there is one.
+pub fn pager(path: &str, next: &str) -> Markup {
+    let separator = if path.contains('?') { '&' } else { '?' };
+    html! {
+        @if !next.is_empty() {
+            nav.pager aria-label="Pages" {
+                a href=(format!("{path}{separator}page={}", encode(next))) rel="next" { "Next page →" }
+            }
+        }
+    }
+}
+
+/// Percent-encodes a query value.
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(byte).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
+/// A timestamp as `YYYY-MM-DD HH:MM:SS UTC`, or "never".
+pub fn time(timestamp: Option<&prost_types::Timestamp>) -> String {
+    let Some(timestamp) = timestamp.filter(|time| time.seconds > 0) else {
+        return "never".to_owned();
+    };
+    let (days, secs) = (
+        timestamp.seconds.div_euclid(86_400),
+        timestamp.seconds.rem_euclid(86_400),
+    );
+    let (year, month, day) = civil(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// The date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Micro-dollars from a USD amount as typed ("5", "5.25", "$0.0001").
+pub fn micros(usd: &str) -> Option<i64> {
+    let usd = usd.trim().trim_start_matches('$');
+    let (whole, fraction) = usd.split_once('.').unwrap_or((usd, ""));
+    if whole.is_empty() && fraction.is_empty() || fraction.len() > 6 {
+        return None;
+    }
+    let digits = |text: &str| text.is_empty() || text.bytes().all(|byte| byte.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let fraction: i64 = format!("{fraction:0<6}").parse().ok()?;
+    whole.checked_mul(1_000_000)?.checked_add(fraction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usd_amounts_become_micro_dollars_exactly() {
+        assert_eq!(micros("5"), Some(5_000_000));
+        assert_eq!(micros("$0.0001"), Some(100));
+        assert_eq!(micros("1.5"), Some(1_500_000));
+        assert_eq!(micros(".25"), Some(250_000));
+        for bad in ["", ".", "1.2345678", "-1", "1e3", "abc"] {
+            assert_eq!(micros(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn times_read_as_utc_dates() {
+        let at = |seconds| time(Some(&prost_types::Timestamp { seconds, nanos: 0 }));
+        assert_eq!(at(0), "never");
+        assert_eq!(at(1_796_256_000), "2026-12-03 00:00:00 UTC");
+        assert_eq!(at(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn page_tokens_are_encoded() {
+        assert_eq!(encode("a b/c=="), "a%20b%2Fc%3D%3D");
+        assert!(pager("/keys", "").into_string().is_empty());
+    }
+}

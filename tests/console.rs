@@ -1,0 +1,268 @@
+//! The console in a real browser (headless Chromium through chromedriver;
+//! `.ci/run` installs both): a new tenant signs up, registers an API on a
+//! local upstream, creates a key and reads it once, calls the edge with
+//! it, and sees the request in the logs and on the dashboard. A USER is
+//! refused admin actions by URL, another tenant's admin sees nothing of
+//! the first, and forms without the session's CSRF token change nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use gateway_e2e::{Backend, TestSuite};
+use gateway_testkit::browser::{self, Browser};
+
+mod edge_support;
+
+const PASSWORD: &str = "a-long-enough-password";
+
+/// Saves a screenshot of the page and checks it is not blank.
+async fn snap(browser: &Browser, dir: &Path, name: &str) {
+    let path = browser.screenshot(dir, name).await.unwrap();
+    let colours = browser::colours(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(
+        colours > 8,
+        "{name}: the page looks blank ({colours} colours)"
+    );
+}
+
+async fn sign_up(browser: &Browser, console: &str, tenant: &str) {
+    browser.goto(&format!("{console}/signup")).await.unwrap();
+    browser.fill("#tenant", tenant).await.unwrap();
+    browser.fill("#username", "owner").await.unwrap();
+    browser
+        .fill("#email", &format!("owner@{tenant}.example"))
+        .await
+        .unwrap();
+    browser.fill("#password", PASSWORD).await.unwrap();
+    browser
+        .click("form[action='/signup'] button")
+        .await
+        .unwrap();
+    browser.until_text("main h1", "Dashboard").await.unwrap();
+}
+
+async fn log_in(browser: &Browser, console: &str, tenant: &str, username: &str) {
+    browser.goto(&format!("{console}/login")).await.unwrap();
+    browser.fill("#tenant", tenant).await.unwrap();
+    browser.fill("#username", username).await.unwrap();
+    browser.fill("#password", PASSWORD).await.unwrap();
+    browser.click("form[action='/login'] button").await.unwrap();
+    browser.until_text("main h1", "Dashboard").await.unwrap();
+}
+
+/// Registers `echo` on `upstream` through the APIs page.
+async fn register_api(browser: &Browser, console: &str, upstream: std::net::SocketAddr) {
+    browser.goto(&format!("{console}/apis")).await.unwrap();
+    browser.fill("#name", "Echo").await.unwrap();
+    browser.fill("#slug", "echo").await.unwrap();
+    browser
+        .fill("#upstreams", &format!("http://{upstream}/base 1"))
+        .await
+        .unwrap();
+    browser.click("form[action='/apis'] button").await.unwrap();
+    browser.until_text("main table", "Echo").await.unwrap();
+}
+
+/// Creates a key through the keys page; its plaintext, read once.
+async fn create_key(browser: &Browser, console: &str) -> String {
+    browser.goto(&format!("{console}/keys")).await.unwrap();
+    browser.fill("#name", "from-the-browser").await.unwrap();
+    browser.fill("#spend_limit", "5.00").await.unwrap();
+    browser.click("form[action='/keys'] button").await.unwrap();
+    browser.until_text("main h1", "Your new key").await.unwrap();
+    browser.text("#new-key").await.unwrap()
+}
+
+/// Reloads `path` until `css` shows `text` (usage lands asynchronously).
+async fn until_shown(browser: &Browser, url: &str, css: &str, text: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        browser.goto(url).await.unwrap();
+        let shown = browser.text(css).await.unwrap_or_default();
+        if shown.contains(text) {
+            return shown;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{url} never showed {text:?} in {css}: {shown:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_tenant_registers_an_api_creates_a_key_and_sees_its_traffic() {
+    let Some(binaries) = browser::binaries() else {
+        return;
+    };
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let console = format!("http://{}", suite.addresses.console);
+    let shots = tempfile::tempdir().unwrap();
+    // GATEWAY_TEST_SCREENSHOTS keeps them (to look at); else they go
+    // with the test's temporary directory.
+    let kept = std::env::var_os("GATEWAY_TEST_SCREENSHOTS").map(std::path::PathBuf::from);
+    let shots_dir = kept.as_deref().unwrap_or(shots.path());
+    let browser = Browser::start(&binaries).await.unwrap();
+    sign_up(&browser, &console, "acme").await;
+    snap(&browser, shots_dir, "dashboard").await;
+    register_api(&browser, &console, edge_support::start_upstream().await).await;
+    snap(&browser, shots_dir, "apis").await;
+    let key = create_key(&browser, &console).await;
+    assert!(key.len() > 20, "{key:?}");
+    snap(&browser, shots_dir, "new-key").await;
+    // Shown once: the list has only its prefix.
+    let listed = until_shown(
+        &browser,
+        &format!("{console}/keys"),
+        "main table",
+        "from-the-browser",
+    )
+    .await;
+    assert!(!listed.contains(&key), "the key list shows the plaintext");
+    assert!(listed.contains("$5.000000"), "{listed}");
+
+    let client = edge_support::http_client();
+    let edge = suite.addresses.edge;
+    until_ok(&client, edge, "/acme/echo/hello", &key).await;
+    let logs = until_shown(
+        &browser,
+        &format!("{console}/logs"),
+        "main",
+        "/acme/echo/hello",
+    )
+    .await;
+    assert!(logs.contains("200"), "{logs}");
+    snap(&browser, shots_dir, "logs").await;
+    browser.click("#logs tbody a").await.unwrap();
+    browser.until_text("main h1", "Request").await.unwrap();
+    snap(&browser, shots_dir, "request").await;
+    let today = until_shown(&browser, &console, "#today-requests", "").await;
+    assert!(today.trim().parse::<u64>().unwrap() >= 1, "{today}");
+    browser.close().await;
+    suite.stop().await.unwrap();
+}
+
+/// Calls the edge until the new key and API have reached it.
+async fn until_ok(
+    client: &edge_support::HttpClient,
+    edge: std::net::SocketAddr,
+    path: &str,
+    key: &str,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer =
+            edge_support::call(client, edge, "GET", path, Some(key), edge_support::empty()).await;
+        if answer.0 == http::StatusCode::OK {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path}: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_and_tenants_see_only_what_the_services_allow() {
+    let Some(binaries) = browser::binaries() else {
+        return;
+    };
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let console = format!("http://{}", suite.addresses.console);
+    let acme = suite.tenant("acme").await;
+    suite.tenant("globex").await;
+    edge_support::register_api(&suite, &acme, edge_support::start_upstream().await).await;
+    let browser = Browser::start(&binaries).await.unwrap();
+
+    // A USER has no APIs section, and the action by URL is refused.
+    log_in(&browser, &console, "globex", "globex-user").await;
+    let nav = browser.text("header nav").await.unwrap();
+    assert!(!nav.contains("APIs"), "{nav}");
+    browser.goto(&format!("{console}/apis")).await.unwrap();
+    let shown = browser.text("main").await.unwrap();
+    if !shown.contains("Not allowed") {
+        browser.fill("#name", "Mine").await.unwrap();
+        browser.fill("#slug", "mine").await.unwrap();
+        browser
+            .fill("#upstreams", "http://127.0.0.1:9/")
+            .await
+            .unwrap();
+        browser.click("form[action='/apis'] button").await.unwrap();
+        browser.until_text("main", "Not allowed").await.unwrap();
+    }
+    browser.click("header form button").await.unwrap();
+    browser.until_text("main h1", "Log in").await.unwrap();
+
+    // acme's admin sees acme's API; globex's admin sees none of it.
+    log_in(&browser, &console, "acme", "acme-admin").await;
+    let nav = browser.text("header nav").await.unwrap();
+    assert!(nav.contains("APIs"), "an admin has the APIs section: {nav}");
+    until_shown(&browser, &format!("{console}/apis"), "main", "Echo").await;
+    browser.click("header form button").await.unwrap();
+    log_in(&browser, &console, "globex", "globex-admin").await;
+    let apis = until_shown(&browser, &format!("{console}/apis"), "main", "No APIs yet.").await;
+    assert!(!apis.contains("Echo"), "{apis}");
+    browser.close().await;
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_without_the_csrf_token_change_nothing_and_pages_carry_a_strict_csp() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let acme = suite.tenant("acme").await;
+    let client = edge_support::http_client();
+    let console = suite.addresses.console;
+    let login = edge_support::call(
+        &client,
+        console,
+        "GET",
+        "/login",
+        None,
+        edge_support::empty(),
+    )
+    .await;
+    let csp = login.1["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(login.1["x-frame-options"], "DENY");
+
+    let forged = http::Request::post(format!("http://{console}/keys"))
+        .header("cookie", format!("gw_session={}", acme.admin_token))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+            bytes::Bytes::from("name=forged&csrf=wrong"),
+        )))
+        .unwrap();
+    let answer = client.request(forged).await.unwrap();
+    assert_eq!(answer.status(), http::StatusCode::FORBIDDEN);
+    let mut identity = suite
+        .identity_as(gateway_e2e::Credentials::bearer(&acme.admin_token))
+        .await;
+    let keys = identity
+        .list_api_keys(gateway_proto::identity::v1::ListApiKeysRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .api_keys;
+    assert!(
+        keys.iter().all(|key| key.name != "forged"),
+        "a forged form created a key"
+    );
+
+    // Without a session, pages send the browser to the login page.
+    let page = edge_support::call(
+        &client,
+        console,
+        "GET",
+        "/keys",
+        None,
+        edge_support::empty(),
+    )
+    .await;
+    assert_eq!(page.0, http::StatusCode::SEE_OTHER);
+    assert_eq!(page.1["location"], "/login");
+    suite.stop().await.unwrap();
+}
