@@ -17,6 +17,15 @@ mod edge_support;
 
 const PASSWORD: &str = "a-long-enough-password";
 
+/// Where screenshots go: the test's temporary directory, or the one
+/// `GATEWAY_TEST_SCREENSHOTS` names (to keep them and look at them).
+fn screenshots() -> (tempfile::TempDir, std::path::PathBuf) {
+    let temporary = tempfile::tempdir().unwrap();
+    let dir = std::env::var_os("GATEWAY_TEST_SCREENSHOTS")
+        .map_or_else(|| temporary.path().to_owned(), std::path::PathBuf::from);
+    (temporary, dir)
+}
+
 /// Saves a screenshot of the page and checks it is not blank.
 async fn snap(browser: &Browser, dir: &Path, name: &str) {
     let path = browser.screenshot(dir, name).await.unwrap();
@@ -66,10 +75,12 @@ async fn register_api(browser: &Browser, console: &str, upstream: std::net::Sock
 }
 
 /// Creates a key through the keys page; its plaintext, read once.
-async fn create_key(browser: &Browser, console: &str) -> String {
+async fn create_key(browser: &Browser, console: &str, spend_limit: Option<&str>) -> String {
     browser.goto(&format!("{console}/keys")).await.unwrap();
     browser.fill("#name", "from-the-browser").await.unwrap();
-    browser.fill("#spend_limit", "5.00").await.unwrap();
+    if let Some(limit) = spend_limit {
+        browser.fill("#spend_limit", limit).await.unwrap();
+    }
     browser.click("form[action='/keys'] button").await.unwrap();
     browser.until_text("main h1", "Your new key").await.unwrap();
     browser.text("#new-key").await.unwrap()
@@ -99,17 +110,14 @@ async fn a_new_tenant_registers_an_api_creates_a_key_and_sees_its_traffic() {
     };
     let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
     let console = format!("http://{}", suite.addresses.console);
-    let shots = tempfile::tempdir().unwrap();
-    // GATEWAY_TEST_SCREENSHOTS keeps them (to look at); else they go
-    // with the test's temporary directory.
-    let kept = std::env::var_os("GATEWAY_TEST_SCREENSHOTS").map(std::path::PathBuf::from);
-    let shots_dir = kept.as_deref().unwrap_or(shots.path());
+    let (_shots, shots_dir) = screenshots();
+    let shots_dir = shots_dir.as_path();
     let browser = Browser::start(&binaries).await.unwrap();
     sign_up(&browser, &console, "acme").await;
     snap(&browser, shots_dir, "dashboard").await;
     register_api(&browser, &console, edge_support::start_upstream().await).await;
     snap(&browser, shots_dir, "apis").await;
-    let key = create_key(&browser, &console).await;
+    let key = create_key(&browser, &console, Some("5.00")).await;
     assert!(key.len() > 20, "{key:?}");
     snap(&browser, shots_dir, "new-key").await;
     // Shown once: the list has only its prefix.
@@ -264,5 +272,123 @@ async fn forms_without_the_csrf_token_change_nothing_and_pages_carry_a_strict_cs
     .await;
     assert_eq!(page.0, http::StatusCode::SEE_OTHER);
     assert_eq!(page.1["location"], "/login");
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_prices_a_channel_and_a_user_redeems_a_voucher_and_chats() {
+    use gateway_testkit::providers::{self, Behaviour, openai};
+    let Some(binaries) = browser::binaries() else {
+        return;
+    };
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let console = format!("http://{}", suite.addresses.console);
+    suite.tenant("acme").await;
+    let (upstream, provider) = openai::start(Behaviour::Answer).await;
+    let (_shots, shots_dir) = screenshots();
+    let shots_dir = shots_dir.as_path();
+    let browser = Browser::start(&binaries).await.unwrap();
+
+    // The operator offers a channel to every tenant, at a global price.
+    browser.goto(&format!("{console}/login")).await.unwrap();
+    browser.fill("#tenant", "system").await.unwrap();
+    browser.fill("#username", "admin").await.unwrap();
+    browser
+        .fill("#password", gateway_e2e::BOOTSTRAP_PASSWORD)
+        .await
+        .unwrap();
+    browser.click("form[action='/login'] button").await.unwrap();
+    browser.until_text("main h1", "Dashboard").await.unwrap();
+    browser.goto(&format!("{console}/channels")).await.unwrap();
+    browser.fill("#name", "operator-gpt").await.unwrap();
+    browser
+        .fill("#base_url", &format!("http://{upstream}"))
+        .await
+        .unwrap();
+    browser.fill("#secret", "sk-operator-1234").await.unwrap();
+    browser.fill("#models", "gpt-test").await.unwrap();
+    browser.click("#shared").await.unwrap();
+    browser
+        .click("form[action='/channels'] button")
+        .await
+        .unwrap();
+    let channels = browser
+        .until_text("#channels", "operator-gpt")
+        .await
+        .unwrap();
+    assert!(
+        channels.contains("…1234") && !channels.contains("sk-operator"),
+        "{channels}"
+    );
+    assert!(channels.contains("every tenant"), "{channels}");
+    browser.fill("#model", "gpt-test").await.unwrap();
+    browser.fill("#input", "2").await.unwrap();
+    browser.fill("#output", "8").await.unwrap();
+    browser.click("#global").await.unwrap();
+    browser
+        .click("form[action='/prices'] button")
+        .await
+        .unwrap();
+    browser.until_text("#prices", "global").await.unwrap();
+    snap(&browser, shots_dir, "channels").await;
+    browser.click("header form button").await.unwrap();
+
+    // acme's admin makes a voucher; acme's user redeems it.
+    log_in(&browser, &console, "acme", "acme-admin").await;
+    browser.goto(&format!("{console}/vouchers")).await.unwrap();
+    browser.fill("#amount", "3.50").await.unwrap();
+    browser
+        .click("form[action='/vouchers'] button")
+        .await
+        .unwrap();
+    let code = browser.text("#new-voucher").await.unwrap();
+    browser.click("header form button").await.unwrap();
+    log_in(&browser, &console, "acme", "acme-user").await;
+    browser.goto(&format!("{console}/balance")).await.unwrap();
+    browser.fill("#code", &code).await.unwrap();
+    browser
+        .click("form[action='/balance/redeem'] button")
+        .await
+        .unwrap();
+    browser
+        .until_text("main", "Redeemed: $3.500000 credited.")
+        .await
+        .unwrap();
+    browser.until_text("#balance", "$3.500000").await.unwrap();
+    snap(&browser, shots_dir, "balance").await;
+
+    // The user's new key chats in the playground, streamed.
+    let key = create_key(&browser, &console, None).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        browser
+            .goto(&format!("{console}/playground"))
+            .await
+            .unwrap();
+        browser.fill("#key", &key).await.unwrap();
+        browser.fill("#model", "gpt-test").await.unwrap();
+        browser.fill("#message", "Say hello.").await.unwrap();
+        browser
+            .click("form[action='/playground'] button")
+            .await
+            .unwrap();
+        let answer = browser.text("#answer").await.unwrap_or_default();
+        if answer.contains(providers::TEXT) {
+            break;
+        }
+        // The new key or channel may not have reached the edge yet.
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the playground answered {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    snap(&browser, shots_dir, "playground").await;
+    let sent = provider.received();
+    assert_eq!(
+        sent.last().unwrap().headers["authorization"],
+        "Bearer sk-operator-1234"
+    );
+    browser.close().await;
     suite.stop().await.unwrap();
 }

@@ -22,9 +22,19 @@ impl IntoResponse for Page {
 /// The sections a role sees in the navigation (the services still decide
 /// what each page may show).
 fn sections(session: &Session) -> Vec<(&'static str, &'static str)> {
-    let mut sections = vec![("/", "Dashboard"), ("/keys", "Keys"), ("/logs", "Logs")];
+    let mut sections = vec![
+        ("/", "Dashboard"),
+        ("/keys", "Keys"),
+        ("/logs", "Logs"),
+        ("/balance", "Balance"),
+        ("/playground", "Playground"),
+    ];
     if session.is_admin() {
-        sections.extend([("/apis", "APIs")]);
+        sections.extend([
+            ("/apis", "APIs"),
+            ("/channels", "Channels"),
+            ("/vouchers", "Vouchers"),
+        ]);
     }
     sections.push(("/password", "Password"));
     sections

@@ -55,7 +55,7 @@ impl Console {
 
     /// Every page and static file.
     pub fn router(&self) -> Router {
-        use pages::{account, apis, dashboard, keys, logs};
+        use pages::{account, ai, apis, dashboard, keys, logs, money, playground};
         Router::new()
             .route("/", get(dashboard::show))
             .route("/login", get(account::login_page).post(account::login))
@@ -71,6 +71,18 @@ impl Console {
             .route("/apis/{id}/delete", post(apis::delete))
             .route("/logs", get(logs::list))
             .route("/logs/{id}", get(logs::show))
+            .route("/balance", get(money::show))
+            .route("/balance/redeem", post(money::redeem))
+            .route("/balance/adjust", post(money::adjust))
+            .route(
+                "/vouchers",
+                get(money::vouchers).post(money::create_voucher),
+            )
+            .route("/channels", get(ai::channels).post(ai::create_channel))
+            .route("/channels/{id}/delete", post(ai::delete_channel))
+            .route("/prices", post(ai::create_price))
+            .route("/prices/{id}/delete", post(ai::delete_price))
+            .route("/playground", get(playground::show).post(playground::send))
             .route("/static/{file}", get(static_file))
             .fallback(not_found)
             .layer(axum::middleware::map_response(secure))

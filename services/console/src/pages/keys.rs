@@ -128,7 +128,10 @@ fn create_form(session: &Session, form: &CreateForm, error: Option<(&str, &str)>
         form method="post" action="/keys" {
             (csrf(session))
             (field("name", "Name", "text", &form.name, at("name")))
-            (field("spend_limit", "Spend limit (USD, empty = none)", "text", &form.spend_limit, at("spend_limit_micros").or(at("spend_limit"))))
+            // Identity lets only admins set a key's spend limit.
+            @if session.is_admin() {
+                (field("spend_limit", "Spend limit (USD, empty = none)", "text", &form.spend_limit, at("spend_limit_micros").or(at("spend_limit"))))
+            }
             (field("expires_in_days", "Expires in days (empty = never)", "number", &form.expires_in_days, at("expire_time").or(at("expires_in_days"))))
             (field("allowed_models", "Allowed models (comma-separated, empty = all)", "text", &form.allowed_models, at("allowed_models")))
             (field("allowed_ips", "Allowed IPs or CIDRs (comma-separated)", "text", &form.allowed_ips, at("allowed_ips")))

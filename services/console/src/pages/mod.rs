@@ -5,10 +5,13 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 pub mod account;
+pub mod ai;
 pub mod apis;
 pub mod dashboard;
 pub mod keys;
 pub mod logs;
+pub mod money;
+pub mod playground;
 
 /// `?page=` of a paginated list: the services' page token.
 #[derive(Debug, Default, Deserialize)]
