@@ -74,6 +74,89 @@ async fn register_api(browser: &Browser, console: &str, upstream: std::net::Sock
     browser.until_text("main table", "Echo").await.unwrap();
 }
 
+/// Sets a read timeout and CORS on the API; a bad upstream is refused by
+/// the catalog, its message shown, nothing saved.
+async fn edit_policies(browser: &Browser) {
+    browser.click("main table a").await.unwrap();
+    browser.until_text("main h1", "API Echo").await.unwrap();
+    browser.fill("#read_ms", "2500").await.unwrap();
+    browser.click("#cors_enabled").await.unwrap();
+    browser
+        .fill("#cors_origins", "https://app.example")
+        .await
+        .unwrap();
+    browser
+        .click("main form button[type=submit]")
+        .await
+        .unwrap();
+    browser.until_text("main h1", "API Echo").await.unwrap();
+    assert_eq!(browser.value("#read_ms").await.unwrap(), "2500");
+    assert_eq!(
+        browser.value("#cors_origins").await.unwrap(),
+        "https://app.example"
+    );
+    browser
+        .fill("#upstreams", "ftp://nowhere.example 1")
+        .await
+        .unwrap();
+    browser
+        .click("main form button[type=submit]")
+        .await
+        .unwrap();
+    let refusal = browser.text(".notice.error").await.unwrap();
+    assert!(!refusal.is_empty());
+    let url = browser.url().await.unwrap();
+    browser.goto(&url).await.unwrap();
+    let upstreams = browser.value("#upstreams").await.unwrap();
+    assert!(
+        upstreams.starts_with("http://127.0.0.1:"),
+        "{refusal}: {upstreams}"
+    );
+}
+
+/// An admin adds a user and a group with that user in it; roles are not
+/// theirs to change (identity keeps role changes for superadmins).
+async fn people(browser: &Browser, console: &str) {
+    browser.goto(&format!("{console}/users")).await.unwrap();
+    browser.until_text("#users", "acme-admin").await.unwrap();
+    assert_eq!(
+        browser.count("#users select").await.unwrap(),
+        0,
+        "an admin got a role select"
+    );
+    browser.fill("#username", "acme-new").await.unwrap();
+    browser.fill("#email", "new@acme.example").await.unwrap();
+    browser.fill("#password", PASSWORD).await.unwrap();
+    browser.click("form[action='/users'] button").await.unwrap();
+    let users = browser.until_text("#users", "acme-new").await.unwrap();
+    let new_id = users
+        .lines()
+        .find(|line| line.contains("acme-new"))
+        .and_then(|line| line.split_whitespace().find(|word| word.len() == 36))
+        .unwrap()
+        .to_owned();
+    browser.goto(&format!("{console}/groups")).await.unwrap();
+    browser.fill("#name", "vip").await.unwrap();
+    browser.fill("#priority", "5").await.unwrap();
+    browser
+        .click("form[action='/groups'] button")
+        .await
+        .unwrap();
+    browser
+        .until_text("main", "vip (priority 5)")
+        .await
+        .unwrap();
+    browser
+        .fill("section.group input[type=text]", &new_id)
+        .await
+        .unwrap();
+    browser.click("section.group button").await.unwrap();
+    browser
+        .until_text("section.group ul", "acme-new")
+        .await
+        .unwrap();
+}
+
 /// Creates a key through the keys page; its plaintext, read once.
 async fn create_key(browser: &Browser, console: &str, spend_limit: Option<&str>) -> String {
     browser.goto(&format!("{console}/keys")).await.unwrap();
@@ -117,6 +200,7 @@ async fn a_new_tenant_registers_an_api_creates_a_key_and_sees_its_traffic() {
     snap(&browser, shots_dir, "dashboard").await;
     register_api(&browser, &console, edge_support::start_upstream().await).await;
     snap(&browser, shots_dir, "apis").await;
+    edit_policies(&browser).await;
     let key = create_key(&browser, &console, Some("5.00")).await;
     assert!(key.len() > 20, "{key:?}");
     snap(&browser, shots_dir, "new-key").await;
@@ -207,6 +291,7 @@ async fn roles_and_tenants_see_only_what_the_services_allow() {
     let nav = browser.text("header nav").await.unwrap();
     assert!(nav.contains("APIs"), "an admin has the APIs section: {nav}");
     until_shown(&browser, &format!("{console}/apis"), "main", "Echo").await;
+    people(&browser, &console).await;
     browser.click("header form button").await.unwrap();
     log_in(&browser, &console, "globex", "globex-admin").await;
     let apis = until_shown(&browser, &format!("{console}/apis"), "main", "No APIs yet.").await;
@@ -237,15 +322,30 @@ async fn forms_without_the_csrf_token_change_nothing_and_pages_carry_a_strict_cs
     );
     assert_eq!(login.1["x-frame-options"], "DENY");
 
-    let forged = http::Request::post(format!("http://{console}/keys"))
-        .header("cookie", format!("gw_session={}", acme.admin_token))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
-            bytes::Bytes::from("name=forged&csrf=wrong"),
-        )))
-        .unwrap();
-    let answer = client.request(forged).await.unwrap();
-    assert_eq!(answer.status(), http::StatusCode::FORBIDDEN);
+    // Every state-changing form, whatever its page: refused by the guard.
+    let paths = [
+        "/keys",
+        "/apis",
+        "/channels",
+        "/vouchers",
+        "/users",
+        "/balance/adjust",
+        "/logout",
+    ];
+    for path in paths {
+        for csrf in ["&csrf=wrong", ""] {
+            let form = bytes::Bytes::from(format!("name=forged{csrf}"));
+            let forged = http::Request::post(format!("http://{console}{path}"))
+                .header("cookie", format!("gw_session={}", acme.admin_token))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+                    form,
+                )))
+                .unwrap();
+            let answer = client.request(forged).await.unwrap();
+            assert_eq!(answer.status(), http::StatusCode::FORBIDDEN, "{path}");
+        }
+    }
     let mut identity = suite
         .identity_as(gateway_e2e::Credentials::bearer(&acme.admin_token))
         .await;

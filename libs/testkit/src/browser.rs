@@ -163,6 +163,13 @@ impl Browser {
         }
     }
 
+    /// How many elements match `css` now (no waiting).
+    pub async fn count(&self, css: &str) -> Result<usize, String> {
+        let query = json!({"using": "css selector", "value": css});
+        let found = self.command("POST", "/elements", Some(query)).await?;
+        Ok(found.as_array().map_or(0, Vec::len))
+    }
+
     /// Types `text` into the field matching `css` (after clearing it).
     pub async fn fill(&self, css: &str, text: &str) -> Result<(), String> {
         let element = self.find(css).await?;
@@ -196,6 +203,15 @@ impl Browser {
             .command("GET", &format!("/element/{element}/text"), None)
             .await?;
         Ok(text.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// The current value of the input matching `css`.
+    pub async fn value(&self, css: &str) -> Result<String, String> {
+        let element = self.find(css).await?;
+        let value = self
+            .command("GET", &format!("/element/{element}/property/value"), None)
+            .await?;
+        Ok(value.as_str().unwrap_or_default().to_owned())
     }
 
     /// Waits up to 10 s for the element matching `css` to contain `text`.

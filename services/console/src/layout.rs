@@ -34,6 +34,8 @@ fn sections(session: &Session) -> Vec<(&'static str, &'static str)> {
             ("/apis", "APIs"),
             ("/channels", "Channels"),
             ("/vouchers", "Vouchers"),
+            ("/users", "Users"),
+            ("/groups", "Groups"),
         ]);
     }
     sections.push(("/password", "Password"));

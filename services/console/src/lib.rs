@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 
 pub mod clients;
 pub mod config;
+pub mod csrf;
 pub mod layout;
 pub mod pages;
 pub mod session;
@@ -55,7 +56,9 @@ impl Console {
 
     /// Every page and static file.
     pub fn router(&self) -> Router {
-        use pages::{account, ai, apis, dashboard, keys, logs, money, playground};
+        use pages::{
+            account, ai, api_edit, apis, dashboard, keys, logs, money, people, playground,
+        };
         Router::new()
             .route("/", get(dashboard::show))
             .route("/login", get(account::login_page).post(account::login))
@@ -68,6 +71,7 @@ impl Console {
             .route("/keys", get(keys::list).post(keys::create))
             .route("/keys/{id}/{verb}", post(keys::act))
             .route("/apis", get(apis::list).post(apis::create))
+            .route("/apis/{id}", get(api_edit::show).post(api_edit::save))
             .route("/apis/{id}/delete", post(apis::delete))
             .route("/logs", get(logs::list))
             .route("/logs/{id}", get(logs::show))
@@ -83,8 +87,16 @@ impl Console {
             .route("/prices", post(ai::create_price))
             .route("/prices/{id}/delete", post(ai::delete_price))
             .route("/playground", get(playground::show).post(playground::send))
+            .route("/users", get(people::users).post(people::create_user))
+            .route("/users/{id}/{verb}", post(people::act))
+            .route("/groups", get(people::groups).post(people::create_group))
+            .route("/groups/{id}/members", post(people::add_member))
             .route("/static/{file}", get(static_file))
             .fallback(not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                csrf::guard,
+            ))
             .layer(axum::middleware::map_response(secure))
             .with_state(self.state.clone())
     }
@@ -141,13 +153,4 @@ async fn static_file(Path(file): Path<String>) -> Response {
 async fn not_found() -> Response {
     let body = layout::notice("error", "There is no such page.");
     layout::page_with(StatusCode::NOT_FOUND, None, "Not found", body).into_response()
-}
-
-/// A form without this session's CSRF token: refused, nothing done.
-pub fn forbidden_csrf(session: &session::Session) -> Response {
-    let body = layout::notice(
-        "error",
-        "This form has expired; reload the page and try again.",
-    );
-    layout::page_with(StatusCode::FORBIDDEN, Some(session), "Refused", body).into_response()
 }

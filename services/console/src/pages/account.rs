@@ -192,28 +192,14 @@ pub async fn signup(State(state): State<AppState>, Form(form): Form<SignUpForm>)
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    pub csrf: String,
-}
-
-pub async fn logout(
-    State(state): State<AppState>,
-    session: Session,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if !session.csrf_matches(&form.csrf) {
-        return crate::forbidden_csrf(&session);
-    }
+/// Ends the session (the CSRF guard has checked the form).
+pub async fn logout(State(state): State<AppState>, _session: Session) -> Response {
     let cookie = session::set_cookie(None, 0, state.config.secure_cookies);
     with_cookie(Redirect::to("/login").into_response(), &cookie)
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct PasswordForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     current: String,
     #[serde(default)]
@@ -240,9 +226,6 @@ pub async fn change_password(
     session: Session,
     Form(form): Form<PasswordForm>,
 ) -> Response {
-    if !session.csrf_matches(&form.csrf) {
-        return crate::forbidden_csrf(&session);
-    }
     let request = id::ChangePasswordRequest {
         user_id: String::new(),
         current_password: form.current,

@@ -134,8 +134,6 @@ fn channel_form(session: &Session) -> Markup {
 #[derive(Debug, Default, Deserialize)]
 pub struct ChannelForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     name: String,
     #[serde(default)]
     provider: String,
@@ -158,9 +156,6 @@ pub async fn create_channel(
     session: Session,
     Form(form): Form<ChannelForm>,
 ) -> Response {
-    if !session.csrf_matches(&form.csrf) {
-        return crate::forbidden_csrf(&session);
-    }
     let provider = match form.provider.as_str() {
         "anthropic" => cat::Provider::Anthropic,
         "gemini" => cat::Provider::Gemini,
@@ -248,8 +243,6 @@ fn price_form(session: &Session) -> Markup {
 #[derive(Debug, Default, Deserialize)]
 pub struct PriceForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     model: String,
     #[serde(default)]
     input: String,
@@ -266,9 +259,6 @@ pub async fn create_price(
     session: Session,
     Form(form): Form<PriceForm>,
 ) -> Response {
-    if !session.csrf_matches(&form.csrf) {
-        return crate::forbidden_csrf(&session);
-    }
     let amount = |text: &str| {
         crate::pages::micros(text).ok_or_else(|| {
             tonic::Status::invalid_argument(format!("{text:?} is not an amount in USD"))
@@ -317,11 +307,7 @@ pub async fn delete_channel(
     State(state): State<AppState>,
     session: Session,
     Path(Target { id }): Path<Target>,
-    Form(form): Form<crate::pages::account::CsrfForm>,
 ) -> Response {
-    if !session.csrf_matches(&form.csrf) {
-        return crate::forbidden_csrf(&session);
-    }
     let request = cat::DeleteChannelRequest { id };
     let result = state
         .clients
@@ -335,11 +321,7 @@ pub async fn delete_price(
     State(state): State<AppState>,
     session: Session,
     Path(Target { id }): Path<Target>,
-    Form(form): Form<crate::pages::account::CsrfForm>,
 ) -> Response {
-    if !session.csrf_matches(&form.csrf) {
-        return crate::forbidden_csrf(&session);
-    }
     let request = cat::DeleteModelPriceRequest { id };
     let result = state
         .clients

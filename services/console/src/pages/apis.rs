@@ -56,7 +56,7 @@ fn api_row(state: &AppState, session: &Session, api: &cat::Api) -> Markup {
         .collect();
     html! {
         tr {
-            td { (api.name) }
+            td { a href=(format!("/apis/{}", api.id)) { (api.name) } }
             td { code { (state.config.edge_url) "/{tenant}/" (api.slug) "/" } }
             td { (targets.join(", ")) }
             td { @if api.enabled { "enabled" } @else { "disabled" } }
@@ -72,8 +72,6 @@ fn api_row(state: &AppState, session: &Session, api: &cat::Api) -> Markup {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct CreateForm {
-    #[serde(default)]
-    csrf: String,
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -108,7 +106,7 @@ fn create_form(session: &Session, form: &CreateForm, error: Option<(&str, &str)>
     }
 }
 
-fn targets(text: &str) -> Vec<cat::UpstreamTarget> {
+pub(super) fn targets(text: &str) -> Vec<cat::UpstreamTarget> {
     text.lines()
         .filter_map(|line| {
             let mut parts = line.split_whitespace();
@@ -127,9 +125,6 @@ pub async fn create(
     session: Session,
     Form(form): Form<CreateForm>,
 ) -> Response {
-    if !session.csrf_matches(&form.csrf) {
-        return crate::forbidden_csrf(&session);
-    }
     let api = cat::Api {
         name: form.name.trim().to_owned(),
         slug: form.slug.trim().to_owned(),
@@ -161,11 +156,7 @@ pub async fn delete(
     State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-    Form(form): Form<crate::pages::account::CsrfForm>,
 ) -> Response {
-    if !session.csrf_matches(&form.csrf) {
-        return crate::forbidden_csrf(&session);
-    }
     let request = cat::DeleteApiRequest { id };
     match state
         .clients

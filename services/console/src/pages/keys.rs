@@ -86,8 +86,6 @@ fn key_row(session: &Session, key: &id::ApiKey) -> Markup {
 #[derive(Debug, Default, Deserialize)]
 pub struct CreateForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     name: String,
     /// USD, empty = no limit.
     #[serde(default)]
@@ -187,9 +185,6 @@ pub async fn create(
     session: Session,
     Form(form): Form<CreateForm>,
 ) -> Response {
-    if !session.csrf_matches(&form.csrf) {
-        return crate::forbidden_csrf(&session);
-    }
     let refused = |field: &str, message: &str, http| {
         let body = create_form(&session, &form, Some((field, message)));
         layout::page_with(http, Some(&session), "New key", body).into_response()
@@ -251,11 +246,7 @@ pub async fn act(
     State(state): State<AppState>,
     session: Session,
     Path(KeyAction { id, verb }): Path<KeyAction>,
-    Form(form): Form<crate::pages::account::CsrfForm>,
 ) -> Response {
-    if !session.csrf_matches(&form.csrf) {
-        return crate::forbidden_csrf(&session);
-    }
     let mut identity = state.clients.identity();
     let token = Some(session.token.as_str());
     let result = match verb.as_str() {

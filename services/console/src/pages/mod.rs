@@ -6,11 +6,13 @@ use serde::Deserialize;
 
 pub mod account;
 pub mod ai;
+pub mod api_edit;
 pub mod apis;
 pub mod dashboard;
 pub mod keys;
 pub mod logs;
 pub mod money;
+pub mod people;
 pub mod playground;
 
 /// `?page=` of a paginated list: the services' page token.

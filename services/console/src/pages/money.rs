@@ -127,8 +127,6 @@ fn uuid_like() -> String {
 #[derive(Debug, Default, Deserialize)]
 pub struct RedeemForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     code: String,
 }
 
@@ -137,9 +135,6 @@ pub async fn redeem(
     session: Session,
     Form(form): Form<RedeemForm>,
 ) -> Response {
-    if !session.csrf_matches(&form.csrf) {
-        return crate::forbidden_csrf(&session);
-    }
     let request = quota::RedeemVoucherRequest {
         code: form.code.trim().to_owned(),
         user_id: String::new(),
@@ -171,8 +166,6 @@ pub async fn redeem(
 #[derive(Debug, Default, Deserialize)]
 pub struct AdjustForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     idempotency_key: String,
     #[serde(default)]
     user_id: String,
@@ -187,9 +180,6 @@ pub async fn adjust(
     session: Session,
     Form(form): Form<AdjustForm>,
 ) -> Response {
-    if !session.csrf_matches(&form.csrf) {
-        return crate::forbidden_csrf(&session);
-    }
     let amount = form.amount.trim();
     let (negative, digits) = amount
         .strip_prefix('-')
@@ -282,8 +272,6 @@ async fn vouchers_page(
 #[derive(Debug, Default, Deserialize)]
 pub struct VoucherForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     amount: String,
     #[serde(default)]
     max_uses: String,
@@ -294,9 +282,6 @@ pub async fn create_voucher(
     session: Session,
     Form(form): Form<VoucherForm>,
 ) -> Response {
-    if !session.csrf_matches(&form.csrf) {
-        return crate::forbidden_csrf(&session);
-    }
     let voucher = quota::Voucher {
         amount_micros: micros(&form.amount).unwrap_or(0),
         max_uses: form.max_uses.trim().parse().unwrap_or(0),

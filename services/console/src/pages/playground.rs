@@ -48,8 +48,6 @@ pub async fn show(session: Session) -> Response {
 #[derive(Debug, Default, Deserialize)]
 pub struct ChatForm {
     #[serde(default)]
-    csrf: String,
-    #[serde(default)]
     key: String,
     #[serde(default)]
     model: String,
@@ -63,9 +61,6 @@ pub async fn send(
     session: Session,
     Form(form): Form<ChatForm>,
 ) -> Response {
-    if !session.csrf_matches(&form.csrf) {
-        return crate::forbidden_csrf(&session);
-    }
     let whole = page(
         &session,
         "Playground",
