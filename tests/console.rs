@@ -155,6 +155,73 @@ async fn people(browser: &Browser, console: &str) {
         .until_text("section.group ul", "acme-new")
         .await
         .unwrap();
+    let group_id = browser.text("section.group p code").await.unwrap();
+    limits(browser, console, &group_id).await;
+}
+
+/// A plan, a group rule, a group multiplier and a group price, each in
+/// its list once created; a bad number is refused with its field named.
+async fn limits(browser: &Browser, console: &str, group_id: &str) {
+    let url = format!("{console}/limits");
+    browser.goto(&url).await.unwrap();
+    browser.fill("#plan_name", "starter").await.unwrap();
+    browser.fill("#requests_per_minute", "60").await.unwrap();
+    browser.fill("#spend_per_day", "1.25").await.unwrap();
+    browser
+        .click("form[action='/limits/plans'] button")
+        .await
+        .unwrap();
+    let plans = browser.until_text("#plans", "starter").await.unwrap();
+    assert!(plans.contains("$1.250000"), "{plans}");
+    browser.fill("#client_name", "mobile app").await.unwrap();
+    browser.fill("#client_id", "mobile-1").await.unwrap();
+    browser
+        .click("form[action='/limits/clients'] button")
+        .await
+        .unwrap();
+    browser.until_text("#clients", "mobile-1").await.unwrap();
+    browser.fill("#rule_name", "vip-tokens").await.unwrap();
+    browser.fill("#rule_group_id", group_id).await.unwrap();
+    browser.fill("#limit", "1000").await.unwrap();
+    browser
+        .click("form[action='/limits/rules'] button")
+        .await
+        .unwrap();
+    browser.until_text("#rules", "vip-tokens").await.unwrap();
+    browser
+        .fill("#multiplier_group_id", group_id)
+        .await
+        .unwrap();
+    browser.fill("#multiplier", "0.8").await.unwrap();
+    browser
+        .click("form[action='/limits/multipliers'] button")
+        .await
+        .unwrap();
+    browser.until_text("#multipliers", "0.800×").await.unwrap();
+    browser.fill("#price_group_id", group_id).await.unwrap();
+    browser.fill("#price_model", "gpt-test").await.unwrap();
+    browser.fill("#price_input", "1").await.unwrap();
+    browser.fill("#price_output", "4").await.unwrap();
+    browser
+        .click("form[action='/limits/group-prices'] button")
+        .await
+        .unwrap();
+    browser
+        .until_text("#group-prices", "$4.000000")
+        .await
+        .unwrap();
+    browser.fill("#plan_name", "broken").await.unwrap();
+    browser.fill("#spend_per_day", "lots").await.unwrap();
+    browser
+        .click("form[action='/limits/plans'] button")
+        .await
+        .unwrap();
+    browser
+        .until_text(".notice.error", "spend per day")
+        .await
+        .unwrap();
+    let plans = browser.text("#plans").await.unwrap();
+    assert!(!plans.contains("broken"), "{plans}");
 }
 
 /// Creates a key through the keys page; its plaintext, read once.
@@ -322,30 +389,7 @@ async fn forms_without_the_csrf_token_change_nothing_and_pages_carry_a_strict_cs
     );
     assert_eq!(login.1["x-frame-options"], "DENY");
 
-    // Every state-changing form, whatever its page: refused by the guard.
-    let paths = [
-        "/keys",
-        "/apis",
-        "/channels",
-        "/vouchers",
-        "/users",
-        "/balance/adjust",
-        "/logout",
-    ];
-    for path in paths {
-        for csrf in ["&csrf=wrong", ""] {
-            let form = bytes::Bytes::from(format!("name=forged{csrf}"));
-            let forged = http::Request::post(format!("http://{console}{path}"))
-                .header("cookie", format!("gw_session={}", acme.admin_token))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
-                    form,
-                )))
-                .unwrap();
-            let answer = client.request(forged).await.unwrap();
-            assert_eq!(answer.status(), http::StatusCode::FORBIDDEN, "{path}");
-        }
-    }
+    forged_forms_are_refused(&client, console, &acme.admin_token).await;
     let mut identity = suite
         .identity_as(gateway_e2e::Credentials::bearer(&acme.admin_token))
         .await;
@@ -375,9 +419,41 @@ async fn forms_without_the_csrf_token_change_nothing_and_pages_carry_a_strict_cs
     suite.stop().await.unwrap();
 }
 
+/// Every state-changing form, whatever its page, without the session's
+/// CSRF token: refused by the guard.
+async fn forged_forms_are_refused(
+    client: &edge_support::HttpClient,
+    console: std::net::SocketAddr,
+    token: &str,
+) {
+    let paths = [
+        "/keys",
+        "/apis",
+        "/channels",
+        "/vouchers",
+        "/users",
+        "/balance/adjust",
+        "/logout",
+    ];
+    for path in paths {
+        for csrf in ["&csrf=wrong", ""] {
+            let form = bytes::Bytes::from(format!("name=forged{csrf}"));
+            let forged = http::Request::post(format!("http://{console}{path}"))
+                .header("cookie", format!("gw_session={}", token))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+                    form,
+                )))
+                .unwrap();
+            let answer = client.request(forged).await.unwrap();
+            assert_eq!(answer.status(), http::StatusCode::FORBIDDEN, "{path}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_prices_a_channel_and_a_user_redeems_a_voucher_and_chats() {
-    use gateway_testkit::providers::{self, Behaviour, openai};
+    use gateway_testkit::providers::{Behaviour, openai};
     let Some(binaries) = browser::binaries() else {
         return;
     };
@@ -389,7 +465,28 @@ async fn an_operator_prices_a_channel_and_a_user_redeems_a_voucher_and_chats() {
     let shots_dir = shots_dir.as_path();
     let browser = Browser::start(&binaries).await.unwrap();
 
-    // The operator offers a channel to every tenant, at a global price.
+    offer_operator_channel(&browser, &console, upstream, shots_dir).await;
+    redeem_voucher(&browser, &console, shots_dir).await;
+    let key = create_key(&browser, &console, None).await;
+    chat_in_playground(&browser, &console, &key).await;
+    snap(&browser, shots_dir, "playground").await;
+    let sent = provider.received();
+    assert_eq!(
+        sent.last().unwrap().headers["authorization"],
+        "Bearer sk-operator-1234"
+    );
+    browser.close().await;
+    suite.stop().await.unwrap();
+}
+
+/// The operator offers a channel to every tenant, at a global price; the
+/// provider key is shown only by its last four characters.
+async fn offer_operator_channel(
+    browser: &Browser,
+    console: &str,
+    upstream: std::net::SocketAddr,
+    shots: &Path,
+) {
     browser.goto(&format!("{console}/login")).await.unwrap();
     browser.fill("#tenant", "system").await.unwrap();
     browser.fill("#username", "admin").await.unwrap();
@@ -430,11 +527,13 @@ async fn an_operator_prices_a_channel_and_a_user_redeems_a_voucher_and_chats() {
         .await
         .unwrap();
     browser.until_text("#prices", "global").await.unwrap();
-    snap(&browser, shots_dir, "channels").await;
+    snap(browser, shots, "channels").await;
     browser.click("header form button").await.unwrap();
+}
 
-    // acme's admin makes a voucher; acme's user redeems it.
-    log_in(&browser, &console, "acme", "acme-admin").await;
+/// acme's admin makes a voucher; acme's user redeems it.
+async fn redeem_voucher(browser: &Browser, console: &str, shots: &Path) {
+    log_in(browser, console, "acme", "acme-admin").await;
     browser.goto(&format!("{console}/vouchers")).await.unwrap();
     browser.fill("#amount", "3.50").await.unwrap();
     browser
@@ -443,7 +542,7 @@ async fn an_operator_prices_a_channel_and_a_user_redeems_a_voucher_and_chats() {
         .unwrap();
     let code = browser.text("#new-voucher").await.unwrap();
     browser.click("header form button").await.unwrap();
-    log_in(&browser, &console, "acme", "acme-user").await;
+    log_in(browser, console, "acme", "acme-user").await;
     browser.goto(&format!("{console}/balance")).await.unwrap();
     browser.fill("#code", &code).await.unwrap();
     browser
@@ -455,17 +554,19 @@ async fn an_operator_prices_a_channel_and_a_user_redeems_a_voucher_and_chats() {
         .await
         .unwrap();
     browser.until_text("#balance", "$3.500000").await.unwrap();
-    snap(&browser, shots_dir, "balance").await;
+    snap(browser, shots, "balance").await;
+}
 
-    // The user's new key chats in the playground, streamed.
-    let key = create_key(&browser, &console, None).await;
+/// The user's key chats in the playground; the answer streams in.
+async fn chat_in_playground(browser: &Browser, console: &str, key: &str) {
+    use gateway_testkit::providers;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         browser
             .goto(&format!("{console}/playground"))
             .await
             .unwrap();
-        browser.fill("#key", &key).await.unwrap();
+        browser.fill("#key", key).await.unwrap();
         browser.fill("#model", "gpt-test").await.unwrap();
         browser.fill("#message", "Say hello.").await.unwrap();
         browser
@@ -483,12 +584,4 @@ async fn an_operator_prices_a_channel_and_a_user_redeems_a_voucher_and_chats() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    snap(&browser, shots_dir, "playground").await;
-    let sent = provider.received();
-    assert_eq!(
-        sent.last().unwrap().headers["authorization"],
-        "Bearer sk-operator-1234"
-    );
-    browser.close().await;
-    suite.stop().await.unwrap();
 }

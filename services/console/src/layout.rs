@@ -36,6 +36,7 @@ fn sections(session: &Session) -> Vec<(&'static str, &'static str)> {
             ("/vouchers", "Vouchers"),
             ("/users", "Users"),
             ("/groups", "Groups"),
+            ("/limits", "Limits"),
         ]);
     }
     sections.push(("/password", "Password"));

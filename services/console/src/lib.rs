@@ -57,7 +57,7 @@ impl Console {
     /// Every page and static file.
     pub fn router(&self) -> Router {
         use pages::{
-            account, ai, api_edit, apis, dashboard, keys, logs, money, people, playground,
+            account, ai, api_edit, apis, dashboard, keys, limits, logs, money, people, playground,
         };
         Router::new()
             .route("/", get(dashboard::show))
@@ -87,6 +87,13 @@ impl Console {
             .route("/prices", post(ai::create_price))
             .route("/prices/{id}/delete", post(ai::delete_price))
             .route("/playground", get(playground::show).post(playground::send))
+            .route("/limits", get(limits::show))
+            .route("/limits/plans", post(limits::create_plan))
+            .route("/limits/clients", post(limits::create_client))
+            .route("/limits/rules", post(limits::create_rule))
+            .route("/limits/multipliers", post(limits::create_multiplier))
+            .route("/limits/group-prices", post(limits::create_group_price))
+            .route("/limits/{kind}/{id}/delete", post(limits::delete))
             .route("/users", get(people::users).post(people::create_user))
             .route("/users/{id}/{verb}", post(people::act))
             .route("/groups", get(people::groups).post(people::create_group))

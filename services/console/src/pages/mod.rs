@@ -10,6 +10,7 @@ pub mod api_edit;
 pub mod apis;
 pub mod dashboard;
 pub mod keys;
+pub mod limits;
 pub mod logs;
 pub mod money;
 pub mod people;
