@@ -80,6 +80,8 @@ async fn edit_policies(browser: &Browser) {
     browser.click("main table a").await.unwrap();
     browser.until_text("main h1", "API Echo").await.unwrap();
     browser.fill("#read_ms", "2500").await.unwrap();
+    browser.fill("#add_prefix", "/v2").await.unwrap();
+    browser.fill("#routes", "all prefix / get").await.unwrap();
     browser.click("#cors_enabled").await.unwrap();
     browser
         .fill("#cors_origins", "https://app.example")
@@ -91,6 +93,7 @@ async fn edit_policies(browser: &Browser) {
         .unwrap();
     browser.until_text("main h1", "API Echo").await.unwrap();
     assert_eq!(browser.value("#read_ms").await.unwrap(), "2500");
+    assert_eq!(browser.value("#routes").await.unwrap(), "all prefix / GET");
     assert_eq!(
         browser.value("#cors_origins").await.unwrap(),
         "https://app.example"
@@ -284,7 +287,9 @@ async fn a_new_tenant_registers_an_api_creates_a_key_and_sees_its_traffic() {
 
     let client = edge_support::http_client();
     let edge = suite.addresses.edge;
-    until_ok(&client, edge, "/acme/echo/hello", &key).await;
+    let answer = until_ok(&client, edge, "/acme/echo/hello", &key).await;
+    // The path prefix set on the API's page reached the edge.
+    assert_eq!(answer["x-upstream-path"], "/base/v2/hello");
     let logs = until_shown(
         &browser,
         &format!("{console}/logs"),
@@ -309,13 +314,13 @@ async fn until_ok(
     edge: std::net::SocketAddr,
     path: &str,
     key: &str,
-) {
+) -> http::HeaderMap {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         let answer =
             edge_support::call(client, edge, "GET", path, Some(key), edge_support::empty()).await;
         if answer.0 == http::StatusCode::OK {
-            return;
+            return answer.1;
         }
         assert!(std::time::Instant::now() < deadline, "{path}: {answer:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -16,13 +16,13 @@ use crate::clients::authed;
 use crate::layout::{self, csrf, field, notice, page};
 use crate::session::Session;
 
-fn millis(duration: Option<&Duration>) -> String {
+pub(super) fn millis(duration: Option<&Duration>) -> String {
     duration.map_or(String::new(), |duration| {
         (duration.seconds * 1000 + i64::from(duration.nanos) / 1_000_000).to_string()
     })
 }
 
-fn duration(millis: &str) -> Result<Option<Duration>, String> {
+pub(super) fn duration(millis: &str) -> Result<Option<Duration>, String> {
     match millis.trim() {
         "" => Ok(None),
         text => {
@@ -113,7 +113,7 @@ fn select<T: PartialEq + Copy>(
     }
 }
 
-fn checkbox(name: &str, label: &str, checked: bool) -> Markup {
+pub(super) fn checkbox(name: &str, label: &str, checked: bool) -> Markup {
     html! { div.field { label for=(name) { (label) } input id=(name) name=(name) type="checkbox" value="on" checked[checked]; } }
 }
 
@@ -168,6 +168,7 @@ fn policy_form(session: &Session, api: &cat::Api, error: Option<&str>) -> Markup
                 (checkbox("cors_enabled", "Answer browsers", cors.enabled))
                 (field("cors_origins", "Allowed origins (comma-separated, * for any)", "text", &joined(&cors.allowed_origins), None))
             }
+            (super::api_more::fields(api))
             button type="submit" { "Save" }
         }
         p { a href="/apis" { "Back to the APIs" } }
@@ -176,6 +177,8 @@ fn policy_form(session: &Session, api: &cat::Api, error: Option<&str>) -> Markup
 
 #[derive(Debug, Default, Deserialize)]
 pub struct PolicyForm {
+    #[serde(flatten)]
+    more: super::api_more::MoreForm,
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -275,7 +278,7 @@ fn edit(api: &mut cat::Api, form: &PolicyForm) -> Result<(), String> {
     let cors = api.cors.get_or_insert_with(Default::default);
     cors.enabled = form.cors_enabled == "on";
     cors.allowed_origins = split(&form.cors_origins);
-    Ok(())
+    super::api_more::edit(api, &form.more)
 }
 
 pub async fn save(
@@ -299,7 +302,11 @@ pub async fn save(
     let request = cat::UpdateApiRequest {
         api: Some(api.clone()),
         update_mask: Some(prost_types::FieldMask {
-            paths: MASK.iter().map(|path| (*path).to_owned()).collect(),
+            paths: MASK
+                .iter()
+                .chain(&super::api_more::MASK)
+                .map(|path| (*path).to_owned())
+                .collect(),
         }),
         upstream_auth_secret: None,
     };
