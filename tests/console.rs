@@ -227,6 +227,35 @@ async fn limits(browser: &Browser, console: &str, group_id: &str) {
     assert!(!plans.contains("broken"), "{plans}");
 }
 
+/// The owner changes their password, logs out, and logs in with the new
+/// one; the old one no longer works.
+async fn change_password(browser: &Browser, console: &str) {
+    let new = "an-even-longer-password";
+    browser.goto(&format!("{console}/password")).await.unwrap();
+    browser.fill("#current", PASSWORD).await.unwrap();
+    browser.fill("#new", new).await.unwrap();
+    browser
+        .click("form[action='/password'] button")
+        .await
+        .unwrap();
+    browser
+        .until_text("main", "Your password is changed.")
+        .await
+        .unwrap();
+    browser.click("header form button").await.unwrap();
+    browser.until_text("main h1", "Log in").await.unwrap();
+    for (password, css, expected) in [
+        (PASSWORD, "main", "Wrong tenant"),
+        (new, "main h1", "Dashboard"),
+    ] {
+        browser.fill("#tenant", "acme").await.unwrap();
+        browser.fill("#username", "owner").await.unwrap();
+        browser.fill("#password", password).await.unwrap();
+        browser.click("form[action='/login'] button").await.unwrap();
+        browser.until_text(css, expected).await.unwrap();
+    }
+}
+
 /// Creates a key through the keys page; its plaintext, read once.
 async fn create_key(browser: &Browser, console: &str, spend_limit: Option<&str>) -> String {
     browser.goto(&format!("{console}/keys")).await.unwrap();
@@ -268,6 +297,12 @@ async fn a_new_tenant_registers_an_api_creates_a_key_and_sees_its_traffic() {
     let browser = Browser::start(&binaries).await.unwrap();
     sign_up(&browser, &console, "acme").await;
     snap(&browser, shots_dir, "dashboard").await;
+    // htmx runs within the CSP and has read its configuration.
+    let htmx = browser
+        .script("return [typeof htmx, htmx.config.allowEval];")
+        .await
+        .unwrap();
+    assert_eq!(htmx, serde_json::json!(["object", false]));
     register_api(&browser, &console, edge_support::start_upstream().await).await;
     snap(&browser, shots_dir, "apis").await;
     edit_policies(&browser).await;
@@ -302,6 +337,7 @@ async fn a_new_tenant_registers_an_api_creates_a_key_and_sees_its_traffic() {
     browser.click("#logs tbody a").await.unwrap();
     browser.until_text("main h1", "Request").await.unwrap();
     snap(&browser, shots_dir, "request").await;
+    change_password(&browser, &console).await;
     let today = until_shown(&browser, &console, "#today-requests", "").await;
     assert!(today.trim().parse::<u64>().unwrap() >= 1, "{today}");
     browser.close().await;

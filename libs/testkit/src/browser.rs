@@ -170,48 +170,61 @@ impl Browser {
         Ok(found.as_array().map_or(0, Vec::len))
     }
 
+    /// Runs `action` on the element matching `css`, finding it again while
+    /// the page swaps it out (htmx replaces the body after a navigation).
+    async fn on_element(
+        &self,
+        css: &str,
+        (method, action): (&str, &str),
+        body: Option<Value>,
+    ) -> Result<Value, String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let element = self.find(css).await?;
+            let path = format!("/element/{element}{action}");
+            match self.command(method, &path, body.clone()).await {
+                Err(error) if error.contains("stale element") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
     /// Types `text` into the field matching `css` (after clearing it).
     pub async fn fill(&self, css: &str, text: &str) -> Result<(), String> {
-        let element = self.find(css).await?;
-        self.command(
-            "POST",
-            &format!("/element/{element}/clear"),
-            Some(json!({})),
-        )
-        .await?;
+        self.on_element(css, ("POST", "/clear"), Some(json!({})))
+            .await?;
         let typed = json!({"text": text});
-        self.command("POST", &format!("/element/{element}/value"), Some(typed))
+        self.on_element(css, ("POST", "/value"), Some(typed))
             .await
             .map(drop)
     }
 
     pub async fn click(&self, css: &str) -> Result<(), String> {
-        let element = self.find(css).await?;
-        self.command(
-            "POST",
-            &format!("/element/{element}/click"),
-            Some(json!({})),
-        )
-        .await
-        .map(drop)
+        self.on_element(css, ("POST", "/click"), Some(json!({})))
+            .await
+            .map(drop)
     }
 
     /// The rendered text of the element matching `css`.
     pub async fn text(&self, css: &str) -> Result<String, String> {
-        let element = self.find(css).await?;
-        let text = self
-            .command("GET", &format!("/element/{element}/text"), None)
-            .await?;
+        let text = self.on_element(css, ("GET", "/text"), None).await?;
         Ok(text.as_str().unwrap_or_default().to_owned())
     }
 
     /// The current value of the input matching `css`.
     pub async fn value(&self, css: &str) -> Result<String, String> {
-        let element = self.find(css).await?;
         let value = self
-            .command("GET", &format!("/element/{element}/property/value"), None)
+            .on_element(css, ("GET", "/property/value"), None)
             .await?;
         Ok(value.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// The value of a script run in the page (`return ...;`).
+    pub async fn script(&self, source: &str) -> Result<Value, String> {
+        let body = json!({"script": source, "args": []});
+        self.command("POST", "/execute/sync", Some(body)).await
     }
 
     /// Waits up to 10 s for the element matching `css` to contain `text`.

@@ -100,10 +100,13 @@ pub struct CreateForm {
     allowed_ips: String,
     #[serde(default)]
     group_id: String,
+    /// A quota plan's id (admins only), empty = none.
+    #[serde(default)]
+    plan_id: String,
 }
 
 /// The fields a refusal can name (as the form or identity spells them).
-const FIELDS: [&str; 8] = [
+const FIELDS: [&str; 9] = [
     "name",
     "spend_limit",
     "spend_limit_micros",
@@ -112,6 +115,7 @@ const FIELDS: [&str; 8] = [
     "allowed_models",
     "allowed_ips",
     "group_id",
+    "plan_id",
 ];
 
 fn create_form(session: &Session, form: &CreateForm, error: Option<(&str, &str)>) -> Markup {
@@ -126,9 +130,10 @@ fn create_form(session: &Session, form: &CreateForm, error: Option<(&str, &str)>
         form method="post" action="/keys" {
             (csrf(session))
             (field("name", "Name", "text", &form.name, at("name")))
-            // Identity lets only admins set a key's spend limit.
+            // Identity lets only admins set a key's spend limit and plan.
             @if session.is_admin() {
                 (field("spend_limit", "Spend limit (USD, empty = none)", "text", &form.spend_limit, at("spend_limit_micros").or(at("spend_limit"))))
+                (field("plan_id", "Plan id (empty = none)", "text", &form.plan_id, at("plan_id")))
             }
             (field("expires_in_days", "Expires in days (empty = never)", "number", &form.expires_in_days, at("expire_time").or(at("expires_in_days"))))
             (field("allowed_models", "Allowed models (comma-separated, empty = all)", "text", &form.allowed_models, at("allowed_models")))
@@ -176,6 +181,7 @@ fn key_of(form: &CreateForm) -> Result<id::ApiKey, (&'static str, String)> {
         allowed_models: list_of(&form.allowed_models),
         allowed_ips: list_of(&form.allowed_ips),
         group_id: Some(form.group_id.trim().to_owned()).filter(|group| !group.is_empty()),
+        plan_id: form.plan_id.trim().to_owned(),
         ..Default::default()
     })
 }

@@ -23,7 +23,8 @@ use crate::session::Session;
 
 fn chat_form(session: &Session, form: &ChatForm) -> Markup {
     html! {
-        form method="post" action="/playground" {
+        // A plain POST, so the answer streams into the page as it comes.
+        form method="post" action="/playground" hx-boost="false" {
             (csrf(session))
             (field("key", "Your key (used for this request only, never stored)", "password", "", None))
             (field("model", "Model", "text", &form.model, None))
