@@ -106,7 +106,8 @@ async fn edit_policies(browser: &Browser) {
         .click("main form button[type=submit]")
         .await
         .unwrap();
-    let refusal = browser.text(".notice.error").await.unwrap();
+    // The catalog's refusal, under the input it names.
+    let refusal = browser.text("#upstreams ~ p.error").await.unwrap();
     assert!(!refusal.is_empty());
     let url = browser.url().await.unwrap();
     browser.goto(&url).await.unwrap();
@@ -119,7 +120,7 @@ async fn edit_policies(browser: &Browser) {
 
 /// An admin adds a user and a group with that user in it; roles are not
 /// theirs to change (identity keeps role changes for superadmins).
-async fn people(browser: &Browser, console: &str) {
+async fn people(browser: &Browser, console: &str, shots: &Path) {
     browser.goto(&format!("{console}/users")).await.unwrap();
     browser.until_text("#users", "acme-admin").await.unwrap();
     assert_eq!(
@@ -158,8 +159,10 @@ async fn people(browser: &Browser, console: &str) {
         .until_text("section.group ul", "acme-new")
         .await
         .unwrap();
+    snap(browser, shots, "groups").await;
     let group_id = browser.text("section.group p code").await.unwrap();
     limits(browser, console, &group_id).await;
+    snap(browser, shots, "limits").await;
 }
 
 /// A plan, a group rule, a group multiplier and a group price, each in
@@ -319,6 +322,7 @@ async fn a_new_tenant_registers_an_api_creates_a_key_and_sees_its_traffic() {
     .await;
     assert!(!listed.contains(&key), "the key list shows the plaintext");
     assert!(listed.contains("$5.000000"), "{listed}");
+    snap(&browser, shots_dir, "keys").await;
 
     let client = edge_support::http_client();
     let edge = suite.addresses.edge;
@@ -373,6 +377,8 @@ async fn roles_and_tenants_see_only_what_the_services_allow() {
     let acme = suite.tenant("acme").await;
     suite.tenant("globex").await;
     edge_support::register_api(&suite, &acme, edge_support::start_upstream().await).await;
+    let (_shots, shots_dir) = screenshots();
+    let shots_dir = shots_dir.as_path();
     let browser = Browser::start(&binaries).await.unwrap();
 
     // A USER has no APIs section, and the action by URL is refused.
@@ -399,7 +405,7 @@ async fn roles_and_tenants_see_only_what_the_services_allow() {
     let nav = browser.text("header nav").await.unwrap();
     assert!(nav.contains("APIs"), "an admin has the APIs section: {nav}");
     until_shown(&browser, &format!("{console}/apis"), "main", "Echo").await;
-    people(&browser, &console).await;
+    people(&browser, &console, shots_dir).await;
     browser.click("header form button").await.unwrap();
     log_in(&browser, &console, "globex", "globex-admin").await;
     let apis = until_shown(&browser, &format!("{console}/apis"), "main", "No APIs yet.").await;

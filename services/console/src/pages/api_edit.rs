@@ -11,6 +11,7 @@ use maud::{Markup, html};
 use prost_types::Duration;
 use serde::Deserialize;
 
+use super::api_errors::Refusal;
 use crate::AppState;
 use crate::clients::authed;
 use crate::layout::{self, csrf, field, notice, page};
@@ -72,7 +73,7 @@ pub async fn show(
         Ok(api) => page(
             &session,
             &format!("API {}", api.name),
-            policy_form(&session, &api, None),
+            policy_form(&session, &api, &Refusal::default()),
         )
         .into_response(),
         Err(status) => layout::refused(&session, "API", &status),
@@ -117,7 +118,7 @@ pub(super) fn checkbox(name: &str, label: &str, checked: bool) -> Markup {
     html! { div.field { label for=(name) { (label) } input id=(name) name=(name) type="checkbox" value="on" checked[checked]; } }
 }
 
-fn policy_form(session: &Session, api: &cat::Api, error: Option<&str>) -> Markup {
+fn policy_form(session: &Session, api: &cat::Api, refusal: &Refusal) -> Markup {
     let targets: Vec<String> = api
         .upstreams
         .iter()
@@ -135,40 +136,37 @@ fn policy_form(session: &Session, api: &cat::Api, error: Option<&str>) -> Markup
         .as_ref()
         .map_or(cat::AuthMode::Key, |auth| auth.mode());
     html! {
-        @if let Some(error) = error { (notice("error", error)) }
+        @if let Some(message) = refusal.general() { (notice("error", message)) }
         form method="post" action=(format!("/apis/{}", api.id)) {
             (csrf(session))
             fieldset { legend { "API" }
-                (field("name", "Name", "text", &api.name, None))
+                (field("name", "Name", "text", &api.name, refusal.at("name")))
                 (checkbox("enabled", "Enabled", api.enabled))
-                div.field {
-                    label for="upstreams" { "Upstreams (one per line: URL and weight)" }
-                    textarea id="upstreams" name="upstreams" rows="3" { (targets.join("\n")) }
-                }
+                (super::api_more::area("upstreams", "Upstreams (one per line: URL and weight)", &targets.join("\n"), refusal.at("upstreams")))
                 (select("algorithm", "Balancing", &ALGORITHMS, balancing.algorithm()))
-                (field("hash_header", "Hash header (consistent hash)", "text", &balancing.hash_header, None))
+                (field("hash_header", "Hash header (consistent hash)", "text", &balancing.hash_header, refusal.at("hash_header")))
                 (select("auth_mode", "Callers authenticate by", &MODES, mode))
-                (field("max_body", "Largest request body (bytes, 0 = the edge's)", "number", &api.max_request_body_bytes.to_string(), None))
+                (field("max_body", "Largest request body (bytes, 0 = the edge's)", "number", &api.max_request_body_bytes.to_string(), refusal.at("max_body")))
             }
             fieldset { legend { "Timeouts (ms, empty = the edge's)" }
-                (field("connect_ms", "Connect", "number", &millis(timeouts.connect.as_ref()), None))
-                (field("read_ms", "Read", "number", &millis(timeouts.read.as_ref()), None))
-                (field("total_ms", "Total", "number", &millis(timeouts.total.as_ref()), None))
+                (field("connect_ms", "Connect", "number", &millis(timeouts.connect.as_ref()), refusal.at("connect_ms")))
+                (field("read_ms", "Read", "number", &millis(timeouts.read.as_ref()), refusal.at("read_ms")))
+                (field("total_ms", "Total", "number", &millis(timeouts.total.as_ref()), refusal.at("total_ms")))
             }
             fieldset { legend { "Retries" }
-                (field("max_attempts", "Attempts (1 = no retry)", "number", &retry.max_attempts.to_string(), None))
-                (field("retry_statuses", "On statuses (comma-separated)", "text", &joined(&retry.retry_on_statuses), None))
+                (field("max_attempts", "Attempts (1 = no retry)", "number", &retry.max_attempts.to_string(), refusal.at("max_attempts")))
+                (field("retry_statuses", "On statuses (comma-separated)", "text", &joined(&retry.retry_on_statuses), refusal.at("retry_statuses")))
                 (checkbox("retry_connect", "On connect failure", retry.retry_on_connect_failure))
             }
             fieldset { legend { "Response cache" }
                 (checkbox("cache_enabled", "Cache responses", cache.enabled))
-                (field("cache_ttl_ms", "Time to live (ms)", "number", &millis(cache.ttl.as_ref()), None))
+                (field("cache_ttl_ms", "Time to live (ms)", "number", &millis(cache.ttl.as_ref()), refusal.at("cache_ttl_ms")))
             }
             fieldset { legend { "CORS" }
                 (checkbox("cors_enabled", "Answer browsers", cors.enabled))
-                (field("cors_origins", "Allowed origins (comma-separated, * for any)", "text", &joined(&cors.allowed_origins), None))
+                (field("cors_origins", "Allowed origins (comma-separated, * for any)", "text", &joined(&cors.allowed_origins), refusal.at("cors_origins")))
             }
-            (super::api_more::fields(api))
+            (super::api_more::fields(api, refusal))
             button type="submit" { "Save" }
         }
         p { a href="/apis" { "Back to the APIs" } }
@@ -291,13 +289,19 @@ pub async fn save(
         Ok(api) => api,
         Err(status) => return layout::refused(&session, "API", &status),
     };
-    let refused = |api: &cat::Api, message: &str| {
-        let body = policy_form(&session, api, Some(message));
+    let refused = |api: &cat::Api, refusal: Refusal| {
+        let body = policy_form(&session, api, &refusal);
         layout::page_with(http::StatusCode::BAD_REQUEST, Some(&session), "API", body)
             .into_response()
     };
     if let Err(message) = edit(&mut api, &form) {
-        return refused(&api, &message);
+        return refused(
+            &api,
+            Refusal {
+                input: None,
+                message,
+            },
+        );
     }
     let request = cat::UpdateApiRequest {
         api: Some(api.clone()),
@@ -318,7 +322,7 @@ pub async fn save(
     {
         Ok(_) => Redirect::to(&format!("/apis/{id}")).into_response(),
         Err(status) => match layout::refusal(&status) {
-            Some((_, message)) => refused(&api, &message),
+            Some((_, message)) => refused(&api, Refusal::of(&status, message)),
             None => layout::signed_out(),
         },
     }

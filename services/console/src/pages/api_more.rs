@@ -83,11 +83,17 @@ fn lines(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn area(name: &str, label: &str, value: &str) -> Markup {
-    html! { div.field { label for=(name) { (label) } textarea id=(name) name=(name) rows="3" { (value) } } }
+pub(super) fn area(name: &str, label: &str, value: &str, error: Option<&str>) -> Markup {
+    html! {
+        div.field {
+            label for=(name) { (label) }
+            textarea id=(name) name=(name) rows="3" aria-invalid=[error.map(|_| "true")] { (value) }
+            @if let Some(error) = error { p.error role="alert" { (error) } }
+        }
+    }
 }
 
-pub fn fields(api: &cat::Api) -> Markup {
+pub fn fields(api: &cat::Api, refusal: &super::api_errors::Refusal) -> Markup {
     let routes: Vec<String> = api.routes.iter().map(route_line).collect();
     let health = api.health_check.clone().unwrap_or_default();
     let breaker = api.circuit_breaker.unwrap_or_default();
@@ -111,30 +117,30 @@ pub fn fields(api: &cat::Api) -> Markup {
         .unwrap_or_default();
     html! {
         fieldset { legend { "Routes (one per line: name, exact|prefix|parameterised, pattern, methods or -, rewrite)" }
-            (area("routes", "Routes", &routes.join("\n")))
+            (area("routes", "Routes", &routes.join("\n"), refusal.at("routes")))
         }
         fieldset { legend { "Active health checks" }
             (checkbox("health_enabled", "Probe the upstreams", health.enabled))
-            (field("health_path", "Path", "text", &health.path, None))
-            (field("health_interval_ms", "Every (ms)", "number", &millis(health.interval.as_ref()), None))
-            (field("health_timeout_ms", "Timeout (ms)", "number", &millis(health.timeout.as_ref()), None))
+            (field("health_path", "Path", "text", &health.path, refusal.at("health_path")))
+            (field("health_interval_ms", "Every (ms)", "number", &millis(health.interval.as_ref()), refusal.at("health_interval_ms")))
+            (field("health_timeout_ms", "Timeout (ms)", "number", &millis(health.timeout.as_ref()), refusal.at("health_timeout_ms")))
         }
         fieldset { legend { "Circuit breaker" }
             (checkbox("breaker_enabled", "Open after failures", breaker.enabled))
-            (field("breaker_failures", "Consecutive failures", "number", &breaker.consecutive_failures.to_string(), None))
-            (field("breaker_open_ms", "Stay open (ms)", "number", &millis(breaker.open_duration.as_ref()), None))
+            (field("breaker_failures", "Consecutive failures", "number", &breaker.consecutive_failures.to_string(), refusal.at("breaker_failures")))
+            (field("breaker_open_ms", "Stay open (ms)", "number", &millis(breaker.open_duration.as_ref()), refusal.at("breaker_open_ms")))
         }
         fieldset { legend { "Access" }
             (checkbox("maintenance", "In maintenance (503 to every caller)", access.maintenance))
-            (field("maintenance_message", "Maintenance message", "text", &access.maintenance_message, None))
-            (area("allow_cidrs", "Allowed CIDRs (one per line, empty = any)", &access.allow_cidrs.join("\n")))
-            (area("deny_cidrs", "Denied CIDRs (one per line)", &access.deny_cidrs.join("\n")))
+            (field("maintenance_message", "Maintenance message", "text", &access.maintenance_message, refusal.at("maintenance_message")))
+            (area("allow_cidrs", "Allowed CIDRs (one per line, empty = any)", &access.allow_cidrs.join("\n"), refusal.at("allow_cidrs")))
+            (area("deny_cidrs", "Denied CIDRs (one per line)", &access.deny_cidrs.join("\n"), refusal.at("deny_cidrs")))
         }
         fieldset { legend { "Transforms" }
-            (area("set_headers", "Request headers to set (Name: value per line)", &set.join("\n")))
-            (area("remove_headers", "Request headers to remove (one per line)", &removed))
-            (field("strip_prefix", "Strip path prefix", "text", &transform.strip_path_prefix, None))
-            (field("add_prefix", "Add path prefix", "text", &transform.add_path_prefix, None))
+            (area("set_headers", "Request headers to set (Name: value per line)", &set.join("\n"), refusal.at("set_headers")))
+            (area("remove_headers", "Request headers to remove (one per line)", &removed, refusal.at("remove_headers")))
+            (field("strip_prefix", "Strip path prefix", "text", &transform.strip_path_prefix, refusal.at("strip_prefix")))
+            (field("add_prefix", "Add path prefix", "text", &transform.add_path_prefix, refusal.at("add_prefix")))
         }
     }
 }

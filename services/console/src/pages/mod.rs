@@ -7,6 +7,7 @@ use serde::Deserialize;
 pub mod account;
 pub mod ai;
 pub mod api_edit;
+pub mod api_errors;
 pub mod api_more;
 pub mod apis;
 pub mod dashboard;
