@@ -11,12 +11,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked \
         --bin gatewayd --bin gatewayctl \
         --bin gateway-identity --bin gateway-catalog --bin gateway-quota \
-        --bin gateway-usage --bin gateway-edge \
+        --bin gateway-usage --bin gateway-edge --bin gateway-console \
     && mkdir -p /out \
     && cp target/release/gatewayd target/release/gatewayctl \
           target/release/gateway-identity target/release/gateway-catalog \
           target/release/gateway-quota target/release/gateway-usage \
-          target/release/gateway-edge /out/
+          target/release/gateway-edge target/release/gateway-console /out/
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \

@@ -48,6 +48,7 @@ fn check_binary(origin: &str, binary: &str, env: &HashMap<String, String>) {
         "gateway-quota" => check_config::<gateway_quota::BinaryConfig>(origin, env),
         "gateway-usage" => check_config::<gateway_usage::BinaryConfig>(origin, env),
         "gateway-edge" => check_config::<gateway_edge::BinaryConfig>(origin, env),
+        "gateway-console" => check_config::<gateway_console::BinaryConfig>(origin, env),
         "gatewayd" => check_config::<gatewayd::SuiteConfig>(origin, env),
         other => panic!("{origin}: runs {other:?}, which is not a gateway binary"),
     }
@@ -136,6 +137,7 @@ fn compose_services_use_real_config_keys() {
         "gateway-quota",
         "gateway-usage",
         "gateway-edge",
+        "gateway-console",
     ]
     .into_iter()
     .map(str::to_owned)
@@ -198,7 +200,7 @@ fn kubernetes_deployments_use_real_config_keys() {
             check_binary(&format!("kubernetes deployment {name}"), binary, &env);
         }
     }
-    assert_eq!(deployments, 5);
+    assert_eq!(deployments, 6);
 }
 
 #[test]
@@ -212,6 +214,7 @@ fn dockerfile_builds_every_binary_the_deployments_run() {
         "gateway-quota",
         "gateway-usage",
         "gateway-edge",
+        "gateway-console",
     ] {
         assert!(
             dockerfile.contains(&format!("--bin {binary} "))

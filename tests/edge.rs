@@ -589,20 +589,27 @@ async fn oversized_bodies_refused_and_slow_upstreams_map_to_problems() {
     )
     .await;
     expect_problem(status, &headers, &body, StatusCode::PAYLOAD_TOO_LARGE);
-    // Streamed without a length: cut off once over the limit.
+    // Streamed without a length: cut off once over the limit. A 413 when
+    // the edge sees the overflow first; when the upstream has already
+    // answered (it streams its echo), its answer is cut instead, and never
+    // arrives whole.
     let chunks: Vec<Result<Frame<Bytes>, Infallible>> = (0..8)
         .map(|_| Ok(Frame::data(Bytes::from(vec![b'y'; 512]))))
         .collect();
-    let (status, headers, body) = call(
-        &client,
-        edge,
-        "POST",
-        "/acme/small/",
-        Some(&key),
-        StreamBody::new(tokio_stream::iter(chunks)).boxed(),
-    )
-    .await;
-    expect_problem(status, &headers, &body, StatusCode::PAYLOAD_TOO_LARGE);
+    let request = Request::post(format!("http://{edge}/acme/small/"))
+        .header("x-api-key", &key)
+        .body(StreamBody::new(tokio_stream::iter(chunks)).boxed())
+        .unwrap();
+    let (parts, body) = client.request(request).await.unwrap().into_parts();
+    match body.collect().await {
+        Ok(body) => expect_problem(
+            parts.status,
+            &parts.headers,
+            &body.to_bytes(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        Err(cut) => assert_eq!(parts.status, StatusCode::OK, "{cut}"),
+    }
     // Within the limit: passes.
     let (status, _, body) = call(
         &client,

@@ -89,11 +89,11 @@ pub async fn call(
     }
     let response = client.request(request.body(body).unwrap()).await.unwrap();
     let (parts, body) = response.into_parts();
-    (
-        parts.status,
-        parts.headers,
-        body.collect().await.unwrap().to_bytes(),
-    )
+    let body = body
+        .collect()
+        .await
+        .unwrap_or_else(|error| panic!("{method} {path} ({}): {error}", parts.status));
+    (parts.status, parts.headers, body.to_bytes())
 }
 
 pub fn empty() -> http_body_util::combinators::BoxBody<Bytes, Infallible> {

@@ -23,6 +23,11 @@ pub mod session;
 
 pub use config::Config;
 
+gateway_runtime::process_config! {
+    /// The configuration of the standalone `gateway-console` binary.
+    pub struct BinaryConfig { console: Config }
+}
+
 /// What every page handler shares.
 pub struct ConsoleState {
     pub config: Config,

@@ -2,13 +2,8 @@
 
 use std::process::ExitCode;
 
-use gateway_console::Console;
+use gateway_console::{BinaryConfig, Console};
 use gateway_runtime::process::{BinarySpec, Process};
-
-gateway_runtime::process_config! {
-    /// The configuration of the standalone `gateway-console` binary.
-    pub struct BinaryConfig { console: gateway_console::Config }
-}
 
 const SPEC: BinarySpec = BinarySpec {
     binary: "gateway-console",

@@ -13,13 +13,17 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use maud::{Markup, html};
+use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::AppState;
 use crate::layout::{csrf, field, page};
 use crate::session::Session;
+
+/// Where the answer goes in the page: a comment no escaped input can
+/// spell (a user's `<` is escaped).
+const ANSWER: &str = "<!--answer-->";
 
 fn chat_form(session: &Session, form: &ChatForm) -> Markup {
     html! {
@@ -68,13 +72,13 @@ pub async fn send(
         html! {
             (chat_form(&session, &form))
             h2 { "Answer" }
-            pre #answer aria-live="polite" { "\u{1}" }
+            pre #answer aria-live="polite" { (PreEscaped(ANSWER)) }
         },
     )
     .markup
     .into_string();
     let (head, tail) = whole
-        .split_once('\u{1}')
+        .split_once(ANSWER)
         .map_or((whole.clone(), String::new()), |(head, tail)| {
             (head.to_owned(), tail.to_owned())
         });
