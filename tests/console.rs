@@ -581,6 +581,20 @@ async fn offer_operator_channel(
 /// acme's admin makes a voucher; acme's user redeems it.
 async fn redeem_voucher(browser: &Browser, console: &str, shots: &Path) {
     log_in(browser, console, "acme", "acme-admin").await;
+    // The admin credits their own balance (the form's default user).
+    browser.goto(&format!("{console}/balance")).await.unwrap();
+    browser.fill("#amount", "2.00").await.unwrap();
+    browser.fill("#reason", "welcome credit").await.unwrap();
+    browser
+        .click("form[action='/balance/adjust'] button")
+        .await
+        .unwrap();
+    browser.until_text("#balance", "$2.000000").await.unwrap();
+    let ledger = browser
+        .until_text("#ledger", "welcome credit")
+        .await
+        .unwrap();
+    assert!(ledger.contains("adjustment"), "{ledger}");
     browser.goto(&format!("{console}/vouchers")).await.unwrap();
     browser.fill("#amount", "3.50").await.unwrap();
     browser

@@ -107,7 +107,7 @@ fn credit_form(session: &Session) -> Markup {
         h2 { "Adjust a user's balance" }
         form method="post" action="/balance/adjust" {
             (csrf(session))
-            input type="hidden" name="idempotency_key" value=(uuid_like());
+            input type="hidden" name="idempotency_key" value=(fresh_idempotency_key());
             (field("user_id", "User id", "text", &session.user_id, None))
             (field("amount", "Amount in USD (negative to debit)", "text", "", None))
             (field("reason", "Reason", "text", "", None))
@@ -117,7 +117,7 @@ fn credit_form(session: &Session) -> Markup {
 }
 
 /// A fresh idempotency key for one rendering of a form.
-fn uuid_like() -> String {
+fn fresh_idempotency_key() -> String {
     use rand::RngCore as _;
     let mut bytes = [0_u8; 16];
     rand::rng().fill_bytes(&mut bytes);
