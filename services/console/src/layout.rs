@@ -164,6 +164,20 @@ pub fn refused(session: &Session, title: &str, status: &tonic::Status) -> Respon
     }
 }
 
+/// A page of `body`, or why a service refused to fill it.
+pub fn shown(session: &Session, title: &str, body: Result<Markup, tonic::Status>) -> Response {
+    match body {
+        Ok(body) => page(session, title, body).into_response(),
+        Err(status) => refused(session, title, &status),
+    }
+}
+
+/// A service's refusal as a notice above a page; `None` when the session
+/// is no longer valid.
+pub fn refusal_notice(status: &tonic::Status) -> Option<Markup> {
+    refusal(status).map(|(_, message)| notice("error", &message))
+}
+
 /// The form field an InvalidArgument names (`api.slug: ...` is `slug`),
 /// and its message.
 pub fn field_error(status: &tonic::Status) -> Option<(String, String)> {

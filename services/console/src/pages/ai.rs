@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::clients::authed;
-use crate::layout::{self, csrf, field, notice, page, usd};
+use crate::layout::{self, csrf, field, page, usd};
 use crate::session::Session;
 
 fn provider_name(provider: cat::Provider) -> &'static str {
@@ -199,10 +199,8 @@ async fn finish(
 ) -> Response {
     match result {
         Ok(()) => Redirect::to("/channels").into_response(),
-        Err(status) => match layout::refusal(&status) {
-            Some((_, message)) => {
-                channels_page(state, session, Some(notice("error", &message))).await
-            }
+        Err(status) => match layout::refusal_notice(&status) {
+            Some(said) => channels_page(state, session, Some(said)).await,
             None => layout::signed_out(),
         },
     }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::clients::authed;
-use crate::layout::{self, csrf, field, notice, page, usd};
+use crate::layout::{self, csrf, field, page, usd};
 use crate::pages::micros;
 use crate::session::Session;
 
@@ -242,8 +242,8 @@ pub async fn create_plan(
 async fn done(state: &AppState, session: &Session, result: Result<(), tonic::Status>) -> Response {
     match result {
         Ok(()) => Redirect::to("/limits").into_response(),
-        Err(status) => match layout::refusal(&status) {
-            Some((_, message)) => render(state, session, Some(notice("error", &message))).await,
+        Err(status) => match layout::refusal_notice(&status) {
+            Some(said) => render(state, session, Some(said)).await,
             None => layout::signed_out(),
         },
     }

@@ -4,14 +4,14 @@
 
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use gateway_proto::quota::v1 as quota;
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::clients::authed;
-use crate::layout::{self, csrf, field, notice, page, usd};
+use crate::layout::{self, csrf, field, notice, usd};
 use crate::pages::{Paging, micros, pager, time};
 use crate::session::Session;
 
@@ -27,10 +27,11 @@ pub async fn show(
     session: Session,
     Query(paging): Query<Paging>,
 ) -> Response {
-    match balance_page(&state, &session, &paging, None).await {
-        Ok(body) => page(&session, "Balance", body).into_response(),
-        Err(status) => layout::refused(&session, "Balance", &status),
-    }
+    layout::shown(
+        &session,
+        "Balance",
+        balance_page(&state, &session, &paging, None).await,
+    )
 }
 
 async fn balance_page(
@@ -152,15 +153,16 @@ pub async fn redeem(
                 usd(redeemed.into_inner().amount_micros)
             ),
         ),
-        Err(status) => match layout::refusal(&status) {
-            Some((_, message)) => notice("error", &message),
+        Err(status) => match layout::refusal_notice(&status) {
+            Some(said) => said,
             None => return layout::signed_out(),
         },
     };
-    match balance_page(&state, &session, &Paging::default(), Some(said)).await {
-        Ok(body) => page(&session, "Balance", body).into_response(),
-        Err(status) => layout::refused(&session, "Balance", &status),
-    }
+    layout::shown(
+        &session,
+        "Balance",
+        balance_page(&state, &session, &Paging::default(), Some(said)).await,
+    )
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -200,17 +202,18 @@ pub async fn adjust(
                 .await
             {
                 Ok(_) => notice("ok", "The balance is adjusted."),
-                Err(status) => match layout::refusal(&status) {
-                    Some((_, message)) => notice("error", &message),
+                Err(status) => match layout::refusal_notice(&status) {
+                    Some(said) => said,
                     None => return layout::signed_out(),
                 },
             }
         }
     };
-    match balance_page(&state, &session, &Paging::default(), Some(said)).await {
-        Ok(body) => page(&session, "Balance", body).into_response(),
-        Err(status) => layout::refused(&session, "Balance", &status),
-    }
+    layout::shown(
+        &session,
+        "Balance",
+        balance_page(&state, &session, &Paging::default(), Some(said)).await,
+    )
 }
 
 pub async fn vouchers(
@@ -218,10 +221,11 @@ pub async fn vouchers(
     session: Session,
     Query(paging): Query<Paging>,
 ) -> Response {
-    match vouchers_page(&state, &session, &paging, None).await {
-        Ok(body) => page(&session, "Vouchers", body).into_response(),
-        Err(status) => layout::refused(&session, "Vouchers", &status),
-    }
+    layout::shown(
+        &session,
+        "Vouchers",
+        vouchers_page(&state, &session, &paging, None).await,
+    )
 }
 
 async fn vouchers_page(
@@ -303,13 +307,14 @@ pub async fn create_voucher(
                 div.secret { code #new-voucher { (code) } button type="button" data-copy="new-voucher" { "Copy" } }
             }
         }
-        Err(status) => match layout::refusal(&status) {
-            Some((_, message)) => notice("error", &message),
+        Err(status) => match layout::refusal_notice(&status) {
+            Some(said) => said,
             None => return layout::signed_out(),
         },
     };
-    match vouchers_page(&state, &session, &Paging::default(), Some(said)).await {
-        Ok(body) => page(&session, "Vouchers", body).into_response(),
-        Err(status) => layout::refused(&session, "Vouchers", &status),
-    }
+    layout::shown(
+        &session,
+        "Vouchers",
+        vouchers_page(&state, &session, &Paging::default(), Some(said)).await,
+    )
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::clients::authed;
-use crate::layout::{self, csrf, field, notice, page};
+use crate::layout::{self, csrf, field, page};
 use crate::pages::{Paging, pager, time};
 use crate::session::Session;
 
@@ -161,16 +161,8 @@ pub async fn create_user(
 async fn after(state: &AppState, session: &Session, result: Result<(), tonic::Status>) -> Response {
     match result {
         Ok(()) => Redirect::to("/users").into_response(),
-        Err(status) => match layout::refusal(&status) {
-            Some((_, message)) => {
-                users_page(
-                    state,
-                    session,
-                    &Paging::default(),
-                    Some(notice("error", &message)),
-                )
-                .await
-            }
+        Err(status) => match layout::refusal_notice(&status) {
+            Some(said) => users_page(state, session, &Paging::default(), Some(said)).await,
             None => layout::signed_out(),
         },
     }
@@ -325,10 +317,8 @@ async fn group_result(
 ) -> Response {
     match result {
         Ok(()) => Redirect::to("/groups").into_response(),
-        Err(status) => match layout::refusal(&status) {
-            Some((_, message)) => {
-                groups_page(state, session, Some(notice("error", &message))).await
-            }
+        Err(status) => match layout::refusal_notice(&status) {
+            Some(said) => groups_page(state, session, Some(said)).await,
             None => layout::signed_out(),
         },
     }
