@@ -1,0 +1,207 @@
+//! `login`, `logout` and `whoami`: a JWT from identity's Login, kept per
+//! context in the user's config directory.
+
+use base64::Engine as _;
+use gateway_proto::identity::v1 as pb;
+use serde::Deserialize;
+
+use crate::config::ConfigDir;
+use crate::ctx::{Credential, Ctx};
+use crate::error::{CliError, CliResult};
+use crate::output;
+
+#[derive(Debug, clap::Args)]
+pub struct LoginArgs {
+    /// The tenant's slug (`system` for the operator).
+    #[arg(long)]
+    pub tenant: String,
+    #[arg(long, short = 'u')]
+    pub username: String,
+    /// Read the password from stdin (for scripts); else it is asked for.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Log in through the tenant's LDAP directory.
+    #[arg(long)]
+    pub ldap: bool,
+}
+
+/// What `whoami` reads from the token (identity signed it; the services
+/// check the signature, this only shows it).
+#[derive(Debug, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub tenant: String,
+    pub role: String,
+    pub exp: i64,
+}
+
+pub fn claims(ctx: &Ctx) -> Option<Claims> {
+    let Credential::Bearer(token) = &ctx.credential else {
+        return None;
+    };
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+pub async fn login(ctx: &Ctx, args: &LoginArgs, dir: &ConfigDir, context: &str) -> CliResult<()> {
+    let password = if args.password_stdin {
+        ctx.read_stdin()?.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        prompt_password()?
+    };
+    let method = if args.ldap {
+        pb::LoginMethod::Ldap
+    } else {
+        pb::LoginMethod::Password
+    };
+    let answer = ctx
+        .identity()
+        .login(pb::LoginRequest {
+            tenant_slug: args.tenant.clone(),
+            username: args.username.clone(),
+            password,
+            method: method.into(),
+        })
+        .await?
+        .into_inner();
+    let path = dir.store_token(context, &answer.access_token)?;
+    let expires = answer
+        .expire_time
+        .map(|time| time_text(time.seconds))
+        .unwrap_or_else(|| "-".to_owned());
+    ctx.note(&format!(
+        "logged in to context {context:?} as {}/{} until {expires}; token in {}",
+        args.tenant,
+        args.username,
+        path.display()
+    ))
+}
+
+fn prompt_password() -> CliResult<String> {
+    let terminal = console::Term::stderr();
+    if !terminal.is_term() {
+        return Err(CliError::usage(
+            "no terminal to ask for the password: use --password-stdin",
+        ));
+    }
+    terminal.write_str("Password: ")?;
+    let password = terminal.read_secure_line()?;
+    Ok(password)
+}
+
+pub fn logout(ctx: &Ctx, dir: &ConfigDir, context: &str) -> CliResult<()> {
+    if dir.remove_token(context)? {
+        ctx.note(&format!("logged out of context {context:?}"))
+    } else {
+        ctx.note(&format!("no token was stored for context {context:?}"))
+    }
+}
+
+/// Who the credential is, confirmed by the services (an expired or revoked
+/// token fails here, not on the next real command).
+pub async fn whoami(ctx: &Ctx, context: &str) -> CliResult<()> {
+    let rows = match &ctx.credential {
+        Credential::Anonymous => {
+            return Err(CliError::new(
+                crate::error::Exit::Unauthenticated,
+                "not logged in: run `gatewayctl login`, or pass --token",
+            ));
+        }
+        Credential::AdminKey(_) => vec![
+            ("context", context.to_owned()),
+            ("credential", "admin key".to_owned()),
+            ("role", "SUPERADMIN".to_owned()),
+        ],
+        Credential::Bearer(_) => bearer_rows(ctx, context).await?,
+    };
+    let value = serde_json::Value::Object(
+        rows.iter()
+            .map(|(field, value)| ((*field).to_owned(), value.clone().into()))
+            .collect(),
+    );
+    let text = match ctx.format {
+        output::Format::Table => output::table(
+            ["FIELD", "VALUE"],
+            rows.into_iter()
+                .map(|(field, value)| vec![field.to_owned(), value])
+                .collect(),
+        ),
+        format => output::encode(format, &value)?,
+    };
+    ctx.print(&text)
+}
+
+async fn bearer_rows(ctx: &Ctx, context: &str) -> CliResult<Vec<(&'static str, String)>> {
+    let claims = claims(ctx).ok_or_else(|| CliError::usage("the token is not a JWT"))?;
+    let user = ctx
+        .identity()
+        .get_user(pb::GetUserRequest {
+            id: claims.sub.clone(),
+        })
+        .await?
+        .into_inner()
+        .user;
+    let tenant = ctx
+        .identity()
+        .get_tenant(pb::GetTenantRequest {
+            id: claims.tenant.clone(),
+        })
+        .await?
+        .into_inner()
+        .tenant;
+    Ok(vec![
+        ("context", context.to_owned()),
+        ("user", user.map(|user| user.username).unwrap_or_default()),
+        ("user_id", claims.sub),
+        (
+            "tenant",
+            tenant.map(|tenant| tenant.slug).unwrap_or_default(),
+        ),
+        ("tenant_id", claims.tenant),
+        ("role", claims.role),
+        ("expires", time_text(claims.exp)),
+    ])
+}
+
+/// Seconds since the epoch as `2026-12-02 17:50:18 UTC`.
+pub fn time_text(seconds: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let rest = seconds.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil: the proleptic Gregorian date of a day
+/// count since 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_shown_in_utc() {
+        assert_eq!(time_text(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(time_text(1_796_233_818), "2026-12-02 17:50:18 UTC");
+        assert_eq!(time_text(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
+}
