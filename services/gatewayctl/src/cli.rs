@@ -19,6 +19,8 @@ use crate::session::LoginArgs;
 #[command(
     name = "gatewayctl",
     version,
+    // A flag given twice (a script's default, then the caller's): the last wins.
+    args_override_self = true,
     about = "Administer the gateway suite over gRPC",
     after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 3 unauthenticated, 4 permission denied, \
                   5 not found, 6 conflict, 7 invalid argument, 8 unavailable, 9 resource exhausted."

@@ -172,7 +172,8 @@ fn render(
     match value {
         Value::Null => "-".to_owned(),
         Value::Bool(flag) => flag.to_string(),
-        Value::Number(number) if field.ends_with("_micros") => number
+        // `spend_limit_micros`, `input_micros_per_million_tokens`: money.
+        Value::Number(number) if field.contains("_micros") => number
             .as_i64()
             .map(usd)
             .unwrap_or_else(|| number.to_string()),

@@ -244,7 +244,8 @@ async fn create<R: Resource>(ctx: &Ctx, name: Option<String>, fields: &Fields) -
         ctx.print(&format!("\nkey  {plaintext}\n"))?;
         return ctx.note("The key is shown only now: store it (only its hash is kept).");
     }
-    let both = serde_json::json!({ R::NOUN: reflect::to_json(&created), "key": plaintext });
+    // Only keys are shown once; the shape is CreateApiKeyResponse's.
+    let both = serde_json::json!({ "api_key": reflect::to_json(&created), "key": plaintext });
     ctx.print(&output::encode(ctx.format, &both)?)
 }
 

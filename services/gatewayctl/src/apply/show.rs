@@ -43,6 +43,9 @@ pub fn title(change: &Change) -> String {
         (_, Some(kind)) => ("-", kind.section()),
         (_, None) => ("-", "member"),
     };
+    if let Action::CreateTenant { .. } = change.action {
+        return format!("+ tenant {}", change.key);
+    }
     let scope = if change.tenant.is_empty() {
         "global".to_owned()
     } else {

@@ -65,7 +65,7 @@ pub fn run(ctx: &Ctx, dir: &ConfigDir, current: &str, command: ContextCommand) -
         }
         ContextCommand::Current => ctx.print(&format!("{current}\n")),
         ContextCommand::Use { name } => {
-            if !config.contexts.contains_key(&name) {
+            if !config.contexts.contains_key(&name) && name != crate::config::DEFAULT_CONTEXT {
                 return Err(CliError::not_found(format!(
                     "no context {name:?} (create it with `context set`)"
                 )));
