@@ -104,7 +104,10 @@ async fn execute(cli: Cli, io: Io, stderr: ctx::Shared) -> CliResult<()> {
         stderr,
     )?;
     match cli.command {
-        Command::Login(args) => session::login(&ctx, &args, &dir, &context).await,
+        Command::Login(args) => {
+            let tenant = cli.global.tenant.as_deref();
+            session::login(&ctx, &args, tenant, &dir, &context).await
+        }
         Command::Logout => session::logout(&ctx, &dir, &context),
         Command::Whoami => session::whoami(&ctx, &context).await,
         Command::Context(command) => context::run(&ctx, &dir, &context, command),

@@ -32,6 +32,7 @@ typed! {
     id::GroupMember => "gateway.identity.v1.GroupMember",
     id::ApiKey => "gateway.identity.v1.ApiKey",
     id::Client => "gateway.identity.v1.Client",
+    id::AuthenticateKeyResponse => "gateway.identity.v1.AuthenticateKeyResponse",
     cat::Api => "gateway.catalog.v1.Api",
     cat::Channel => "gateway.catalog.v1.Channel",
     cat::ModelPrice => "gateway.catalog.v1.ModelPrice",

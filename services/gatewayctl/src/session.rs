@@ -10,11 +10,10 @@ use crate::ctx::{Credential, Ctx};
 use crate::error::{CliError, CliResult};
 use crate::output;
 
+/// The tenant is the global `--tenant` (its slug; `system` for the
+/// operator); LDAP logins need none, the directory's tenant is configured.
 #[derive(Debug, clap::Args)]
 pub struct LoginArgs {
-    /// The tenant's slug (`system` for the operator).
-    #[arg(long)]
-    pub tenant: String,
     #[arg(long, short = 'u')]
     pub username: String,
     /// Read the password from stdin (for scripts); else it is asked for.
@@ -46,7 +45,18 @@ pub fn claims(ctx: &Ctx) -> Option<Claims> {
     serde_json::from_slice(&bytes).ok()
 }
 
-pub async fn login(ctx: &Ctx, args: &LoginArgs, dir: &ConfigDir, context: &str) -> CliResult<()> {
+pub async fn login(
+    ctx: &Ctx,
+    args: &LoginArgs,
+    tenant: Option<&str>,
+    dir: &ConfigDir,
+    context: &str,
+) -> CliResult<()> {
+    let tenant = match (tenant, args.ldap) {
+        (Some(tenant), _) => tenant.to_owned(),
+        (None, true) => String::new(),
+        (None, false) => return Err(CliError::usage("name your tenant with --tenant SLUG")),
+    };
     let password = if args.password_stdin {
         ctx.read_stdin()?.trim_end_matches(['\r', '\n']).to_owned()
     } else {
@@ -60,7 +70,7 @@ pub async fn login(ctx: &Ctx, args: &LoginArgs, dir: &ConfigDir, context: &str) 
     let answer = ctx
         .identity()
         .login(pb::LoginRequest {
-            tenant_slug: args.tenant.clone(),
+            tenant_slug: tenant.clone(),
             username: args.username.clone(),
             password,
             method: method.into(),
@@ -74,7 +84,7 @@ pub async fn login(ctx: &Ctx, args: &LoginArgs, dir: &ConfigDir, context: &str) 
         .unwrap_or_else(|| "-".to_owned());
     ctx.note(&format!(
         "logged in to context {context:?} as {}/{} until {expires}; token in {}",
-        args.tenant,
+        if tenant.is_empty() { "ldap" } else { &tenant },
         args.username,
         path.display()
     ))
@@ -144,14 +154,15 @@ async fn bearer_rows(ctx: &Ctx, context: &str) -> CliResult<Vec<(&'static str, S
         .await?
         .into_inner()
         .user;
-    let tenant = ctx
-        .identity()
-        .get_tenant(pb::GetTenantRequest {
-            id: claims.tenant.clone(),
-        })
-        .await?
-        .into_inner()
-        .tenant;
+    // A USER may not read their tenant: the id from the token is shown alone.
+    let request = pb::GetTenantRequest {
+        id: claims.tenant.clone(),
+    };
+    let tenant = match ctx.identity().get_tenant(request).await {
+        Ok(answer) => answer.into_inner().tenant,
+        Err(status) if status.code() == tonic::Code::PermissionDenied => None,
+        Err(status) => return Err(status.into()),
+    };
     Ok(vec![
         ("context", context.to_owned()),
         ("user", user.map(|user| user.username).unwrap_or_default()),

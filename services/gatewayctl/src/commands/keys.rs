@@ -1,6 +1,7 @@
 //! Verbs only some nouns have: freezing keys, changing a password.
 
 use gateway_proto::identity::v1 as pb;
+use sha2::Digest as _;
 
 use crate::ctx::Ctx;
 use crate::error::{CliError, CliResult};
@@ -19,6 +20,16 @@ pub enum KeyVerb {
     Freeze { reference: String },
     /// Accept a frozen key again.
     Unfreeze { reference: String },
+    /// What the edge would make of a key (read from stdin): its status and
+    /// principal, looked up by the key's SHA-256 (SUPERADMIN).
+    Authenticate {
+        /// The X-Client-Id the request would carry.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// The caller's address, for the key's IP allow-list.
+        #[arg(long)]
+        remote_ip: Option<String>,
+    },
 }
 
 pub async fn keys(ctx: &Ctx, verb: KeyVerb) -> CliResult<()> {
@@ -34,6 +45,25 @@ pub async fn keys(ctx: &Ctx, verb: KeyVerb) -> CliResult<()> {
                 ctx.format,
                 &present(answer.into_inner().api_key, "key")?,
             )?)
+        }
+        KeyVerb::Authenticate {
+            client_id,
+            remote_ip,
+        } => {
+            let key = ctx.read_stdin()?.trim().to_owned();
+            if key.is_empty() {
+                return Err(CliError::usage(
+                    "give the key on stdin (it never goes in a flag)",
+                ));
+            }
+            let key_sha256 = format!("{:x}", sha2::Sha256::digest(key.as_bytes()));
+            let request = pb::AuthenticateKeyRequest {
+                key_sha256,
+                client_id,
+                remote_ip,
+            };
+            let answer = ctx.identity().authenticate_key(request).await?.into_inner();
+            ctx.print(&output::one(ctx.format, &answer)?)
         }
         KeyVerb::Unfreeze { reference } => {
             let key = resolve::find::<Keys>(ctx, &reference).await?;

@@ -108,14 +108,26 @@ async fn identity_nouns_by_name_with_keys_shown_once() {
         !keys.contains(&plaintext),
         "a list never shows a key's plaintext"
     );
+    // The walkthrough's last step: the key as the edge resolves it.
+    let authenticate = ["keys", "authenticate", "-o", "json"];
+    let checked = ctl.run_with_stdin(&authenticate, &plaintext).await.json();
+    assert_eq!(checked["status"], "KEY_STATUS_ACTIVE", "{checked}");
+    assert_eq!(checked["principal"]["role"], "ROLE_ADMIN", "{checked}");
     assert_eq!(
         run(&["keys", "freeze", "ci", "-o", "json"]).await.json()["frozen"],
         true
     );
+    let checked = ctl.run_with_stdin(&authenticate, &plaintext).await.json();
+    assert_eq!(checked["status"], "KEY_STATUS_FROZEN", "{checked}");
     assert_eq!(
         run(&["keys", "unfreeze", "ci", "-o", "json"]).await.json()["frozen"],
         Value::Null
     );
+    let unknown = ctl
+        .run_with_stdin(&authenticate, "gw-not-a-key")
+        .await
+        .json();
+    assert_eq!(unknown["status"], "KEY_STATUS_UNKNOWN", "{unknown}");
     run(&[
         "keys",
         "update",

@@ -143,3 +143,38 @@ async fn completions_usage_errors_and_unreachable_services_have_their_exit_codes
     assert!(error.contains("UNAVAILABLE"), "{error}");
     suite.stop().await.unwrap();
 }
+
+/// `login --ldap` through a real OpenLDAP server (Debian's slapd).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldap_users_log_in_through_the_directory() {
+    use gateway_testkit::ldap::{ALICE, ALICE_PASSWORD, Slapd};
+    let Some(slapd) = Slapd::start().await else {
+        return;
+    };
+    let suite = TestSuite::start_with(Backend::Sqlite, |config| {
+        config.identity.ldap = gateway_identity::config::LdapConfig {
+            url: slapd.url(),
+            user_dn_template: slapd.user_dn_template(),
+            tenant_slug: "corp".to_owned(),
+            timeout_ms: 3000,
+        };
+    })
+    .await
+    .unwrap();
+    let ctl = Ctl::new(&suite);
+    let login = ["login", "--ldap", "--username", ALICE, "--password-stdin"];
+    let error = ctl.run_with_stdin(&login, "wrong-password").await.fails(3);
+    assert!(error.contains("UNAUTHENTICATED"), "{error}");
+    ctl.run_with_stdin(&login, ALICE_PASSWORD).await.ok();
+    let who = ctl.run(&["whoami", "-o", "json"]).await.json();
+    assert_eq!(who["user"], ALICE);
+    assert_eq!(who["role"], "USER");
+    let mut corp = vec!["tenants", "get", "corp", "-o", "json"];
+    corp.extend(admin_key_args());
+    let corp = ctl.run(&corp).await.json();
+    assert_eq!(
+        who["tenant_id"], corp["id"],
+        "provisioned in the configured tenant"
+    );
+    suite.stop().await.unwrap();
+}
