@@ -52,7 +52,7 @@ pub fn one<M: Typed>(format: Format, item: &M) -> CliResult<String> {
             let rows = lines
                 .into_iter()
                 .map(|(path, leaf)| {
-                    let shown = render(&leaf, &path, enum_path(&path).as_deref(), &descriptor);
+                    let shown = render(&leaf, &path, Some(&enum_path(&path)), &descriptor);
                     vec![path, shown]
                 })
                 .collect();
@@ -227,7 +227,7 @@ fn flatten(prefix: &str, value: &Value, lines: &mut Vec<(String, Value)>) {
 }
 
 /// The field path without list indexes, for finding an enum's type.
-fn enum_path(path: &str) -> Option<String> {
+fn enum_path(path: &str) -> String {
     let mut clean = String::new();
     let mut skipping = false;
     for character in path.chars() {
@@ -238,8 +238,7 @@ fn enum_path(path: &str) -> Option<String> {
             _ => {}
         }
     }
-    // Map keys are not fields; an enum is never found under one.
-    Some(clean)
+    clean
 }
 
 #[cfg(test)]

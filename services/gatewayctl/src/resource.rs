@@ -46,6 +46,9 @@ pub trait Resource {
     const SECRET: bool = false;
     /// Whether the message has a `tenant_id` that `--tenant` fills.
     const TENANT_SCOPED: bool = true;
+    /// Whether an empty `tenant_id` means global (prices), so create fills
+    /// the caller's tenant unless `--global` asks for that.
+    const EMPTY_TENANT_IS_GLOBAL: bool = false;
 
     fn id(message: &Self::Message) -> &str;
     fn name(message: &Self::Message) -> String;
@@ -224,7 +227,7 @@ async fn create<R: Resource>(ctx: &Ctx, name: Option<String>, fields: &Fields) -
     if R::TENANT_SCOPED && !object.contains_key("tenant_id") {
         let tenant = if fields.global {
             None
-        } else if R::MONEY.iter().any(|(flag, _)| flag.ends_with("price")) {
+        } else if R::EMPTY_TENANT_IS_GLOBAL {
             // An empty tenant makes a price global: never by omission.
             Some(ctx.tenant_or_own().await?)
         } else {
@@ -290,7 +293,7 @@ async fn fields_object<R: Resource>(ctx: &Ctx, fields: &Fields) -> CliResult<Map
     }
     apply_refs::<R>(ctx, fields, &mut object).await?;
     apply_money::<R>(fields, &mut object)?;
-    if fields.global && !R::MONEY.iter().any(|(flag, _)| flag.ends_with("price")) {
+    if fields.global && !R::EMPTY_TENANT_IS_GLOBAL {
         return Err(CliError::usage(format!(
             "--global is for prices, not a {}",
             R::NOUN

@@ -56,7 +56,8 @@ fn gatewayd_is_ready_once_its_edge_has_the_snapshot_and_the_demo_answers() {
         .env("GATEWAY_BOOTSTRAP_PASSWORD", "process-test-password")
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    for service in ["identity", "catalog", "quota", "usage"] {
+    // Every listener on a free port: the console's default, 8000, may be taken.
+    for service in ["identity", "catalog", "quota", "usage", "console"] {
         command.env(
             format!("GATEWAY_{}_LISTEN_ADDR", service.to_uppercase()),
             free_addr().to_string(),

@@ -92,7 +92,8 @@ async fn the_edge_span_parents_its_stages_and_the_quota_call() {
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    for service in ["identity", "catalog", "quota", "usage"] {
+    // Every listener on a free port: the console's default, 8000, may be taken.
+    for service in ["identity", "catalog", "quota", "usage", "console"] {
         command.env(
             format!("GATEWAY_{}_LISTEN_ADDR", service.to_uppercase()),
             free_addr().to_string(),

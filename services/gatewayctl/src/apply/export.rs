@@ -55,11 +55,7 @@ async fn scope(ctx: &Ctx, everyone: &[(String, String)]) -> CliResult<Vec<(Strin
         return own(ctx, &id).await.map(|tenant| vec![tenant]);
     }
     if !everyone.is_empty() {
-        return Ok(everyone
-            .iter()
-            .filter(|(slug, _)| slug != "system")
-            .cloned()
-            .collect());
+        return Ok(everyone.to_vec());
     }
     let id = ctx.tenant_or_own().await?;
     own(ctx, &id).await.map(|tenant| vec![tenant])

@@ -146,12 +146,15 @@ pub fn prepare(
     };
     resolve_names(kind, &mut send, tenant, names)
         .map_err(|error| CliError::new(error.exit, format!("{what}: {}", error.message)))?;
+    refuse_inline_secrets(&send, &what)?;
     let mut shape = send.clone();
     let inside_hints = resolve_inside_secrets(&mut send, &mut shape)?;
     let _ = values::take(&mut shape, "tenant_id");
     // Empty for the global section's prices, on purpose.
     values::put(&mut send, "tenant_id", Value::String(tenant_id.to_owned()));
-    let compare = values::restrict(&kinds::normalized(kind, &send)?, &shape);
+    let normalized = kinds::normalized(kind, &send)
+        .map_err(|error| CliError::new(error.exit, format!("{what}: {}", error.message)))?;
+    let compare = values::restrict(&normalized, &shape);
     Ok(Prepared {
         send,
         compare,
@@ -159,6 +162,22 @@ pub fn prepare(
         inside_hints,
         members,
     })
+}
+
+/// The secrets an API carries in its message (an HS256 key, basic-auth
+/// passwords) must be references too.
+fn refuse_inline_secrets(send: &Value, what: &str) -> CliResult<()> {
+    let users = values::get(send, "auth.basic.users").and_then(Value::as_array);
+    let passwords = users.into_iter().flatten().map(|user| user.get("password"));
+    let inline = std::iter::once(values::get(send, "auth.jwt.hs256_secret"))
+        .chain(passwords)
+        .any(|secret| secret.is_some_and(Value::is_string));
+    if inline {
+        return Err(CliError::usage(format!(
+            "{what}: secrets must be {{env: VAR}} or {{file: PATH}}, never inline"
+        )));
+    }
+    Ok(())
 }
 
 fn usernames(value: Value) -> Result<Vec<String>, String> {

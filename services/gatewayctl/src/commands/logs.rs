@@ -100,23 +100,22 @@ pub async fn run(ctx: &Ctx, command: LogsCommand) -> CliResult<()> {
 }
 
 async fn request(ctx: &Ctx, filter: &LogFilter) -> CliResult<pb::ListLogsRequest> {
-    let id = |reference: &Option<String>| reference.clone();
     Ok(pb::ListLogsRequest {
         tenant_id: ctx.tenant().await?.unwrap_or_default(),
-        user_id: match id(&filter.user) {
-            Some(user) => resolve::find::<Users>(ctx, &user).await?.id,
+        user_id: match &filter.user {
+            Some(user) => resolve::find::<Users>(ctx, user).await?.id,
             None => String::new(),
         },
-        key_id: match id(&filter.key) {
-            Some(key) => resolve::find::<Keys>(ctx, &key).await?.id,
+        key_id: match &filter.key {
+            Some(key) => resolve::find::<Keys>(ctx, key).await?.id,
             None => String::new(),
         },
-        api_id: match id(&filter.api) {
-            Some(api) => resolve::find::<Apis>(ctx, &api).await?.id,
+        api_id: match &filter.api {
+            Some(api) => resolve::find::<Apis>(ctx, api).await?.id,
             None => String::new(),
         },
-        channel_id: match id(&filter.channel) {
-            Some(channel) => resolve::find::<Channels>(ctx, &channel).await?.id,
+        channel_id: match &filter.channel {
+            Some(channel) => resolve::find::<Channels>(ctx, channel).await?.id,
             None => String::new(),
         },
         model: filter.model.clone().unwrap_or_default(),

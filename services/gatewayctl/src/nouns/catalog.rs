@@ -201,6 +201,7 @@ impl Resource for Prices {
     ];
     const FILTERS: &'static [&'static str] = &["model"];
     const MONEY: &'static [(&'static str, &'static str)] = PRICE_MONEY;
+    const EMPTY_TENANT_IS_GLOBAL: bool = true;
 
     fn id(message: &pb::ModelPrice) -> &str {
         &message.id

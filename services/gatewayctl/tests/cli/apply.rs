@@ -199,6 +199,26 @@ async fn the_sample_applies_re_applies_as_no_changes_and_exports_round_trip() {
         ctl.run(&["apply", "-f", &exported, "--prune"]).await.ok(),
         "no changes\n"
     );
+
+    // The operator's export: every tenant and the global prices.
+    let price = ["prices", "create", "gpt-4o", "--global"];
+    let price = [
+        &price[..],
+        &["--input-price", "2.5", "--output-price", "10"],
+    ]
+    .concat();
+    ctl.run(&price).await.ok();
+    let everything = ctl.run(&["export"]).await.ok();
+    assert!(
+        everything.contains("- slug: system") && everything.contains("- slug: demo"),
+        "{everything}"
+    );
+    assert!(everything.contains("global:\n  prices:"), "{everything}");
+    let everything = write(dir.path(), "everything.yaml", &everything);
+    assert_eq!(
+        ctl.run(&["apply", "-f", &everything]).await.ok(),
+        "no changes\n"
+    );
     suite.stop().await.unwrap();
 }
 
@@ -222,6 +242,62 @@ async fn apply_refuses_inline_secrets_unknown_names_and_users() {
         .await
         .fails(5);
     assert!(error.contains("no group named \"nosuch\""), "{error}");
+    let jwt = |secret: &str| {
+        format!(
+            "tenants:\n  - slug: acme\n    apis:\n      - {{name: j, slug: jwt-api, upstreams: [{{url: 'http://127.0.0.1:9', weight: 1}}], \
+             auth: {{mode: JWT, jwt: {{algorithms: [HS256], hs256_secret: {secret}}}}}}}\n      \
+             - {{name: b, slug: basic-api, upstreams: [{{url: 'http://127.0.0.1:9', weight: 1}}], \
+             auth: {{mode: BASIC, basic: {{users: [{{username: bob, password: {{file: {}}}}}]}}}}}}\n",
+            dir.path().join("bob").display()
+        )
+    };
+    let error = admin
+        .run(&[
+            "apply",
+            "-f",
+            &write(
+                dir.path(),
+                "jwt.yaml",
+                &jwt("an-inline-hs256-secret-of-32-bytes-or-more"),
+            ),
+        ])
+        .await
+        .fails(2);
+    assert!(error.contains("never inline"), "{error}");
+    // Secrets inside the message: sent, compared by their hint, never shown.
+    std::fs::write(dir.path().join("bob"), "bob-basic-password").unwrap();
+    std::fs::write(
+        dir.path().join("hs"),
+        "an-hs256-secret-of-32-bytes-or-more-aaaa",
+    )
+    .unwrap();
+    let by_file = write(
+        dir.path(),
+        "jwt.yaml",
+        &jwt(&format!("{{file: {}}}", dir.path().join("hs").display())),
+    );
+    admin.run(&["apply", "-f", &by_file]).await.ok();
+    assert_eq!(
+        admin.run(&["apply", "-f", &by_file]).await.ok(),
+        "no changes\n"
+    );
+    std::fs::write(
+        dir.path().join("hs"),
+        "an-hs256-secret-of-32-bytes-or-more-bbbb",
+    )
+    .unwrap();
+    let plan = admin.run(&["apply", "-f", &by_file]).await.ok();
+    assert!(
+        plan.contains(
+            "~ acme: api j\n    auth.jwt.hs256_secret: \"(secret ...aaaa)\" -> \"(secret ...bbbb)\""
+        ),
+        "{plan}"
+    );
+    assert_eq!(
+        admin.run(&["apply", "-f", &by_file]).await.ok(),
+        "no changes\n"
+    );
+
     let typo = "tenants:\n  - slug: acme\n    plans:\n      - {name: p, requests_per_minut: 5}\n";
     let error = admin
         .run(&["apply", "-f", &write(dir.path(), "typo.yaml", typo)])

@@ -528,6 +528,8 @@ async fn logs_follow_edge_traffic_and_stats_count_it() {
         &upstreams,
         "--set",
         "enabled=true",
+        "--set",
+        "body_capture={enabled: true, max_bytes: 4096}",
     ])
     .await
     .ok();
@@ -584,6 +586,11 @@ async fn logs_follow_edge_traffic_and_stats_count_it() {
     assert_eq!(listed[0]["event"]["path"], "/acme/echo/hello");
     let shown = ctl.run(&["logs", "show", &id]).await.ok();
     assert!(shown.contains("/acme/echo/hello"), "{shown}");
+    let bodies = ctl.run(&["logs", "show", &id, "--bodies"]).await.ok();
+    assert!(
+        bodies.contains("--- response (text/plain, 2 bytes)\nok\n"),
+        "{bodies}"
+    );
     assert!(
         ctl.run(&["logs", "list", "--status", "500"])
             .await
