@@ -1177,3 +1177,81 @@ async fn shutdown_drains_in_flight_requests_and_metrics_count_them() {
     );
     suite.stop().await.unwrap();
 }
+
+/// With usage away long enough to fill the spool, the edge refuses new
+/// requests (503 with Retry-After) rather than serve what it cannot bill;
+/// with `spool_full = "drop"` it serves, and the events are dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_usage_spool_refuses_traffic_unless_told_to_drop() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let tenant = suite.tenant("acme").await;
+    let upstream = start_upstream().await;
+    // Captured bodies make each event about 120 KB.
+    let catalog = suite
+        .catalog_as(Credentials::bearer(&tenant.admin_token))
+        .await;
+    let api = cat::Api {
+        name: "Big".to_owned(),
+        slug: "big".to_owned(),
+        upstreams: vec![cat::UpstreamTarget {
+            url: format!("http://{upstream}"),
+            weight: 1,
+        }],
+        enabled: true,
+        body_capture: Some(cat::BodyCapture {
+            enabled: true,
+            max_bytes: 65_536,
+        }),
+        ..Default::default()
+    };
+    eventually(|| {
+        let (mut catalog, api) = (catalog.clone(), api.clone());
+        async move {
+            let request = cat::CreateApiRequest {
+                api: Some(api),
+                upstream_auth_secret: String::new(),
+            };
+            catalog.create_api(request).await
+        }
+    })
+    .await
+    .unwrap();
+    let (_, key) = create_key(&suite, &tenant, "big", "").await;
+    let client = http_client();
+    let body = Bytes::from(vec![b'x'; 60_000]);
+    for policy in [
+        gateway_edge::SpoolFull::Refuse,
+        gateway_edge::SpoolFull::Drop,
+    ] {
+        let shutdown = gateway_runtime::CancellationToken::new();
+        let edge = side_edge(&suite, &shutdown, Duration::from_secs(1), |config| {
+            config.usage_url = format!("http://{}", closed_port());
+            config.spool_max_bytes = 4 << 20;
+            config.spool_full = policy;
+        })
+        .await;
+        first_served(&client, edge.addr, "/acme/big/x", &key).await;
+        let mut refused = None;
+        for _ in 0..100 {
+            let full = Full::new(body.clone()).boxed();
+            let answer = call(&client, edge.addr, "POST", "/acme/big/x", Some(&key), full).await;
+            if answer.0 != StatusCode::OK {
+                refused = Some(answer);
+                break;
+            }
+        }
+        if policy == gateway_edge::SpoolFull::Refuse {
+            let answer = refused.expect("the spool filled before 100 requests");
+            let problem = problem_of(&answer, StatusCode::SERVICE_UNAVAILABLE);
+            let detail = problem["detail"].as_str().unwrap();
+            assert!(detail.contains("usage spool is full"), "{problem}");
+            assert_eq!(answer.1["retry-after"], "5");
+        } else {
+            let status = refused.map(|answer| answer.0);
+            assert_eq!(status, None, "drop serves through a full spool");
+        }
+        shutdown.cancel();
+        let _ = edge.serving.await;
+    }
+    suite.stop().await.unwrap();
+}

@@ -1,17 +1,20 @@
 //! The edge's usage event sender.
 //!
-//! [`UsageSender::send`] is called once per request and never waits: it puts
-//! the event on a bounded in-memory queue. One background task (see
-//! `stream.rs`) batches the queue onto a long-lived `UsageService/Ingest`
-//! stream and keeps every batch until the usage service acks it. While the
-//! service is away, events go to an on-disk spool (see `spool.rs`) and are
-//! replayed, in order, once it is back.
+//! The on-disk spool is the queue. [`UsageSender::send`] is called once
+//! per request and appends the event to the spool right away, concurrent
+//! calls sharing one write (see `journal.rs`; the page cache, or the disk
+//! under [`FsyncPolicy::Always`]). One background task (see `stream.rs`)
+//! reads the spool onto a long-lived `UsageService/Ingest` stream and moves
+//! the spool's persisted cursor as the usage service acks. So a process
+//! killed right after answering loses no event: the next start replays
+//! whatever was not acked, in order, whether the service was up or away.
 //!
 //! Delivery is at least once: the server is idempotent by `event_id`, so a
 //! replay after a crash or a broken stream is harmless. Events are lost only
 //! on purpose, and counted in `usage_sender_dropped_total`:
 //! - the spool is full (`spool_max_bytes`): new events are dropped, with an
-//!   error log (rate-limited), until replay makes room;
+//!   error log (rate-limited), until acks make room (the edge refuses new
+//!   traffic before that happens, see [`UsageSender::has_room`]);
 //! - an event is larger than `batch_max_bytes` and so could never be sent;
 //! - a spool record is unreadable (disk corruption);
 //! - a disk write fails.
@@ -19,11 +22,12 @@
 //! The usage service may also reject an event as permanently invalid; the
 //! sender logs it at warn and drops it (`usage_sender_rejected_total`).
 //!
-//! Metrics: `usage_sender_queued`, `usage_sender_spool_bytes`,
+//! Metrics: `usage_sender_spool_bytes`,
 //! `usage_sender_connected` (gauges); `usage_sender_sent_total`,
 //! `usage_sender_acked_total`, `usage_sender_rejected_total`,
 //! `usage_sender_spooled_total`, `usage_sender_dropped_total` (counters).
 
+mod journal;
 mod spool;
 mod stats;
 mod stream;
@@ -34,19 +38,23 @@ use std::time::Duration;
 
 use gateway_proto::usage::v1::UsageEvent;
 use prost::Message as _;
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 
+use crate::journal::Journal;
 use crate::spool::{Spool, SpoolOptions};
 use crate::stats::Stats;
+
+/// What [`UsageSender::has_room`] keeps free below the spool's bound, so
+/// requests already admitted still find room for their events.
+pub const ROOM_BYTES: u64 = 1 << 20;
 
 /// When the spool is fsynced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FsyncPolicy {
-    /// After every append (each batch the task spools, each overflowing
-    /// `send`): nothing spooled is lost to a power cut, at a disk flush each.
+    /// After every append (each group of concurrent `send`s): nothing
+    /// answered is lost to a power cut, at a disk flush per write.
     Always,
     /// At most this long after an append (and at rotation and shutdown): a
     /// power cut may lose that much; a process crash loses nothing.
@@ -78,16 +86,11 @@ pub struct SenderConfig {
     /// Spool segment size: a segment is deleted once all of it is acked.
     pub segment_bytes: u64,
     pub fsync: FsyncPolicy,
-    /// In-memory queue between `send` and the stream task; when it is full,
-    /// `send` writes to the spool itself.
-    pub queue_capacity: usize,
     pub batch_max_events: usize,
     /// Bound on a batch's encoded events, under the server's max message
     /// size (tonic's default is 4 MiB). A single event larger than this is
     /// dropped by `send`: it could never be delivered.
     pub batch_max_bytes: usize,
-    /// How long a partial batch waits for more events.
-    pub batch_linger: Duration,
     pub max_unacked_batches: usize,
     /// A stream with batches in flight and no ack for this long is
     /// abandoned and its batches resent on a new one.
@@ -111,10 +114,8 @@ impl SenderConfig {
             spool_max_bytes: 1 << 30,
             segment_bytes: 8 << 20,
             fsync: FsyncPolicy::default(),
-            queue_capacity: 10_000,
             batch_max_events: 500,
             batch_max_bytes: 3 << 20,
-            batch_linger: Duration::from_millis(20),
             max_unacked_batches: 8,
             ack_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
@@ -133,10 +134,8 @@ impl std::fmt::Debug for SenderConfig {
             .field("spool_max_bytes", &self.spool_max_bytes)
             .field("segment_bytes", &self.segment_bytes)
             .field("fsync", &self.fsync)
-            .field("queue_capacity", &self.queue_capacity)
             .field("batch_max_events", &self.batch_max_events)
             .field("batch_max_bytes", &self.batch_max_bytes)
-            .field("batch_linger", &self.batch_linger)
             .field("max_unacked_batches", &self.max_unacked_batches)
             .field("ack_timeout", &self.ack_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
@@ -165,8 +164,6 @@ pub enum SenderError {
 /// A snapshot of the sender's counters (since start).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SenderStats {
-    /// Events waiting in the in-memory queue.
-    pub queued: usize,
     /// Bytes of spool segment files on disk.
     pub spooled_bytes: u64,
     /// Events written to a stream (replays count again).
@@ -175,7 +172,7 @@ pub struct SenderStats {
     pub acked: u64,
     /// Events the usage service rejected as invalid (dropped).
     pub rejected: u64,
-    /// Events appended to the spool.
+    /// Events appended to the spool (every event `send` kept).
     pub spooled: u64,
     /// Events dropped: spool full, too large, unreadable, or write error.
     pub dropped: u64,
@@ -186,10 +183,10 @@ pub struct SenderStats {
 /// The handle the edge keeps; cheap to clone.
 #[derive(Clone)]
 pub struct UsageSender {
-    queue: mpsc::Sender<UsageEvent>,
-    spool: Arc<Spool>,
+    journal: Arc<Journal>,
     stats: Arc<Stats>,
     max_event_bytes: usize,
+    spool_max_bytes: u64,
 }
 
 impl UsageSender {
@@ -201,14 +198,13 @@ impl UsageSender {
         shutdown: CancellationToken,
     ) -> Result<(UsageSender, tokio::task::JoinHandle<()>), SenderError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| SenderError::NoRuntime)?;
-        if config.queue_capacity == 0
-            || config.batch_max_events == 0
+        if config.batch_max_events == 0
             || config.batch_max_bytes == 0
             || config.max_unacked_batches == 0
             || config.segment_bytes == 0
         {
             return Err(SenderError::Config(
-                "queue_capacity, batch_max_events, batch_max_bytes, max_unacked_batches and segment_bytes must be positive",
+                "batch_max_events, batch_max_bytes, max_unacked_batches and segment_bytes must be positive",
             ));
         }
         let endpoint = tonic::transport::Endpoint::from_shared(config.endpoint.clone())
@@ -245,7 +241,7 @@ impl UsageSender {
             source,
         })?;
         let spool = Arc::new(spool);
-        let (queue, receiver) = mpsc::channel(config.queue_capacity);
+        let appended = Arc::new(Notify::new());
         let worker = stream::Worker::new(
             stream::Settings {
                 endpoint,
@@ -253,35 +249,30 @@ impl UsageSender {
                 credential,
                 batch_max_events: config.batch_max_events,
                 batch_max_bytes: config.batch_max_bytes,
-                batch_linger: config.batch_linger,
                 max_unacked_batches: config.max_unacked_batches,
                 ack_timeout: config.ack_timeout,
                 shutdown_grace: config.shutdown_grace,
             },
-            receiver,
             spool.clone(),
+            appended.clone(),
             stats.clone(),
             shutdown,
         );
         let task = runtime.spawn(worker.run());
         Ok((
             UsageSender {
-                queue,
-                spool,
+                journal: Arc::new(Journal::new(spool, appended)),
                 stats,
                 max_event_bytes: config.batch_max_bytes,
+                spool_max_bytes: config.spool_max_bytes,
             },
             task,
         ))
     }
 
-    /// Hands `event` over for delivery without waiting.
-    ///
-    /// Normally a `try_send` onto the queue. If the queue is full (or the
-    /// stream task has stopped), the event is appended to the spool right
-    /// here: a short mutex and one buffered write (plus an fsync under
-    /// [`FsyncPolicy::Always`]). That is the last resort that keeps the
-    /// request path from either waiting on the network or losing the event.
+    /// Appends `event` to the spool, never waiting on the network: at most
+    /// a short mutex and a write to the page cache shared with concurrent
+    /// calls (plus an fsync under [`FsyncPolicy::Always`]).
     pub fn send(&self, event: UsageEvent) {
         let bytes = event.encoded_len();
         if bytes > self.max_event_bytes {
@@ -294,19 +285,19 @@ impl UsageSender {
             self.stats.add_dropped(1);
             return;
         }
-        match self.queue.try_send(event) {
-            Ok(()) => {}
-            Err(TrySendError::Full(event) | TrySendError::Closed(event)) => {
-                self.spool.append(std::slice::from_ref(&event));
-            }
-        }
+        self.journal.push(event);
+    }
+
+    /// Whether the spool can take more: below its bound by at least
+    /// [`ROOM_BYTES`] (an event with bodies captured in full, many times
+    /// over). The edge refuses new traffic otherwise (unless configured to
+    /// drop), since unbilled traffic is lost money.
+    pub fn has_room(&self) -> bool {
+        self.stats.spool_bytes() + ROOM_BYTES <= self.spool_max_bytes
     }
 
     pub fn stats(&self) -> SenderStats {
-        let queued = self.queue.max_capacity() - self.queue.capacity();
-        Stats::set_queued(queued);
         SenderStats {
-            queued,
             spooled_bytes: self.stats.spool_bytes(),
             sent: self.stats.sent(),
             acked: self.stats.acked(),

@@ -60,10 +60,6 @@ impl Stats {
         metrics::gauge!("usage_sender_connected").set(if connected { 1.0 } else { 0.0 });
     }
 
-    pub(crate) fn set_queued(queued: usize) {
-        metrics::gauge!("usage_sender_queued").set(queued as f64);
-    }
-
     pub(crate) fn sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
     }

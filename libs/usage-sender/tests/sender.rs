@@ -117,11 +117,10 @@ async fn a_new_sender_replays_what_an_old_one_spooled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn send_never_blocks_with_a_tiny_queue_and_no_server() {
+async fn send_never_blocks_with_no_server() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config(port, dir.path());
-    config.queue_capacity = 4;
+    let config = config(port, dir.path());
     let shutdown = CancellationToken::new();
     let (sender, task) = UsageSender::start(config, shutdown.clone()).unwrap();
     let events: Vec<_> = (0..1_000).map(event).collect();
@@ -148,31 +147,54 @@ async fn send_never_blocks_with_a_tiny_queue_and_no_server() {
     task.await.unwrap();
 }
 
+/// A process killed with nothing acked: no shutdown, no fsync, the task
+/// gone mid-stream. Every event `send` took is in the spool, and the next
+/// sender delivers each of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn overflow_while_connected_is_replayed() {
-    let server = FakeServer::start(Duration::from_millis(1)).await;
+async fn a_crash_loses_no_event_and_acked_ones_are_not_replayed() {
+    // Acks so slow that none arrives before the crash.
+    let server = FakeServer::start(Duration::from_secs(60)).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config(server.port, dir.path());
-    config.queue_capacity = 4;
-    config.batch_max_events = 50;
-    let shutdown = CancellationToken::new();
-    let (sender, task) = UsageSender::start(config, shutdown.clone()).unwrap();
-    sender.send(event(0));
-    eventually("connected", WAIT, || sender.stats().acked == 1).await;
-
-    let events: Vec<_> = (1..3_001).map(event).collect();
+    let (sender, task) =
+        UsageSender::start(config(server.port, dir.path()), CancellationToken::new()).unwrap();
+    let events: Vec<_> = (0..3_000).map(event).collect();
     for event in &events {
         sender.send(event.clone());
     }
-    eventually("all 3,001 stored", WAIT, || server.stored() >= 3_001).await;
-    let stats = sender.stats();
-    assert!(stats.spooled > 0, "the tiny queue overflowed: {stats:?}");
-    assert_eq!(stats.dropped, 0);
-    eventually("the spool drained", WAIT, || {
-        sender.stats().spooled_bytes == 0
-    })
-    .await;
-    assert_eq!(server.violations(), Vec::<String>::new());
+    assert_eq!(
+        sender.stats().spooled,
+        3_000,
+        "in the spool as send returns"
+    );
+    task.abort();
+    let _ = task.await;
+    drop(sender);
+
+    let server = FakeServer::start(Duration::ZERO).await;
+    let shutdown = CancellationToken::new();
+    let (sender, task) =
+        UsageSender::start(config(server.port, dir.path()), shutdown.clone()).unwrap();
+    eventually("all 3,000 stored", WAIT, || server.stored() >= 3_000).await;
+    let expected: HashSet<String> = events.iter().map(|e| e.event_id.clone()).collect();
+    assert_eq!(server.ids(), expected);
+    eventually("acked", WAIT, || sender.stats().acked >= 3_000).await;
+
+    // Acked: the cursor moved, so a crash now replays none of them.
+    task.abort();
+    let _ = task.await;
+    drop(sender);
+    let again = FakeServer::start(Duration::ZERO).await;
+    let shutdown = CancellationToken::new();
+    let (sender, task) =
+        UsageSender::start(config(again.port, dir.path()), shutdown.clone()).unwrap();
+    sender.send(event(3_000));
+    eventually("the new event stored", WAIT, || again.stored() >= 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        again.stored(),
+        1,
+        "nothing acked before the crash came back"
+    );
     shutdown.cancel();
     task.await.unwrap();
 }
@@ -195,7 +217,7 @@ async fn rejected_events_are_dropped_and_the_stream_goes_on() {
     sender.send(event(10));
     eventually("the later event stored", WAIT, || server.stored() == 7).await;
     let stats = sender.stats();
-    assert_eq!((stats.rejected, stats.dropped, stats.spooled), (4, 0, 0));
+    assert_eq!((stats.rejected, stats.dropped, stats.spooled), (4, 0, 11));
     shutdown.cancel();
     task.await.unwrap();
 }
@@ -224,7 +246,7 @@ async fn start_rejects_a_bad_config_and_a_busy_spool() {
     let dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();
     let mut bad = config(free_port(), dir.path());
-    bad.queue_capacity = 0;
+    bad.batch_max_events = 0;
     assert!(UsageSender::start(bad, shutdown.clone()).is_err());
     let mut bad = config(free_port(), dir.path());
     bad.credential.1 = "line\nbreak".to_owned();

@@ -31,8 +31,20 @@ pub struct Config {
     pub fail_open_requests_per_minute: u64,
     /// Captured bodies are cut here unless the API sets its own cap.
     pub default_capture_bytes: usize,
-    /// The usage sender's on-disk spool.
+    /// The usage sender's on-disk spool: every usage event is appended
+    /// there before it is streamed to the usage service.
     pub spool_dir: String,
+    /// The spool's size bound.
+    pub spool_max_bytes: u64,
+    /// When the spool is fsynced: `interval` (every `spool_fsync_interval_ms`;
+    /// a process crash loses nothing, a power cut at most that long),
+    /// `always` (every write; not even a power cut loses an answered
+    /// request's event) or `never` (left to the OS).
+    pub spool_fsync: SpoolFsync,
+    pub spool_fsync_interval_ms: u64,
+    /// At the size bound: `refuse` new traffic with 503 (unbilled traffic
+    /// is lost money), or `drop` events (counted and logged) and serve.
+    pub spool_full: SpoolFull,
     /// Extra CA certificates (PEM) trusted for https upstreams, besides
     /// the system's; empty = system roots only.
     pub upstream_ca_file: String,
@@ -82,6 +94,23 @@ pub struct Config {
     pub ai_cache_max_entry_bytes: u64,
 }
 
+/// See [`Config::spool_fsync`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpoolFsync {
+    Interval,
+    Always,
+    Never,
+}
+
+/// See [`Config::spool_full`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpoolFull {
+    Refuse,
+    Drop,
+}
+
 /// What the edge does when quota does not answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -107,6 +136,10 @@ impl Default for Config {
             fail_open_requests_per_minute: 600,
             default_capture_bytes: 64 * 1024,
             spool_dir: "data/edge-spool".to_owned(),
+            spool_max_bytes: 1 << 30,
+            spool_fsync: SpoolFsync::Interval,
+            spool_fsync_interval_ms: 1000,
+            spool_full: SpoolFull::Refuse,
             upstream_ca_file: String::new(),
             max_client_ids_per_key: 100,
             access_log: "debug".to_owned(),
@@ -171,6 +204,16 @@ impl Config {
         problems.extend(self.ai_cache_problems());
         if self.spool_dir.trim().is_empty() {
             problems.push("edge.spool_dir: must not be empty".to_owned());
+        }
+        // Room for several segments above what has_room keeps free.
+        if self.spool_max_bytes < 4 << 20 {
+            problems.push("edge.spool_max_bytes: must be at least 4 MiB".to_owned());
+        }
+        if self.spool_fsync == SpoolFsync::Interval && self.spool_fsync_interval_ms == 0 {
+            problems.push(
+                "edge.spool_fsync_interval_ms: must be positive (or spool_fsync = \"always\")"
+                    .to_owned(),
+            );
         }
         for (key, url) in [
             ("identity_url", &self.identity_url),

@@ -49,7 +49,7 @@ pub mod tls;
 pub mod transform;
 pub mod upgrade;
 
-pub use config::{Config, QuotaFailure};
+pub use config::{Config, QuotaFailure, SpoolFsync, SpoolFull};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,7 +57,7 @@ use std::time::Duration;
 use gateway_auth::AuthConfig;
 use gateway_catalog_client::CatalogCache;
 use gateway_proto::quota::v1::quota_service_client::QuotaServiceClient;
-use gateway_usage_sender::{SenderConfig, UsageSender};
+use gateway_usage_sender::{FsyncPolicy, SenderConfig, UsageSender};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -123,11 +123,21 @@ impl Edge {
         let principals = Arc::new(Principals::new(identity.clone(), credential.clone()));
         let tenants = tenants::Tenants::new(identity, credential.clone());
         let catalog = CatalogCache::new();
-        let sender_config = SenderConfig::new(
+        let mut sender_config = SenderConfig::new(
             config.usage_url.clone(),
             auth.admin_key.expose(),
             &config.spool_dir,
         );
+        sender_config.spool_max_bytes = config.spool_max_bytes;
+        // A segment goes once all of it is acked: keep several within the bound.
+        sender_config.segment_bytes = sender_config.segment_bytes.min(config.spool_max_bytes / 8);
+        sender_config.fsync = match config.spool_fsync {
+            SpoolFsync::Always => FsyncPolicy::Always,
+            SpoolFsync::Never => FsyncPolicy::Never,
+            SpoolFsync::Interval => {
+                FsyncPolicy::Interval(Duration::from_millis(config.spool_fsync_interval_ms))
+            }
+        };
         let (usage, _task) = UsageSender::start(sender_config, shutdown.clone())
             .map_err(|error| Error::Setup(format!("usage sender: {error}")))?;
         let proxy = Arc::new(

@@ -200,6 +200,25 @@ impl Proxy {
         Ok(response)
     }
 
+    /// A 503 while the usage spool is at its bound and `edge.spool_full` is
+    /// `refuse`: a request served now could not be billed.
+    pub(crate) fn usage_spool_full(&self, request_id: &str) -> Option<Halt> {
+        let usage = self.accounting.usage.as_ref()?;
+        if self.config.spool_full == crate::config::SpoolFull::Drop || usage.has_room() {
+            return None;
+        }
+        metrics::counter!("edge_usage_spool_full_refusals_total").increment(1);
+        let mut refused = crate::problem::halt(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the usage spool is full (the usage service is away); retry later",
+            request_id,
+        );
+        refused
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+        Some(refused)
+    }
+
     async fn serve(
         &self,
         request: Request<Incoming>,
@@ -215,6 +234,9 @@ impl Proxy {
         }
         if let Some(endpoint) = crate::ai::serve::endpoint(request.method(), &path) {
             return self.serve_ai(endpoint, request, remote, request_id).await;
+        }
+        if let Some(full) = self.usage_spool_full(request_id) {
+            return *full;
         }
         let Some((tenant_slug, api_slug, rest)) = split(&path) else {
             return problem(

@@ -291,6 +291,9 @@ impl Proxy {
             );
             return errors::response(protocol, Kind::NoSuchEndpoint, &message, request_id, None);
         }
+        if let Some(full) = self.usage_spool_full(request_id) {
+            return errors::from_halt(protocol, &full, request_id);
+        }
         let caller = match self.ai_caller(&request, remote, request_id).await {
             Ok(caller) => caller,
             Err(halt) => return errors::from_halt(protocol, &halt, request_id),
