@@ -9,6 +9,7 @@
 #![allow(clippy::expect_used, clippy::print_stderr)]
 
 pub mod browser;
+pub mod crash;
 mod database;
 pub mod ldap;
 pub mod providers;
