@@ -1,22 +1,30 @@
-//! Group commit onto the spool: every event is appended as `send` hands it
-//! over, so a process crash right after a response loses nothing, yet
-//! concurrent requests share one write. The first caller to find no write
-//! in progress becomes the writer and appends everything that is pending,
-//! again and again until nothing is; the others only add to the pending
-//! list and return. An event waits at most for the write in progress.
+//! Group commit onto the spool: `send` returns only once its event is
+//! appended (in the page cache, or on disk under `FsyncPolicy::Always`), so
+//! no answer reaches a client before its event can survive a crash, yet
+//! concurrent requests share one write. Whoever finds no write in progress
+//! writes everything pending; the others wait for that write (or the next).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use gateway_proto::usage::v1::UsageEvent;
 use tokio::sync::Notify;
 
 use crate::spool::Spool;
 
+#[derive(Default)]
+struct State {
+    pending: Vec<UsageEvent>,
+    /// Tickets handed out (one per event) and those appended, in order.
+    issued: u64,
+    written: u64,
+    writing: bool,
+}
+
 pub(crate) struct Journal {
     spool: Arc<Spool>,
-    pending: Mutex<Vec<UsageEvent>>,
-    writing: AtomicBool,
+    state: Mutex<State>,
+    /// Signalled after each write.
+    written: Condvar,
     /// Wakes the stream task: there is more to read.
     appended: Arc<Notify>,
 }
@@ -25,36 +33,40 @@ impl Journal {
     pub(crate) fn new(spool: Arc<Spool>, appended: Arc<Notify>) -> Self {
         Self {
             spool,
-            pending: Mutex::new(Vec::new()),
-            writing: AtomicBool::new(false),
+            state: Mutex::new(State::default()),
+            written: Condvar::new(),
             appended,
         }
     }
 
     pub(crate) fn push(&self, event: UsageEvent) {
-        self.pending().push(event);
-        // Whoever wins the flag writes for everyone until nothing is left;
-        // a push that lands after the writer's last look finds the flag
-        // free and writes itself.
-        while self
-            .writing
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            let batch = std::mem::take(&mut *self.pending());
-            if !batch.is_empty() {
-                // `append` logs and counts what it could not keep.
-                self.spool.append(&batch);
-                self.appended.notify_one();
+        let mut state = self.lock();
+        state.pending.push(event);
+        state.issued += 1;
+        let ticket = state.issued;
+        while state.written < ticket {
+            if state.writing {
+                state = self
+                    .written
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
             }
-            self.writing.store(false, Ordering::Release);
-            if self.pending().is_empty() {
-                return;
-            }
+            state.writing = true;
+            let batch = std::mem::take(&mut state.pending);
+            let upto = state.issued;
+            drop(state);
+            // `append` logs and counts what it could not keep.
+            self.spool.append(&batch);
+            self.appended.notify_one();
+            state = self.lock();
+            state.written = upto;
+            state.writing = false;
+            self.written.notify_all();
         }
     }
 
-    fn pending(&self) -> MutexGuard<'_, Vec<UsageEvent>> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -270,9 +270,9 @@ impl UsageSender {
         ))
     }
 
-    /// Appends `event` to the spool, never waiting on the network: at most
-    /// a short mutex and a write to the page cache shared with concurrent
-    /// calls (plus an fsync under [`FsyncPolicy::Always`]).
+    /// Appends `event` to the spool and returns once it is there, never
+    /// waiting on the network: at most one write to the page cache shared
+    /// with concurrent calls (plus an fsync under [`FsyncPolicy::Always`]).
     pub fn send(&self, event: UsageEvent) {
         let bytes = event.encoded_len();
         if bytes > self.max_event_bytes {
