@@ -111,8 +111,8 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        let polled = this.inner.as_mut().poll_frame(cx);
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -123,15 +123,6 @@ where
                             this.seen.truncated = true;
                         }
                         captured.extend_from_slice(&data[..data.len().min(room)]);
-                    }
-                }
-                // The last frame of a body of known length: report now,
-                // before the client can have it all (the server may never
-                // poll again; the usage event must precede the answer).
-                if this.inner.is_end_stream() {
-                    this.seen.complete = true;
-                    if let Some(on_end) = this.on_end.take() {
-                        on_end(std::mem::take(this.seen));
                     }
                 }
             }
