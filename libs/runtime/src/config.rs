@@ -61,15 +61,32 @@ pub fn load<T>(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Loa
 where
     T: Default + Serialize + DeserializeOwned + Validate,
 {
+    let text = match file {
+        Some(path) => Some(
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?,
+        ),
+        None => None,
+    };
+    load_text(file.zip(text.as_deref()), env)
+}
+
+/// [`load`] with the file already read: `file` is its path (for errors)
+/// and its text.
+pub fn load_text<T>(
+    file: Option<(&Path, &str)>,
+    env: &HashMap<String, String>,
+) -> Result<Loaded<T>, ConfigError>
+where
+    T: Default + Serialize + DeserializeOwned + Validate,
+{
     let mut merged =
         Table::try_from(T::default()).map_err(|error| ConfigError::Defaults(error.to_string()))?;
 
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let overlay: Table = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+    if let Some((path, text)) = file {
+        let overlay: Table = toml::from_str(text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
             source: Box::new(source),
         })?;

@@ -4,7 +4,8 @@
 //! `GATEWAY_TEST_POSTGRES_URL` / `GATEWAY_TEST_REDIS_URL`. Without the
 //! variable such a test is skipped on a developer machine, and fails under
 //! CI (`CI` set): CI must never pass by skipping. LDAP tests start their
-//! own `slapd` ([`ldap::Slapd`]) under the same rule.
+//! own `slapd` ([`ldap::Slapd`]) under the same rule, and Redis Cluster
+//! tests their own cluster ([`redis_cluster::RedisCluster`]).
 
 #![allow(clippy::expect_used, clippy::print_stderr)]
 
@@ -13,6 +14,7 @@ pub mod crash;
 mod database;
 pub mod ldap;
 pub mod providers;
+pub mod redis_cluster;
 
 pub use database::TestDatabase;
 

@@ -29,6 +29,12 @@
 
 mod journal;
 mod spool;
+
+/// The spool's record decoder, for the edge's fuzz targets.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::spool::{encode_segment, replay_segment};
+}
 mod stats;
 mod stream;
 

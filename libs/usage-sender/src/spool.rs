@@ -518,6 +518,34 @@ impl Spool {
     }
 }
 
+/// What a restart replays from a segment holding `data`: the length of its
+/// whole records (the rest is a torn tail, cut off) and the events decoded
+/// from them (undecodable records skipped), as `recover_tail` and `read` do.
+pub fn replay_segment(data: &[u8]) -> (u64, Vec<UsageEvent>) {
+    let total = data.len() as u64;
+    let mut reader = io::Cursor::new(data);
+    let mut valid = 0;
+    let mut payload = Vec::new();
+    let mut events = Vec::new();
+    // Reading from memory cannot fail with anything but a short read.
+    while let Ok(Some(len)) = read_record(&mut reader, &mut payload, total - valid) {
+        valid += len;
+        if let Ok(event) = UsageEvent::decode(payload.as_slice()) {
+            events.push(event);
+        }
+    }
+    (valid, events)
+}
+
+/// `events` as the records of a segment.
+pub fn encode_segment(events: &[UsageEvent]) -> io::Result<Vec<u8>> {
+    let mut segment = Vec::new();
+    for event in events {
+        encode_record(event, event.encoded_len(), &mut segment)?;
+    }
+    Ok(segment)
+}
+
 fn encode_record(event: &UsageEvent, len: usize, scratch: &mut Vec<u8>) -> io::Result<()> {
     let len32 = u32::try_from(len).map_err(io::Error::other)?;
     scratch.extend_from_slice(&len32.to_le_bytes());

@@ -17,6 +17,9 @@ pub struct Config {
     /// Shared limit counters: `redis://host:6379`. Empty: in-memory limits
     /// (the embedded default; each replica then counts alone).
     pub redis_url: String,
+    /// `redis_url` names a Redis Cluster: a comma-separated list of some
+    /// of its nodes (`redis://a:6379,redis://b:6379`).
+    pub redis_cluster: bool,
     /// Key prefix in Redis, so several suites can share one server.
     pub redis_prefix: String,
     /// Every Redis call gives up after this; the memory fallback answers.
@@ -43,6 +46,7 @@ impl Default for Config {
             database_url: "sqlite://data/quota.db".to_owned(),
             max_connections: 10,
             redis_url: String::new(),
+            redis_cluster: false,
             redis_prefix: "gw:quota".to_owned(),
             redis_timeout_ms: 25,
             redis_retry_after_ms: 1000,
@@ -66,6 +70,36 @@ impl Config {
         }
     }
 
+    /// The Redis URLs: one, or a cluster's seed nodes.
+    pub fn redis_urls(&self) -> Vec<String> {
+        self.redis_url
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn validate_redis(&self, problems: &mut Vec<String>) {
+        let urls = self.redis_urls();
+        for url in &urls {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                problems.push(format!(
+                    "quota.redis_url: expected redis:// or rediss://, got {url:?}"
+                ));
+            }
+        }
+        if urls.len() > 1 && !self.redis_cluster {
+            problems.push(
+                "quota.redis_url: several URLs name a Redis Cluster; set quota.redis_cluster"
+                    .to_owned(),
+            );
+        }
+        if urls.is_empty() && self.redis_cluster {
+            problems.push("quota.redis_cluster: needs quota.redis_url (the seed nodes)".to_owned());
+        }
+    }
+
     pub fn validate(&self, problems: &mut Vec<String>) {
         if self.database_url.trim().is_empty() {
             problems.push("quota.database_url: must not be empty".to_owned());
@@ -73,15 +107,7 @@ impl Config {
         if self.max_connections == 0 {
             problems.push("quota.max_connections: must be at least 1".to_owned());
         }
-        let redis_url_ok = self.redis_url.is_empty()
-            || self.redis_url.starts_with("redis://")
-            || self.redis_url.starts_with("rediss://");
-        if !redis_url_ok {
-            problems.push(format!(
-                "quota.redis_url: expected redis:// or rediss://, got {:?}",
-                self.redis_url
-            ));
-        }
+        self.validate_redis(problems);
         if !(1..=self.max_reservation_ttl_secs).contains(&self.reservation_ttl_secs) {
             problems.push(
                 "quota.reservation_ttl_secs: must be between 1 and max_reservation_ttl_secs"

@@ -79,11 +79,13 @@ impl Quota {
         let limiter = if config.redis_url.is_empty() {
             limiter::Limiter::memory()
         } else {
-            let redis = limiter::redis::RedisLimiter::new(
-                &config.redis_url,
-                &config.redis_prefix,
-                Duration::from_millis(config.redis_timeout_ms),
-            )
+            let timeout = Duration::from_millis(config.redis_timeout_ms);
+            let redis = if config.redis_cluster {
+                let seeds = config.redis_urls();
+                limiter::redis::RedisLimiter::cluster(&seeds, &config.redis_prefix, timeout)
+            } else {
+                limiter::redis::RedisLimiter::new(&config.redis_url, &config.redis_prefix, timeout)
+            }
             .map_err(|error| Error::Setup(error.to_string()))?;
             limiter::Limiter::with_redis(redis, Duration::from_millis(config.redis_retry_after_ms))
         };

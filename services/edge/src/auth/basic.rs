@@ -76,7 +76,7 @@ impl BasicUsers {
 }
 
 /// `(username, password)` of a `Basic` credential.
-fn credentials(value: &HeaderValue) -> Option<(String, String)> {
+pub(crate) fn credentials(value: &HeaderValue) -> Option<(String, String)> {
     let (scheme, encoded) = value.to_str().ok()?.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;

@@ -251,7 +251,7 @@ impl Authenticator {
 }
 
 /// The `X-Client-ID` value, if any; a malformed one is a 400.
-fn client_id(headers: &HeaderMap, request_id: &str) -> Result<Option<String>, Halt> {
+pub(crate) fn client_id(headers: &HeaderMap, request_id: &str) -> Result<Option<String>, Halt> {
     let Some(value) = headers.get("x-client-id") else {
         return Ok(None);
     };

@@ -8,6 +8,7 @@
 mod algorithm;
 mod fallback;
 pub mod redis;
+mod redis_pool;
 mod window;
 
 pub use algorithm::{Algorithm, Limit, Outcome, State};

@@ -5,12 +5,14 @@
 //!
 //! Keys are `{prefix}:v1:{tenant}:{limit key}`: the version lets old and
 //! new replicas run side by side during a rollout, and the `{tenant}` hash
-//! tag keeps one request's counters in one Redis Cluster slot.
+//! tag keeps one request's counters in one Redis Cluster slot, as a cluster
+//! requires of every script's keys (see `redis_pool.rs`).
 
 use std::time::Duration;
 
 use deadpool_redis::redis;
 
+use super::redis_pool::{RedisConnection, RedisPool};
 use super::{
     Adjustment, Admission, Algorithm, Check, ClaimMode, Claimed, Decision, Limit, Outcome,
 };
@@ -34,7 +36,7 @@ pub enum RedisLimiterError {
 }
 
 pub struct RedisLimiter {
-    pool: deadpool_redis::Pool,
+    pool: RedisPool,
     prefix: String,
     reserve: redis::Script,
     claim: redis::Script,
@@ -53,30 +55,32 @@ impl std::fmt::Debug for RedisLimiter {
 }
 
 impl RedisLimiter {
-    /// `timeout` bounds every call, including getting a connection: a slow
-    /// Redis must never make a request wait long.
+    /// One Redis at `url`. `timeout` bounds every call, including getting
+    /// a connection: a slow Redis must never make a request wait long.
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, RedisLimiterError> {
-        let mut config = deadpool_redis::Config::from_url(url);
-        config.pool = Some(deadpool_redis::PoolConfig {
-            max_size: 32,
-            timeouts: deadpool_redis::Timeouts {
-                wait: Some(timeout),
-                create: Some(timeout),
-                recycle: Some(timeout),
-            },
-            ..deadpool_redis::PoolConfig::default()
-        });
-        let pool = config
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .map_err(|error| RedisLimiterError::Pool(error.to_string()))?;
-        Ok(Self {
+        let pool = RedisPool::single(url, timeout).map_err(RedisLimiterError::Pool)?;
+        Ok(Self::with_pool(pool, prefix, timeout))
+    }
+
+    /// A Redis Cluster reached through `seeds` (some of its nodes).
+    pub fn cluster(
+        seeds: &[String],
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<Self, RedisLimiterError> {
+        let pool = RedisPool::cluster(seeds, timeout).map_err(RedisLimiterError::Pool)?;
+        Ok(Self::with_pool(pool, prefix, timeout))
+    }
+
+    fn with_pool(pool: RedisPool, prefix: &str, timeout: Duration) -> Self {
+        Self {
             pool,
             prefix: prefix.to_owned(),
             reserve: redis::Script::new(RESERVE),
             claim: redis::Script::new(CLAIM),
             adjust: redis::Script::new(ADJUST),
             timeout,
-        })
+        }
     }
 
     /// Checks every limit of one tenant's request at `now`, all-or-nothing.
@@ -121,7 +125,7 @@ impl RedisLimiter {
                 .key(self.record_key(tenant_id, id))
                 .arg(mode)
                 .arg(u64::try_from(tombstone.as_millis()).unwrap_or(u64::MAX))
-                .invoke_async(&mut *connection)
+                .invoke_async(&mut connection)
                 .await?;
             Ok(match state.as_str() {
                 "o" => Claimed::Open(payload),
@@ -164,7 +168,7 @@ impl RedisLimiter {
             for slot in slots {
                 invocation.key(self.counter_key(tenant_id, slot));
             }
-            let _: i64 = invocation.invoke_async(&mut *connection).await?;
+            let _: i64 = invocation.invoke_async(&mut connection).await?;
             Ok(())
         };
         self.bounded(call).await
@@ -179,7 +183,7 @@ impl RedisLimiter {
                 .arg(self.lease_index())
                 .arg(expire_at)
                 .arg(member)
-                .query_async::<i64>(&mut *connection)
+                .query_async::<i64>(&mut connection)
                 .await?;
             Ok(())
         };
@@ -197,7 +201,7 @@ impl RedisLimiter {
                 .arg("LIMIT")
                 .arg(0)
                 .arg(max)
-                .query_async::<Vec<String>>(&mut *connection)
+                .query_async::<Vec<String>>(&mut connection)
                 .await?)
         };
         self.bounded(call).await
@@ -209,7 +213,7 @@ impl RedisLimiter {
             redis::cmd("ZREM")
                 .arg(self.lease_index())
                 .arg(member)
-                .query_async::<i64>(&mut *connection)
+                .query_async::<i64>(&mut connection)
                 .await?;
             Ok(())
         };
@@ -262,7 +266,7 @@ impl RedisLimiter {
         if let Some(record) = admission.record {
             invocation.key(self.record_key(tenant_id, record.id));
         }
-        let values: Vec<i64> = invocation.invoke_async(&mut *connection).await?;
+        let values: Vec<i64> = invocation.invoke_async(&mut connection).await?;
         let expected = 1 + 4 * (admission.checks.len() + admission.slots.len());
         if values.len() != expected {
             return Err(RedisLimiterError::Shape(values.len(), expected));
@@ -282,11 +286,8 @@ impl RedisLimiter {
         })
     }
 
-    async fn connection(&self) -> Result<deadpool_redis::Connection, RedisLimiterError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|error| RedisLimiterError::Pool(error.to_string()))
+    async fn connection(&self) -> Result<RedisConnection, RedisLimiterError> {
+        self.pool.get().await.map_err(RedisLimiterError::Pool)
     }
 
     /// Bounds a call by the timeout: a slow Redis must never make a request
@@ -301,11 +302,11 @@ impl RedisLimiter {
     }
 
     fn counter_key(&self, tenant_id: &str, key: &str) -> String {
-        format!("{}:v1:{{{tenant_id}}}:{key}", self.prefix)
+        format!("{}:v1:{{{}}}:{key}", self.prefix, hash_tag(tenant_id))
     }
 
     fn record_key(&self, tenant_id: &str, id: &str) -> String {
-        format!("{}:v1:{{{tenant_id}}}:record:{id}", self.prefix)
+        format!("{}:v1:{{{}}}:record:{id}", self.prefix, hash_tag(tenant_id))
     }
 
     fn lease_index(&self) -> String {
@@ -317,12 +318,19 @@ impl RedisLimiter {
         let ping = async {
             let mut connection = self.connection().await?;
             redis::cmd("PING")
-                .query_async::<String>(&mut *connection)
+                .query_async::<String>(&mut connection)
                 .await?;
             Ok(())
         };
         self.bounded(ping).await
     }
+}
+
+/// Redis ignores an empty `{}` as a hash tag, which would spread a global
+/// (tenant-less) request's keys over slots, and a cluster refuses a script
+/// whose keys are in more than one slot.
+fn hash_tag(tenant_id: &str) -> &str {
+    if tenant_id.is_empty() { "-" } else { tenant_id }
 }
 
 fn algorithm_code(limit: &Limit) -> i64 {

@@ -1,7 +1,12 @@
 //! Entry points for the fuzz targets in `services/edge/fuzz/` and for the
 //! test that replays their corpus: the path normaliser, the route matcher,
-//! the SSE parser and the usage extractors must never panic, whatever
-//! bytes arrive.
+//! the SSE parser, the usage extractors, the AI adapters and decoders, the
+//! header readers, JWTs, the configuration and the usage spool's records
+//! must never panic, whatever bytes arrive.
+
+mod inputs;
+
+pub use inputs::{JWT_SECRET, ai_request, config, headers, jwt, spool};
 
 use std::sync::OnceLock;
 
@@ -167,6 +172,23 @@ pub fn translation(data: &[u8]) {
     }
 }
 
+/// A fuzz target's body: any bytes, never a panic.
+pub type Target = fn(&[u8]);
+
+/// Every fuzz target, by its name in `fuzz/Cargo.toml` and its corpus
+/// directory.
+pub const TARGETS: [(&str, Target); 9] = [
+    ("path", path_and_routes),
+    ("patterns", patterns),
+    ("sse", sse_and_usage),
+    ("translate", translation),
+    ("ai_request", ai_request),
+    ("headers", headers),
+    ("jwt", jwt),
+    ("config", config),
+    ("spool", spool),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,21 +198,19 @@ mod tests {
     fn the_fuzz_corpus_replays_without_panicking() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
         let mut replayed = 0;
-        for (target, run) in [
-            ("path", path_and_routes as fn(&[u8])),
-            ("patterns", patterns),
-            ("sse", sse_and_usage),
-            ("translate", translation),
-        ] {
+        for (target, run) in TARGETS {
             let Ok(entries) = std::fs::read_dir(root.join(target)) else {
                 panic!("no corpus for {target}");
             };
+            let mut inputs = 0;
             for entry in entries.flatten() {
                 run(&std::fs::read(entry.path()).unwrap());
-                replayed += 1;
+                inputs += 1;
             }
+            assert!(inputs >= 5, "{target}: only {inputs} corpus inputs");
+            replayed += inputs;
         }
-        assert!(replayed >= 30, "{replayed}");
+        assert!(replayed >= 60, "{replayed}");
     }
 
     /// A short random run on every test, beside the corpus.
@@ -206,6 +226,9 @@ mod tests {
             path_and_routes(&data);
             patterns(&data);
             sse_and_usage(&data);
+            headers(&data);
+            jwt(&data);
+            spool(&data);
         }
     }
 }
