@@ -39,6 +39,9 @@ pub struct Seen {
     pub truncated: bool,
     /// The body reached its end (false: the peer went away, or an error).
     pub complete: bool,
+    /// The body's stream failed: malformed framing (a bad chunk size), a
+    /// reset, or a limit cut it.
+    pub failed: bool,
 }
 
 type OnEnd = Box<dyn FnOnce(Seen) + Send>;
@@ -132,13 +135,15 @@ where
                     on_end(std::mem::take(this.seen));
                 }
             }
-            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+            Poll::Ready(Some(Err(_))) => this.seen.failed = true,
+            Poll::Pending => {}
         }
         if let (Some(tap), Poll::Ready(_)) = (this.tap.as_ref(), &polled) {
             let mut shared = tap.0.lock().unwrap_or_else(PoisonError::into_inner);
             shared.bytes = this.seen.bytes;
             shared.truncated = this.seen.truncated;
             shared.complete = this.seen.complete;
+            shared.failed = this.seen.failed;
             shared.captured.clone_from(&this.seen.captured);
         }
         polled

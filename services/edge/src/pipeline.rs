@@ -1103,6 +1103,13 @@ fn failure_status(
             format!("the request body is over the {max_body}-byte limit"),
         );
     }
+    if seen.failed && !seen.complete {
+        // The client's body broke (a bad chunk, a reset), not the upstream.
+        return (
+            StatusCode::BAD_REQUEST,
+            "the request body is malformed or was cut off".to_owned(),
+        );
+    }
     match failure {
         Failure::Refused(refused) => {
             metrics::counter!("edge_egress_refused_total", "tenant" => exchange.principal.tenant_id.clone(), "api" => exchange.api_id.clone()).increment(1);
