@@ -8,6 +8,10 @@
 #
 #   deploy/bench/edge.sh            # 10 s per run
 #   DURATION=30s deploy/bench/edge.sh
+#   COMPARE=/path/to/other/gatewayd deploy/bench/edge.sh
+#
+# COMPARE measures another build's plain edge in the same run (after this
+# build's, on a fresh gatewayd), e.g. one from before a change.
 #
 # Needs nginx and wrk (Debian: apt-get install nginx-light wrk).
 set -euo pipefail
@@ -25,7 +29,7 @@ for tool in nginx wrk taskset grpcurl jq; do
   command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
 
-(cd "$REPO" && cargo build --release -p gatewayd >&2)
+(cd "$REPO" && cargo build --release -p gatewayd -p gateway-edge >&2)
 
 # shellcheck source=deploy/bench/lib.sh
 source "$REPO/deploy/bench/lib.sh"
@@ -89,6 +93,39 @@ read -r e_rps e_p50 e_p99 e_one _ <<< "$figures"
 figures=$(measure "$policies_url" -H "X-API-Key: $key")
 read -r p_rps p_p50 p_p99 p_one _ <<< "$figures"
 
+# The production layout: the standalone edge alone on the server CPU, the
+# rest of the suite (and so its stores) moved to the load CPU beside wrk.
+taskset -a -p -c "$LOAD_CPU" "$gatewayd_pid" > /dev/null
+mkdir -p "$work/edge"
+GATEWAY_EDGE_LISTEN_ADDR=127.0.0.1:18090 GATEWAY_RUNTIME_OPS_ADDR=127.0.0.1:18091 \
+GATEWAY_EDGE_IDENTITY_URL=http://127.0.0.1:50051 GATEWAY_EDGE_CATALOG_URL=http://127.0.0.1:50052 \
+GATEWAY_EDGE_QUOTA_URL=http://127.0.0.1:50053 GATEWAY_EDGE_USAGE_URL=http://127.0.0.1:50054 \
+GATEWAY_EDGE_SPOOL_DIR="$work/edge/spool" GATEWAY_AUTH_ADMIN_KEY="$admin_key" \
+GATEWAY_EGRESS_ALLOW="127.0.0.1:$UPSTREAM_PORT" GATEWAY_TELEMETRY_LOG_FILTER=warn \
+  taskset -c "$SERVER_CPU" "$TARGET/release/gateway-edge" > "$work/edge/out.log" 2>&1 &
+edge_pid=$!
+pids+=($edge_pid)
+alone_url="http://127.0.0.1:18090/demo/echo/"
+for _ in $(seq 1 100); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "$alone_url")" = 200 ] && break
+  sleep 0.1
+done
+figures=$(measure "$alone_url" -H "X-API-Key: $key")
+read -r a_rps a_p50 a_p99 a_one _ <<< "$figures"
+kill "$edge_pid"
+
+if [ -n "${COMPARE:-}" ]; then
+  kill "$gatewayd_pid"
+  wait "$gatewayd_pid" 2>/dev/null || true
+  start_gatewayd "http://127.0.0.1:$UPSTREAM_PORT" "$COMPARE"
+  for _ in $(seq 1 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "$edge_url")" = 200 ] && break
+    sleep 0.1
+  done
+  figures=$(measure "$edge_url" -H "X-API-Key: $key")
+  read -r c_rps c_p50 c_p99 c_one _ <<< "$figures"
+fi
+
 echo "wrk, $CONNECTIONS connections and 1 connection, $DURATION each; servers on CPU $SERVER_CPU, wrk on CPU $LOAD_CPU"
 printf '| %-34s | %10s | %9s | %9s | %13s |\n' "path" "req/s" "p50 ms" "p99 ms" "p50 ms, 1 conn"
 printf '|%s|%s|%s|%s|%s|\n' "------------------------------------" "------------" "-----------" "-----------" "---------------"
@@ -96,8 +133,18 @@ printf '| %-34s | %10.0f | %9s | %9s | %13s |\n' "upstream, direct" "$d_rps" "$d
 printf '| %-34s | %10.0f | %9s | %9s | %13s |\n' "nginx reverse proxy" "$n_rps" "$n_p50" "$n_p99" "$n_one"
 printf '| %-34s | %10.0f | %9s | %9s | %13s |\n' "edge (auth + limits + usage)" "$e_rps" "$e_p50" "$e_p99" "$e_one"
 printf '| %-34s | %10.0f | %9s | %9s | %13s |\n' "edge, API with policies" "$p_rps" "$p_p50" "$p_p99" "$p_one"
+printf '| %-34s | %10.0f | %9s | %9s | %13s |\n' "edge alone on CPU $SERVER_CPU (rest on $LOAD_CPU)" "$a_rps" "$a_p50" "$a_p99" "$a_one"
+if [ -n "${COMPARE:-}" ]; then
+  printf '| %-34s | %10.0f | %9s | %9s | %13s |\n' "edge, $COMPARE" "$c_rps" "$c_p50" "$c_p99" "$c_one"
+  awk -v e="$e_rps" -v c="$c_rps" -v eo="$e_one" -v co="$c_one" 'BEGIN {
+    printf "this edge / compared edge throughput: %.2fx; p50 at 1 connection %.3f ms vs %.3f ms\n", e / c, eo, co
+  }'
+fi
 awk -v e="$e_rps" -v n="$n_rps" -v p="$p_rps" -v eo="$e_one" -v d="$d_one" -v no="$n_one" -v po="$p_one" 'BEGIN {
   printf "edge / nginx throughput: %.2fx\n", e / n
   printf "policies / plain edge throughput: %.2fx (cost %.1f%%); added p50 at 1 connection: %.3f ms\n", p / e, (1 - p / e) * 100, po - eo
   printf "added p50 at 1 connection over the direct call: edge %.3f ms, nginx %.3f ms\n", eo - d, no - d
+}'
+awk -v a="$a_rps" -v n="$n_rps" -v ao="$a_one" -v d="$d_one" 'BEGIN {
+  printf "production layout (edge alone on the server CPU): %.2fx nginx; added p50 at 1 connection %.3f ms\n", a / n, ao - d
 }'

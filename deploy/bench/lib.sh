@@ -76,9 +76,11 @@ start_nginx() {
   pids+=($!)
 }
 
-# start_gatewayd UPSTREAM_URL: gatewayd --demo on the server CPU with a
-# plan too high to refuse, in $work/gatewayd; sets $admin_key and $key.
+# start_gatewayd UPSTREAM_URL [BINARY]: gatewayd --demo (this build's, or
+# BINARY) on the server CPU with a plan too high to refuse, in
+# $work/gatewayd; sets $admin_key, $key and $gatewayd_pid.
 start_gatewayd() {
+  rm -rf "$work/gatewayd"
   mkdir -p "$work/gatewayd"
   admin_key=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
   (
@@ -88,8 +90,9 @@ start_gatewayd() {
     GATEWAY_DEMO_REQUESTS_PER_MINUTE=1000000000000 \
     GATEWAY_DEMO_REQUESTS_PER_MONTH=1000000000000 \
     GATEWAY_TELEMETRY_LOG_FILTER=warn \
-      exec taskset -c "$SERVER_CPU" "$TARGET/release/gatewayd" --demo > out.log 2> err.log
+      exec taskset -c "$SERVER_CPU" "${2:-$TARGET/release/gatewayd}" --demo > out.log 2> err.log
   ) &
+  gatewayd_pid=$!
   pids+=($!)
   for _ in $(seq 1 100); do
     grep -q '^curl' "$work/gatewayd/out.log" 2>/dev/null && break

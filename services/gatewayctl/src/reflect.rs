@@ -69,21 +69,15 @@ pub fn descriptor<M: Typed>() -> MessageDescriptor {
 /// The message as proto3 JSON with proto field names; default fields are
 /// left out and 64-bit integers stay numbers, so YAML reads naturally.
 pub fn to_json<M: Typed>(message: &M) -> Value {
-    let Ok(dynamic) = DynamicMessage::decode(descriptor::<M>(), message.encode_to_vec().as_slice())
-    else {
-        return Value::Null;
-    };
-    let options = SerializeOptions::new()
-        .stringify_64_bit_integers(false)
-        .use_proto_field_name(true)
-        .skip_default_fields(true);
-    dynamic
-        .serialize_with_options(serde_json::value::Serializer, &options)
-        .unwrap_or(Value::Null)
+    serialized(message, true)
 }
 
 /// As [`to_json`], with every field, defaults included: what apply compares.
 pub fn to_json_full<M: Typed>(message: &M) -> Value {
+    serialized(message, false)
+}
+
+fn serialized<M: Typed>(message: &M, skip_defaults: bool) -> Value {
     let Ok(dynamic) = DynamicMessage::decode(descriptor::<M>(), message.encode_to_vec().as_slice())
     else {
         return Value::Null;
@@ -91,7 +85,7 @@ pub fn to_json_full<M: Typed>(message: &M) -> Value {
     let options = SerializeOptions::new()
         .stringify_64_bit_integers(false)
         .use_proto_field_name(true)
-        .skip_default_fields(false);
+        .skip_default_fields(skip_defaults);
     dynamic
         .serialize_with_options(serde_json::value::Serializer, &options)
         .unwrap_or(Value::Null)

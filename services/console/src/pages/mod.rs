@@ -64,31 +64,7 @@ pub fn time(timestamp: Option<&prost_types::Timestamp>) -> String {
     let Some(timestamp) = timestamp.filter(|time| time.seconds > 0) else {
         return "never".to_owned();
     };
-    let (days, secs) = (
-        timestamp.seconds.div_euclid(86_400),
-        timestamp.seconds.rem_euclid(86_400),
-    );
-    let (year, month, day) = civil(days);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-/// The date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    gateway_proto::utc_text(timestamp.seconds)
 }
 
 /// Micro-dollars from a USD amount as typed ("5", "5.25", "$0.0001").
