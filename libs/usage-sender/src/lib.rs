@@ -93,6 +93,11 @@ pub struct SenderConfig {
     pub segment_bytes: u64,
     pub fsync: FsyncPolicy,
     pub batch_max_events: usize,
+    /// Once the stream has caught up with the spool, how long new events
+    /// may gather before the next read (unless a full batch is waiting):
+    /// every event is already on disk, so waiting costs no safety, and at
+    /// low rates it spares the usage service a transaction per event.
+    pub batch_linger: Duration,
     /// Bound on a batch's encoded events, under the server's max message
     /// size (tonic's default is 4 MiB). A single event larger than this is
     /// dropped by `send`: it could never be delivered.
@@ -121,6 +126,7 @@ impl SenderConfig {
             segment_bytes: 8 << 20,
             fsync: FsyncPolicy::default(),
             batch_max_events: 500,
+            batch_linger: Duration::from_millis(10),
             batch_max_bytes: 3 << 20,
             max_unacked_batches: 8,
             ack_timeout: Duration::from_secs(30),
@@ -141,6 +147,7 @@ impl std::fmt::Debug for SenderConfig {
             .field("segment_bytes", &self.segment_bytes)
             .field("fsync", &self.fsync)
             .field("batch_max_events", &self.batch_max_events)
+            .field("batch_linger", &self.batch_linger)
             .field("batch_max_bytes", &self.batch_max_bytes)
             .field("max_unacked_batches", &self.max_unacked_batches)
             .field("ack_timeout", &self.ack_timeout)
@@ -254,6 +261,7 @@ impl UsageSender {
                 connect_timeout: config.connect_timeout,
                 credential,
                 batch_max_events: config.batch_max_events,
+                batch_linger: config.batch_linger,
                 batch_max_bytes: config.batch_max_bytes,
                 max_unacked_batches: config.max_unacked_batches,
                 ack_timeout: config.ack_timeout,

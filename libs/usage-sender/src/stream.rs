@@ -40,6 +40,7 @@ pub(crate) struct Settings {
     pub(crate) connect_timeout: Duration,
     pub(crate) credential: (AsciiMetadataKey, AsciiMetadataValue),
     pub(crate) batch_max_events: usize,
+    pub(crate) batch_linger: Duration,
     pub(crate) batch_max_bytes: usize,
     pub(crate) max_unacked_batches: usize,
     pub(crate) ack_timeout: Duration,
@@ -87,6 +88,8 @@ struct Session {
     caught_up: bool,
     /// `Spool::appended` when the reads caught up.
     spool_seen: u64,
+    /// Caught up, with new events gathering until then (`batch_linger`).
+    linger_until: Option<Instant>,
     /// Since when the oldest in-flight batch has waited for an ack.
     waiting_since: Instant,
     progressed: bool,
@@ -182,6 +185,7 @@ impl Worker {
             read_pos: self.spool.cursor(),
             caught_up: false,
             spool_seen: 0,
+            linger_until: None,
             waiting_since: Instant::now(),
             progressed: false,
         };
@@ -207,7 +211,7 @@ impl Worker {
     ) -> Exit {
         loop {
             if session.caught_up && self.spool.appended() != session.spool_seen {
-                session.caught_up = false;
+                self.linger_or_read(session);
             }
             if !session.caught_up
                 && let Err(reason) = self.read_more(session).await
@@ -235,9 +239,24 @@ impl Worker {
                     return Exit::Broken(format!("no ack within {:?}", self.settings.ack_timeout));
                 }
                 _ = housekeeping.tick() => self.housekeep().await,
+                () = sleep_until(session.linger_until), if session.linger_until.is_some() => {}
                 // More was appended; with a full window, acks come first.
                 () = self.appended.notified(), if session.caught_up && !window_full => {}
             }
+        }
+    }
+
+    /// New events after catching up: read them once a full batch waits or
+    /// the linger is over, else start (or keep) lingering.
+    fn linger_or_read(&self, session: &mut Session) {
+        let pending = self.spool.appended() - session.spool_seen;
+        let now = Instant::now();
+        let until = *session
+            .linger_until
+            .get_or_insert(now + self.settings.batch_linger);
+        if pending >= self.settings.batch_max_events as u64 || now >= until {
+            session.caught_up = false;
+            session.linger_until = None;
         }
     }
 
