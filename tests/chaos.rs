@@ -184,9 +184,11 @@ async fn served(cluster: &Cluster, key: &str, limit: Duration) -> Option<Duratio
     time_until(limit, || {
         let key = key.to_owned();
         async move {
-            tokio::task::spawn_blocking(move || load::request(edge, PATH, &key).0 == 200)
-                .await
-                .unwrap()
+            tokio::task::spawn_blocking(move || {
+                gateway_testkit::crash::get(edge, PATH, &key).0 == 200
+            })
+            .await
+            .unwrap()
         }
     })
     .await

@@ -2,8 +2,7 @@
 //! the request ids of the 200 answers are kept to find their usage events.
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -63,7 +62,7 @@ impl Load {
                 std::thread::spawn(move || {
                     let mut tally = Tally::default();
                     while !stop.load(Ordering::Relaxed) {
-                        let (status, id) = request(edge, &path, &key);
+                        let (status, id) = gateway_testkit::crash::get(edge, &path, &key);
                         *tally.statuses.entry(status).or_default() += 1;
                         if let (200, Some(id)) = (status, id) {
                             tally.answered.push(id);
@@ -85,35 +84,4 @@ impl Load {
         }
         total
     }
-}
-
-/// One GET; its status (0 without a complete answer) and request id.
-pub fn request(edge: SocketAddr, path: &str, key: &str) -> (u16, Option<String>) {
-    let attempt = || -> Option<(u16, Option<String>)> {
-        let mut stream = TcpStream::connect_timeout(&edge, Duration::from_secs(2)).ok()?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .ok()?;
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {edge}\r\nX-API-Key: {key}\r\nConnection: close\r\n\r\n"
-        );
-        stream.write_all(request.as_bytes()).ok()?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).ok()?;
-        let (head, body) = answer.split_once("\r\n\r\n")?;
-        let status = head.get(9..12)?.parse().ok()?;
-        let header = |name: &str| {
-            head.lines().find_map(|line| {
-                let (key, value) = line.split_once(':')?;
-                key.eq_ignore_ascii_case(name)
-                    .then(|| value.trim().to_owned())
-            })
-        };
-        let complete = match header("content-length") {
-            Some(length) => length.parse() == Ok(body.len()),
-            None => body.ends_with("0\r\n\r\n"),
-        };
-        complete.then(|| (status, header("x-request-id")))
-    };
-    attempt().unwrap_or((0, None))
 }

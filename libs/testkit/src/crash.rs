@@ -10,31 +10,41 @@ use std::time::{Duration, Instant};
 
 /// One request; `Some(request id)` for a complete 200 answer.
 pub fn call(edge: SocketAddr, path: &str, key: &str) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&edge, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {edge}\r\nX-API-Key: {key}\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    let (head, body) = answer.split_once("\r\n\r\n")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return None;
+    match get(edge, path, key) {
+        (200, id) => id,
+        _ => None,
     }
-    let header = |name: &str| {
-        head.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.eq_ignore_ascii_case(name)
-                .then(|| value.trim().to_owned())
-        })
+}
+
+/// One GET on a fresh connection: the status of a complete answer (0 for
+/// none: refused, reset, cut short) and its request id.
+pub fn get(edge: SocketAddr, path: &str, key: &str) -> (u16, Option<String>) {
+    let attempt = || -> Option<(u16, Option<String>)> {
+        let mut stream = TcpStream::connect_timeout(&edge, Duration::from_secs(2)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {edge}\r\nX-API-Key: {key}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).ok()?;
+        let (head, body) = answer.split_once("\r\n\r\n")?;
+        let status = head.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
+        let header = |name: &str| {
+            head.lines().find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                key.eq_ignore_ascii_case(name)
+                    .then(|| value.trim().to_owned())
+            })
+        };
+        // Complete: as long as it said, or to the last chunk.
+        let complete = match header("content-length") {
+            Some(length) => length.parse() == Ok(body.len()),
+            None => body.ends_with("0\r\n\r\n"),
+        };
+        complete.then(|| (status, header("x-request-id")))
     };
-    // Complete: as long as it said, or to the last chunk.
-    let complete = match header("content-length") {
-        Some(length) => length.parse() == Ok(body.len()),
-        None => body.ends_with("0\r\n\r\n"),
-    };
-    complete.then(|| header("x-request-id"))?
+    attempt().unwrap_or((0, None))
 }
 
 /// GETs `path` from 8 threads until `answers` complete 200 answers, then
