@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use gateway_edge::{BinaryConfig, Edge};
 use gateway_runtime::process::{BinarySpec, Process};
 
+// Each request allocates and frees; mimalloc does that faster than glibc
+// malloc, with less fragmentation (the edge's profile showed 12% of its
+// CPU in malloc and free).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SPEC: BinarySpec = BinarySpec {
     binary: "gateway-edge",
     service_name: "edge",

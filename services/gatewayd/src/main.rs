@@ -6,6 +6,12 @@ use gateway_identity::BootstrapOutcome;
 use gateway_runtime::process::{BinarySpec, Process};
 use gatewayd::{Listeners, Suite, SuiteConfig};
 
+// Each request allocates and frees; mimalloc does that faster than glibc
+// malloc, with less fragmentation (the edge's profile showed 12% of its
+// CPU in malloc and free).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SPEC: BinarySpec = BinarySpec {
     binary: "gatewayd",
     service_name: "gatewayd",

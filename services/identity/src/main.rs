@@ -6,6 +6,12 @@ use anyhow::Context as _;
 use gateway_identity::{BinaryConfig, BootstrapOutcome, Identity};
 use gateway_runtime::process::{BinarySpec, Process};
 
+// Each request allocates and frees; mimalloc does that faster than glibc
+// malloc, with less fragmentation (the edge's profile showed 12% of its
+// CPU in malloc and free).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SPEC: BinarySpec = BinarySpec {
     binary: "gateway-identity",
     service_name: "identity",
