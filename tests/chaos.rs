@@ -71,10 +71,26 @@ async fn admin_channel(cluster: &Cluster, name: &str) -> tonic::transport::Chann
         .connect_lazy()
 }
 
-fn identity(
-    channel: tonic::transport::Channel,
-) -> id::identity_service_client::IdentityServiceClient<gateway_e2e::Authed> {
+fn identity(channel: tonic::transport::Channel) -> People {
     id::identity_service_client::IdentityServiceClient::with_interceptor(
+        channel,
+        Credentials::admin_key(),
+    )
+}
+
+fn catalog(
+    channel: tonic::transport::Channel,
+) -> cat::catalog_service_client::CatalogServiceClient<gateway_e2e::Authed> {
+    cat::catalog_service_client::CatalogServiceClient::with_interceptor(
+        channel,
+        Credentials::admin_key(),
+    )
+}
+
+fn quota(
+    channel: tonic::transport::Channel,
+) -> quota::quota_service_client::QuotaServiceClient<gateway_e2e::Authed> {
+    quota::quota_service_client::QuotaServiceClient::with_interceptor(
         channel,
         Credentials::admin_key(),
     )
@@ -84,69 +100,34 @@ fn identity(
 /// requests an hour; the unlimited key and one limited key per fault.
 async fn seed(cluster: &Cluster) -> (String, Vec<String>) {
     let mut people = identity(admin_channel(cluster, "identity").await);
-    let tenant = people
-        .create_tenant(id::CreateTenantRequest {
-            tenant: Some(id::Tenant {
-                slug: "chaos".to_owned(),
-                name: "Chaos".to_owned(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tenant
-        .unwrap();
-    let user = people
-        .create_user(id::CreateUserRequest {
-            user: Some(id::User {
-                tenant_id: tenant.id.clone(),
-                username: "load".to_owned(),
-                role: id::Role::User.into(),
-                ..Default::default()
-            }),
-            password: "a-long-enough-password".to_owned(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .user
-        .unwrap();
+    let (tenant_id, user_id) = tenant_and_user(&mut people).await;
     let upstream = edge_support::start_upstream().await;
-    let mut catalog = cat::catalog_service_client::CatalogServiceClient::with_interceptor(
-        admin_channel(cluster, "catalog").await,
-        Credentials::admin_key(),
-    );
-    catalog
-        .create_api(cat::CreateApiRequest {
-            api: Some(cat::Api {
-                tenant_id: tenant.id.clone(),
-                name: "Echo".to_owned(),
-                slug: "echo".to_owned(),
-                upstreams: vec![cat::UpstreamTarget {
-                    url: format!("http://{upstream}/"),
-                    weight: 1,
-                }],
-                enabled: true,
-                ..Default::default()
-            }),
-            upstream_auth_secret: String::new(),
-        })
-        .await
-        .unwrap();
-    let mut plans = quota::quota_service_client::QuotaServiceClient::with_interceptor(
-        admin_channel(cluster, "quota").await,
-        Credentials::admin_key(),
-    );
-    let plan = plans
-        .create_plan(quota::CreatePlanRequest {
-            plan: Some(quota::Plan {
-                tenant_id: tenant.id.clone(),
-                name: "tight".to_owned(),
-                requests_per_hour: Some(LIMIT as i64),
-                ..Default::default()
-            }),
-        })
+    let mut apis = catalog(admin_channel(cluster, "catalog").await);
+    let api = cat::Api {
+        tenant_id: tenant_id.clone(),
+        name: "Echo".to_owned(),
+        slug: "echo".to_owned(),
+        upstreams: vec![cat::UpstreamTarget {
+            url: format!("http://{upstream}/"),
+            weight: 1,
+        }],
+        enabled: true,
+        ..Default::default()
+    };
+    apis.create_api(cat::CreateApiRequest {
+        api: Some(api),
+        upstream_auth_secret: String::new(),
+    })
+    .await
+    .unwrap();
+    let plan = quota::Plan {
+        tenant_id: tenant_id.clone(),
+        name: "tight".to_owned(),
+        requests_per_hour: Some(i64::try_from(LIMIT).unwrap()),
+        ..Default::default()
+    };
+    let plan = quota(admin_channel(cluster, "quota").await)
+        .create_plan(quota::CreatePlanRequest { plan: Some(plan) })
         .await
         .unwrap()
         .into_inner()
@@ -154,28 +135,65 @@ async fn seed(cluster: &Cluster) -> (String, Vec<String>) {
         .unwrap();
     let mut keys = Vec::new();
     for index in 0..=Fault::ALL.len() {
-        let plan_id = if index == 0 {
-            String::new()
-        } else {
-            plan.id.clone()
-        };
-        let created = people
-            .create_api_key(id::CreateApiKeyRequest {
-                api_key: Some(id::ApiKey {
-                    tenant_id: tenant.id.clone(),
-                    user_id: user.id.clone(),
-                    name: format!("key-{index}"),
-                    plan_id,
-                    ..Default::default()
-                }),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        keys.push(created.key);
+        let plan_id = if index == 0 { "" } else { plan.id.as_str() };
+        keys.push(key(&mut people, &tenant_id, &user_id, index, plan_id).await);
     }
     let main = keys.remove(0);
     (main, keys)
+}
+
+type People = id::identity_service_client::IdentityServiceClient<gateway_e2e::Authed>;
+
+/// Tenant `chaos` and its user `load`: their ids.
+async fn tenant_and_user(people: &mut People) -> (String, String) {
+    let tenant = id::Tenant {
+        slug: "chaos".to_owned(),
+        name: "Chaos".to_owned(),
+        ..Default::default()
+    };
+    let tenant = people
+        .create_tenant(id::CreateTenantRequest {
+            tenant: Some(tenant),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tenant
+        .unwrap();
+    let user = id::User {
+        tenant_id: tenant.id.clone(),
+        username: "load".to_owned(),
+        role: id::Role::User.into(),
+        ..Default::default()
+    };
+    let user = people
+        .create_user(id::CreateUserRequest {
+            user: Some(user),
+            password: "a-long-enough-password".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    (tenant.id, user.id)
+}
+
+/// A new key of the user, on `plan_id` (empty: no plan); the plaintext.
+async fn key(people: &mut People, tenant: &str, user: &str, index: usize, plan_id: &str) -> String {
+    let key = id::ApiKey {
+        tenant_id: tenant.to_owned(),
+        user_id: user.to_owned(),
+        name: format!("key-{index}"),
+        plan_id: plan_id.to_owned(),
+        ..Default::default()
+    };
+    people
+        .create_api_key(id::CreateApiKeyRequest { api_key: Some(key) })
+        .await
+        .unwrap()
+        .into_inner()
+        .key
 }
 
 /// Waits until the edge answers 200 with `key`.
