@@ -165,6 +165,25 @@ async fn spread(
     counts
 }
 
+/// An API of one upstream sent without a weight (proto3's 0) is served:
+/// the catalog accepts it, so the edge must not treat it as drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_upstream_without_a_weight_is_served() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let upstream = start_upstream().await;
+    let acme = suite.tenant("acme").await;
+    let api = cat::Api {
+        slug: "lone".to_owned(),
+        upstreams: vec![target(upstream, "/lone", 0)],
+        ..Default::default()
+    };
+    register(&suite, &acme, api).await;
+    let (_, key) = create_key(&suite, &acme, "lone", "").await;
+    let client = http_client();
+    let answer = first_served(&client, suite.addresses.edge, "/acme/lone/x", &key).await;
+    assert_eq!(upstream_path(&answer), "/lone/x");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_balancing_follows_the_apis_algorithm() {
     let suite = TestSuite::start(Backend::Sqlite).await.unwrap();

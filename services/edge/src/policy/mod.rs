@@ -441,11 +441,18 @@ impl Policies {
 
     fn group(&self, api_id: &str, upstreams: &[pb::UpstreamTarget]) -> TargetGroup {
         let mut states = self.targets.lock().unwrap_or_else(PoisonError::into_inner);
+        // A lone upstream's weight is unset (proto3's 0), not a drain: the
+        // catalog refuses all-zero weights only where there is a choice.
+        let lone = upstreams.len() == 1;
         let targets: Vec<Target> = upstreams
             .iter()
             .map(|upstream| Target {
                 url: upstream.url.clone(),
-                weight: u32::try_from(upstream.weight).unwrap_or(0),
+                weight: if lone {
+                    u32::try_from(upstream.weight).unwrap_or(0).max(1)
+                } else {
+                    u32::try_from(upstream.weight).unwrap_or(0)
+                },
                 state: Arc::clone(
                     states
                         .entry((api_id.to_owned(), upstream.url.clone()))
