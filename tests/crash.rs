@@ -9,44 +9,22 @@ mod edge_support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gateway_e2e::{ADMIN_KEY, Backend, Credentials, LOOPBACK_UPSTREAMS, TestSuite, url};
+use gateway_e2e::{
+    ADMIN_KEY, Backend, Credentials, LOOPBACK_UPSTREAMS, TestSuite, free_addr, url,
+    workspace_binary,
+};
 use gateway_proto::usage::v1 as usage;
 use gateway_testkit::crash::{KillOnDrop, assert_each_stored_once, load_then_kill};
 
 const PATH: &str = "/acme/echo/load";
 const ANSWERS: usize = 3_000;
 
-/// The workspace's `gateway-edge` binary, which `cargo test --workspace`
-/// builds beside this test.
-fn edge_binary() -> PathBuf {
-    let deps = std::env::current_exe().unwrap();
-    let binary = deps
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("gateway-edge");
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo build -p gateway-edge` (cargo test --workspace builds it)",
-        binary.display()
-    );
-    binary
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 fn start_edge(suite: &TestSuite, edge: SocketAddr, spool: &Path) -> Child {
-    let mut command = Command::new(edge_binary());
+    let mut command = Command::new(workspace_binary("gateway-edge"));
     command
         .env_clear()
         .env("GATEWAY_EDGE_LISTEN_ADDR", edge.to_string())

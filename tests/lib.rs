@@ -141,6 +141,27 @@ impl Drop for TestSuite {
     }
 }
 
+/// A free loopback address (released, so a child process can bind it).
+pub fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A workspace binary beside the running test's (`cargo test --workspace`
+/// builds each service's binary for that service's own tests).
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let binary = deps.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build --workspace --bins`",
+        binary.display()
+    );
+    binary
+}
+
 pub fn url(addr: std::net::SocketAddr) -> String {
     format!("http://{addr}")
 }

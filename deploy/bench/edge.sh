@@ -55,10 +55,7 @@ NGINX
 # The edge: the whole suite, seeded with an API on the same upstream.
 start_gatewayd "http://127.0.0.1:$UPSTREAM_PORT"
 edge_url="http://127.0.0.1:8080/demo/echo/"
-for _ in $(seq 1 100); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "$edge_url")" = 200 ] && break
-  sleep 0.1
-done
+wait_served "$edge_url"
 
 # The API with policies, in the demo tenant, on the same upstream (two
 # targets 3:1, which the demo's egress opening covers: same address).
@@ -79,10 +76,7 @@ admin 127.0.0.1:50052 gateway.catalog.v1.CatalogService/CreateApi > /dev/null <<
                 "responseHeaders": {"remove": ["server"]}}}}
 JSON
 policies_url="http://127.0.0.1:8080/demo/policies/items/42"
-for _ in $(seq 1 100); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "$policies_url")" = 200 ] && break
-  sleep 0.1
-done
+wait_served "$policies_url"
 
 figures=$(measure "http://127.0.0.1:$UPSTREAM_PORT/")
 read -r d_rps d_p50 d_p99 d_one _ <<< "$figures"
@@ -106,10 +100,7 @@ GATEWAY_EGRESS_ALLOW="127.0.0.1:$UPSTREAM_PORT" GATEWAY_TELEMETRY_LOG_FILTER=war
 edge_pid=$!
 pids+=($edge_pid)
 alone_url="http://127.0.0.1:18090/demo/echo/"
-for _ in $(seq 1 100); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "$alone_url")" = 200 ] && break
-  sleep 0.1
-done
+wait_served "$alone_url"
 figures=$(measure "$alone_url" -H "X-API-Key: $key")
 read -r a_rps a_p50 a_p99 a_one _ <<< "$figures"
 kill "$edge_pid"
@@ -118,10 +109,7 @@ if [ -n "${COMPARE:-}" ]; then
   kill "$gatewayd_pid"
   wait "$gatewayd_pid" 2>/dev/null || true
   start_gatewayd "http://127.0.0.1:$UPSTREAM_PORT" "$COMPARE"
-  for _ in $(seq 1 100); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "$edge_url")" = 200 ] && break
-    sleep 0.1
-  done
+  wait_served "$edge_url"
   figures=$(measure "$edge_url" -H "X-API-Key: $key")
   read -r c_rps c_p50 c_p99 c_one _ <<< "$figures"
 fi

@@ -102,6 +102,14 @@ start_gatewayd() {
   [ -n "$key" ] || { echo "gatewayd did not start:" >&2; cat "$work/gatewayd/err.log" >&2; exit 1; }
 }
 
+# wait_served URL: up to 10 s until URL answers 200 with $key.
+wait_served() {
+  for _ in $(seq 1 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "$1")" = 200 ] && return
+    sleep 0.1
+  done
+}
+
 # admin SERVICE_ADDR METHOD: a gRPC call as the admin key, JSON on stdin.
 admin() {
   grpcurl -plaintext -H "x-admin-key: $admin_key" -d @ "$1" "$2"

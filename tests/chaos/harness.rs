@@ -7,36 +7,17 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gateway_e2e::{ADMIN_KEY, LOOPBACK_UPSTREAMS, url};
+pub use gateway_e2e::free_addr;
+use gateway_e2e::{ADMIN_KEY, LOOPBACK_UPSTREAMS, url, workspace_binary};
 use gateway_testkit::TestDatabase;
 use tokio::task::JoinSet;
 
 pub const SERVICES: [&str; 4] = ["identity", "catalog", "quota", "usage"];
 const MASTER_KEY: &str = "2222222222222222222222222222222222222222222222222222222222222222";
-
-pub fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// A workspace binary beside the test's (`cargo test --workspace` builds
-/// each service's binary for its own tests).
-fn binary(name: &str) -> PathBuf {
-    let deps = std::env::current_exe().unwrap();
-    let binary = deps.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo build --workspace --bins`",
-        binary.display()
-    );
-    binary
-}
 
 /// A TCP proxy that can be cut (every connection closed, new ones
 /// refused) and restored on the same port.
@@ -163,7 +144,7 @@ impl Cluster {
 
     /// Starts `name` (a service or `edge`) on its address.
     pub fn start_service(&mut self, name: &'static str) {
-        let mut command = Command::new(binary(&format!("gateway-{name}")));
+        let mut command = Command::new(workspace_binary(&format!("gateway-{name}")));
         command
             .env_clear()
             .env("GATEWAY_AUTH_ADMIN_KEY", ADMIN_KEY)
