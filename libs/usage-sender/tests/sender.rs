@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use gateway_usage_sender::UsageSender;
-use support::{FakeServer, config, event, eventually, free_port};
+use support::{FakeServer, config, event, eventually, free_port, start_after_crash};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -167,8 +167,7 @@ async fn a_crash_loses_no_event_and_acked_ones_are_not_replayed() {
 
     let server = FakeServer::start(Duration::ZERO).await;
     let shutdown = CancellationToken::new();
-    let (sender, task) =
-        UsageSender::start(config(server.port, dir.path()), shutdown.clone()).unwrap();
+    let (sender, task) = start_after_crash(config(server.port, dir.path()), shutdown.clone()).await;
     eventually("all 3,000 stored", WAIT, || server.stored() >= 3_000).await;
     let expected: HashSet<String> = events.iter().map(|e| e.event_id.clone()).collect();
     assert_eq!(server.ids(), expected);
@@ -180,8 +179,7 @@ async fn a_crash_loses_no_event_and_acked_ones_are_not_replayed() {
     drop(sender);
     let again = FakeServer::start(Duration::ZERO).await;
     let shutdown = CancellationToken::new();
-    let (sender, task) =
-        UsageSender::start(config(again.port, dir.path()), shutdown.clone()).unwrap();
+    let (sender, task) = start_after_crash(config(again.port, dir.path()), shutdown.clone()).await;
     sender.send(event(3_000));
     eventually("the new event stored", WAIT, || again.stored() >= 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;

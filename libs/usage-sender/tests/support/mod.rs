@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use gateway_proto::usage::v1::usage_service_server::{UsageService, UsageServiceServer};
 use gateway_proto::usage::v1::{IngestRequest, IngestResponse, RejectedEvent, UsageEvent};
-use gateway_usage_sender::SenderConfig;
+use gateway_usage_sender::{SenderConfig, SenderError};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -245,5 +245,28 @@ pub async fn eventually(what: &str, within: Duration, mut check: impl FnMut() ->
     while !check() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts a sender on a spool whose previous sender was just aborted in this
+/// process. A dead process frees the spool lock at once; here the aborted
+/// task's blocking spool job and connection task drop their handles a moment
+/// later, so a busy lock is retried for a bounded time.
+pub async fn start_after_crash(
+    config: SenderConfig,
+    shutdown: CancellationToken,
+) -> (gateway_usage_sender::UsageSender, JoinHandle<()>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match gateway_usage_sender::UsageSender::start(config.clone(), shutdown.clone()) {
+            Ok(started) => return started,
+            Err(SenderError::Spool { source, .. })
+                if source.kind() == std::io::ErrorKind::ResourceBusy
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("restart after a crash: {error}"),
+        }
     }
 }
