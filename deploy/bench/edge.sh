@@ -4,7 +4,9 @@
 # authentication, limits and usage on (gatewayd --demo, a plan with limits
 # too high to refuse), and the edge on an API with routes (a parameterised
 # rule with a rewrite), weighted balancing over two targets, a circuit
-# breaker, CORS and header transforms. Servers run on core 0, wrk on core 1.
+# breaker, CORS and header transforms; and a bare proxy on the edge's HTTP
+# stack (hyper, no gateway work) as the floor under the edge. Servers run on
+# core 0, wrk on core 1.
 #
 #   deploy/bench/edge.sh            # 10 s per run
 #   DURATION=30s deploy/bench/edge.sh
@@ -22,6 +24,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 UPSTREAM_PORT=${UPSTREAM_PORT:-18081}
 NGINX_PROXY_PORT=${NGINX_PROXY_PORT:-18082}
+BARE_PROXY_PORT=${BARE_PROXY_PORT:-18083}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$REPO/target}
 
@@ -29,28 +32,16 @@ for tool in nginx wrk taskset grpcurl jq; do
   command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
 
-(cd "$REPO" && cargo build --release -p gatewayd -p gateway-edge >&2)
+(cd "$REPO" && cargo build --release -p gatewayd -p gateway-edge -p gateway-bench >&2)
 
 # shellcheck source=deploy/bench/lib.sh
 source "$REPO/deploy/bench/lib.sh"
 
-# The upstream (a fixed 2-byte answer) and the reference proxy to it, with
-# upstream keep-alive as a tuned nginx would have.
-start_nginx <<NGINX
-  upstream backend { server 127.0.0.1:$UPSTREAM_PORT; keepalive 128; }
-  server {
-    listen 127.0.0.1:$UPSTREAM_PORT;
-    location / { return 200 "ok"; }
-  }
-  server {
-    listen 127.0.0.1:$NGINX_PROXY_PORT;
-    location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-NGINX
+start_reference "$UPSTREAM_PORT" "$NGINX_PROXY_PORT"
+# The edge's HTTP stack with nothing on it: the floor under the edge.
+taskset -c "$SERVER_CPU" "$TARGET/release/bare-proxy" "127.0.0.1:$BARE_PROXY_PORT" \
+  "http://127.0.0.1:$UPSTREAM_PORT" &
+pids+=($!)
 
 # The edge: the whole suite, seeded with an API on the same upstream.
 start_gatewayd "http://127.0.0.1:$UPSTREAM_PORT"
@@ -82,6 +73,8 @@ figures=$(measure "http://127.0.0.1:$UPSTREAM_PORT/")
 read -r d_rps d_p50 d_p99 d_one _ <<< "$figures"
 figures=$(measure "http://127.0.0.1:$NGINX_PROXY_PORT/")
 read -r n_rps n_p50 n_p99 n_one _ <<< "$figures"
+figures=$(measure "http://127.0.0.1:$BARE_PROXY_PORT/")
+read -r b_rps b_p50 b_p99 b_one _ <<< "$figures"
 figures=$(measure "$edge_url" -H "X-API-Key: $key")
 read -r e_rps e_p50 e_p99 e_one _ <<< "$figures"
 figures=$(measure "$policies_url" -H "X-API-Key: $key")
@@ -90,13 +83,7 @@ read -r p_rps p_p50 p_p99 p_one _ <<< "$figures"
 # The production layout: the standalone edge alone on the server CPU, the
 # rest of the suite (and so its stores) moved to the load CPU beside wrk.
 taskset -a -p -c "$LOAD_CPU" "$gatewayd_pid" > /dev/null
-mkdir -p "$work/edge"
-GATEWAY_EDGE_LISTEN_ADDR=127.0.0.1:18090 GATEWAY_RUNTIME_OPS_ADDR=127.0.0.1:18091 \
-GATEWAY_EDGE_IDENTITY_URL=http://127.0.0.1:50051 GATEWAY_EDGE_CATALOG_URL=http://127.0.0.1:50052 \
-GATEWAY_EDGE_QUOTA_URL=http://127.0.0.1:50053 GATEWAY_EDGE_USAGE_URL=http://127.0.0.1:50054 \
-GATEWAY_EDGE_SPOOL_DIR="$work/edge/spool" GATEWAY_AUTH_ADMIN_KEY="$admin_key" \
-GATEWAY_EGRESS_ALLOW="127.0.0.1:$UPSTREAM_PORT" GATEWAY_TELEMETRY_LOG_FILTER=warn \
-  taskset -c "$SERVER_CPU" "$TARGET/release/gateway-edge" > "$work/edge/out.log" 2>&1 &
+standalone_edge 18090 18091 "$TARGET/release/gateway-edge" > "$work/edge.log" 2>&1 &
 edge_pid=$!
 pids+=($edge_pid)
 alone_url="http://127.0.0.1:18090/demo/echo/"
@@ -119,6 +106,7 @@ printf '| %-34s | %10s | %9s | %9s | %13s |\n' "path" "req/s" "p50 ms" "p99 ms" 
 printf '|%s|%s|%s|%s|%s|\n' "------------------------------------" "------------" "-----------" "-----------" "---------------"
 printf '| %-34s | %10.0f | %9s | %9s | %13s |\n' "upstream, direct" "$d_rps" "$d_p50" "$d_p99" "$d_one"
 printf '| %-34s | %10.0f | %9s | %9s | %13s |\n' "nginx reverse proxy" "$n_rps" "$n_p50" "$n_p99" "$n_one"
+printf '| %-34s | %10.0f | %9s | %9s | %13s |\n' "bare hyper proxy (the edge's stack)" "$b_rps" "$b_p50" "$b_p99" "$b_one"
 printf '| %-34s | %10.0f | %9s | %9s | %13s |\n' "edge (auth + limits + usage)" "$e_rps" "$e_p50" "$e_p99" "$e_one"
 printf '| %-34s | %10.0f | %9s | %9s | %13s |\n' "edge, API with policies" "$p_rps" "$p_p50" "$p_p99" "$p_one"
 printf '| %-34s | %10.0f | %9s | %9s | %13s |\n' "edge alone on CPU $SERVER_CPU (rest on $LOAD_CPU)" "$a_rps" "$a_p50" "$a_p99" "$a_one"
@@ -128,8 +116,8 @@ if [ -n "${COMPARE:-}" ]; then
     printf "this edge / compared edge throughput: %.2fx; p50 at 1 connection %.3f ms vs %.3f ms\n", e / c, eo, co
   }'
 fi
-awk -v e="$e_rps" -v n="$n_rps" -v p="$p_rps" -v eo="$e_one" -v d="$d_one" -v no="$n_one" -v po="$p_one" 'BEGIN {
-  printf "edge / nginx throughput: %.2fx\n", e / n
+awk -v e="$e_rps" -v n="$n_rps" -v b="$b_rps" -v p="$p_rps" -v eo="$e_one" -v d="$d_one" -v no="$n_one" -v po="$p_one" 'BEGIN {
+  printf "edge / nginx throughput: %.2fx; bare hyper proxy / nginx: %.2fx; edge / bare hyper proxy: %.2fx\n", e / n, b / n, e / b
   printf "policies / plain edge throughput: %.2fx (cost %.1f%%); added p50 at 1 connection: %.3f ms\n", p / e, (1 - p / e) * 100, po - eo
   printf "added p50 at 1 connection over the direct call: edge %.3f ms, nginx %.3f ms\n", eo - d, no - d
 }'

@@ -76,6 +76,27 @@ start_nginx() {
   pids+=($!)
 }
 
+# start_reference UPSTREAM_PORT PROXY_PORT: the upstream (nginx with a
+# fixed 2-byte answer) and the reference proxy to it, with upstream
+# keep-alive as a tuned nginx would have.
+start_reference() {
+  start_nginx <<NGINX
+  upstream backend { server 127.0.0.1:$1; keepalive 128; }
+  server {
+    listen 127.0.0.1:$1;
+    location / { return 200 "ok"; }
+  }
+  server {
+    listen 127.0.0.1:$2;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+NGINX
+}
+
 # start_gatewayd UPSTREAM_URL [BINARY]: gatewayd --demo (this build's, or
 # BINARY) on the server CPU with a plan too high to refuse, in
 # $work/gatewayd; sets $admin_key, $key and $gatewayd_pid.
@@ -100,6 +121,19 @@ start_gatewayd() {
   done
   key=$(sed -n "s/^curl -i -H 'X-API-Key: \(sk-[A-Za-z0-9]*\)'.*/\1/p" "$work/gatewayd/out.log")
   [ -n "$key" ] || { echo "gatewayd did not start:" >&2; cat "$work/gatewayd/err.log" >&2; exit 1; }
+}
+
+# standalone_edge PORT OPS_PORT BINARY: runs BINARY (gateway-edge, or a
+# bench build of it) on the server CPU as a standalone edge on PORT, wired
+# to the gRPC services of start_gatewayd; its spool in $work/edge-PORT.
+# It execs: call it in the background or in a subshell.
+standalone_edge() {
+  GATEWAY_EDGE_LISTEN_ADDR="127.0.0.1:$1" GATEWAY_RUNTIME_OPS_ADDR="127.0.0.1:$2" \
+  GATEWAY_EDGE_IDENTITY_URL=http://127.0.0.1:50051 GATEWAY_EDGE_CATALOG_URL=http://127.0.0.1:50052 \
+  GATEWAY_EDGE_QUOTA_URL=http://127.0.0.1:50053 GATEWAY_EDGE_USAGE_URL=http://127.0.0.1:50054 \
+  GATEWAY_EDGE_SPOOL_DIR="$work/edge-$1" GATEWAY_AUTH_ADMIN_KEY="$admin_key" \
+  GATEWAY_EGRESS_ALLOW="127.0.0.1:$UPSTREAM_PORT" GATEWAY_TELEMETRY_LOG_FILTER=warn \
+    exec taskset -c "$SERVER_CPU" "$3"
 }
 
 # wait_served URL: up to 10 s until URL answers 200 with $key.

@@ -24,7 +24,7 @@ use gateway_usage::{Config, Usage};
 
 const ADMIN_KEY: &str = "bench-admin-key-0123456789";
 const BATCH: usize = 500;
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 8;
 
 struct Options {
     postgres: Option<String>,

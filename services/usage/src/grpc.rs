@@ -154,12 +154,11 @@ fn parse_cursor(after: &str) -> Result<Option<(i64, String)>, Status> {
 }
 
 impl UsageGrpc {
-    /// Stores each batch of `inbound` and acks it, in order; a batch is read
-    /// only after the previous one is stored (backpressure).
-    fn ingest_batches<S>(
-        &self,
-        mut inbound: S,
-    ) -> ReceiverStream<Result<pb::IngestResponse, Status>>
+    /// Stores each batch of `inbound` and acks it, in order, each ack only
+    /// once its batch is durable. Up to `Ingestor::pipeline_depth` batches
+    /// are stored at once (PostgreSQL commits them in parallel); no more
+    /// is read until one is stored (backpressure).
+    fn ingest_batches<S>(&self, inbound: S) -> ReceiverStream<Result<pb::IngestResponse, Status>>
     where
         S: tokio_stream::Stream<Item = Result<pb::IngestRequest, Status>> + Send + Unpin + 'static,
     {
@@ -167,47 +166,80 @@ impl UsageGrpc {
         // is read only after the previous ack is queued.
         let (acks, receiver) = tokio::sync::mpsc::channel(4);
         let ingestor = Arc::clone(&self.ingestor);
-        tokio::spawn(async move {
-            let mut expected = 1_i64;
-            loop {
-                let batch = match inbound.next().await {
-                    Some(Ok(batch)) => batch,
-                    None => return,
-                    Some(Err(status)) => {
-                        tracing::debug!(%status, "ingest stream ended by the client");
-                        return;
-                    }
-                };
-                if batch.sequence != expected {
-                    let _ = acks
-                        .send(Err(Status::invalid_argument(format!(
-                            "sequence: expected {expected}, got {}",
-                            batch.sequence
-                        ))))
-                        .await;
+        tokio::spawn(store_in_order(ingestor, inbound, acks));
+        ReceiverStream::new(receiver)
+    }
+}
+
+type Acks = tokio::sync::mpsc::Sender<Result<pb::IngestResponse, Status>>;
+
+async fn store_in_order<S>(ingestor: Arc<Ingestor>, mut inbound: S, acks: Acks)
+where
+    S: tokio_stream::Stream<Item = Result<pb::IngestRequest, Status>> + Send + Unpin + 'static,
+{
+    let depth = ingestor.pipeline_depth();
+    let mut storing = futures_util::stream::FuturesOrdered::new();
+    let mut expected = 1_i64;
+    let mut open = true;
+    let mut refusal = None;
+    while open || !storing.is_empty() {
+        tokio::select! {
+            biased;
+            Some((sequence, stored)) = storing.next(), if !storing.is_empty() => {
+                if !ack(&acks, sequence, stored).await {
                     return;
                 }
-                expected += 1;
-                match ingestor.store_batch(batch.events).await {
-                    Ok(mut ack) => {
-                        ack.sequence = batch.sequence;
-                        if acks.send(Ok(ack)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "could not store a usage batch; ending the stream so the client resends");
-                        let _ = acks
-                            .send(Err(Status::unavailable(
-                                "usage storage failed; resend unacked batches",
-                            )))
-                            .await;
-                        return;
-                    }
-                }
             }
-        });
-        ReceiverStream::new(receiver)
+            next = inbound.next(), if open && storing.len() < depth => match next {
+                Some(Ok(batch)) if batch.sequence == expected => {
+                    expected += 1;
+                    let ingestor = Arc::clone(&ingestor);
+                    storing.push_back(async move {
+                        (batch.sequence, ingestor.store_batch(batch.events).await)
+                    });
+                }
+                // A gap: the batches before it are still acked, then
+                // the stream ends with the refusal.
+                Some(Ok(batch)) => {
+                    refusal = Some(Status::invalid_argument(format!(
+                        "sequence: expected {expected}, got {}",
+                        batch.sequence
+                    )));
+                    open = false;
+                }
+                // The batches being stored are still acked: the client
+                // may be half-closed, waiting for them.
+                None => open = false,
+                Some(Err(status)) => {
+                    tracing::debug!(%status, "ingest stream ended by the client");
+                    return;
+                }
+            },
+        }
+    }
+    if let Some(refused) = refusal {
+        let _ = acks.send(Err(refused)).await;
+    }
+}
+
+/// Sends the ack of a stored batch, or ends the stream on a failed one
+/// (the client resends what is unacked); false when the stream is over.
+async fn ack(
+    acks: &Acks,
+    sequence: i64,
+    stored: Result<pb::IngestResponse, crate::ingest::IngestError>,
+) -> bool {
+    match stored {
+        Ok(mut ack) => {
+            ack.sequence = sequence;
+            acks.send(Ok(ack)).await.is_ok()
+        }
+        Err(error) => {
+            tracing::error!(%error, "could not store a usage batch; ending the stream so the client resends");
+            let unavailable = Status::unavailable("usage storage failed; resend unacked batches");
+            let _ = acks.send(Err(unavailable)).await;
+            false
+        }
     }
 }
 
@@ -505,6 +537,19 @@ mod tests {
                 return all;
             }
             token = page.next_page_token;
+        }
+    }
+
+    gateway_testkit::test_on_every_backend! {
+        async fn a_nul_byte_is_stored_replaced_not_refused(db) {
+            let fixture = fixture(db.url()).await;
+            let mut poisoned = event(0, "tenant-a", "u1", now_micros());
+            poisoned.model = "gpt\0-4o".to_owned();
+            poisoned.bodies = None;
+            let ack = ingest(&fixture, vec![poisoned.clone(), event(1, "tenant-a", "u1", now_micros())]).await;
+            assert_eq!((ack.stored_count, ack.rejected.len()), (2, 0));
+            let row = fixture.grpc.store.log(&poisoned.event_id).await.unwrap();
+            assert_eq!(row.record.model, "gpt\u{FFFD}-4o");
         }
     }
 

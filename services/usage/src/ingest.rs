@@ -55,6 +55,18 @@ fn invalid(event: &pb::UsageEvent) -> Option<String> {
 }
 
 pub fn record_of(event: pb::UsageEvent) -> UsageRecord {
+    let mut record = fields_of(event);
+    // PostgreSQL's text cannot hold NUL: one such byte (a model name from a
+    // request body) must not make the whole batch unstorable.
+    for field in record.text_fields_mut() {
+        if field.contains('\0') {
+            *field = field.replace('\0', "\u{FFFD}");
+        }
+    }
+    record
+}
+
+fn fields_of(event: pb::UsageEvent) -> UsageRecord {
     UsageRecord {
         // Stored in canonical form, so a replay spelled differently is
         // still the same event.
@@ -109,6 +121,15 @@ impl Ingestor {
             store,
             audit,
             max_body_bytes,
+        }
+    }
+
+    /// Batches of one stream stored at once: PostgreSQL commits them in
+    /// parallel (its group commit shares the fsyncs); SQLite has one writer.
+    pub fn pipeline_depth(&self) -> usize {
+        match self.store.database().backend() {
+            gateway_storage::Backend::Postgres => 8,
+            gateway_storage::Backend::Sqlite => 1,
         }
     }
 
