@@ -264,6 +264,9 @@ where
     let shutdown = crate::shutdown::token_on_signal();
     let readiness = crate::ops::Readiness::new();
     readiness.register(spec.service_name);
+    // The recorder before the body: handles the services take once at
+    // start would otherwise be no-ops.
+    let _ = crate::metrics::handle();
     let ops_listener = crate::bind("ops", config.runtime().ops_addr).await?;
     let ops = tokio::spawn(crate::ops::serve(
         ops_listener,

@@ -86,6 +86,7 @@ pub struct Accounting {
     pub quota: QuotaServiceClient<Authed>,
     /// The access log's level; `None` = off.
     pub access_log: Option<tracing::Level>,
+    pub requests: crate::request_metrics::RequestCounters,
 }
 
 /// The configured access-log level.
@@ -102,14 +103,12 @@ impl Accounting {
     pub fn finish(&self, exchange: Exchange, ended: Ended) {
         let latency =
             saturating(u64::try_from(exchange.started.elapsed().as_micros()).unwrap_or(u64::MAX));
-        metrics::counter!(
-            "edge_requests_total",
-            "tenant" => exchange.principal.tenant_id.clone(),
-            "api" => exchange.api_id.clone(),
-            "route" => exchange.route.clone(),
-            "status" => ended.status.to_string()
-        )
-        .increment(1);
+        self.requests.increment(
+            &exchange.principal.tenant_id,
+            &exchange.api_id,
+            &exchange.route,
+            ended.status,
+        );
         if let Some(micros) = ended.upstream_micros {
             metrics::histogram!("edge_upstream_seconds").record(micros as f64 / 1e6);
         }
@@ -360,12 +359,14 @@ mod tests {
                 usage: None,
                 quota: quota.clone(),
                 access_log: access_log_level("info"),
+                requests: Default::default(),
             };
             at_info.finish(exchange(), ended());
             let at_debug = Accounting {
                 usage: None,
                 quota,
                 access_log: access_log_level("debug"),
+                requests: Default::default(),
             };
             at_debug.finish(exchange(), ended());
         });

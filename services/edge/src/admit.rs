@@ -126,6 +126,8 @@ pub struct Admission {
     floor: Floor,
     failure: QuotaFailure,
     floor_per_minute: u64,
+    /// Taken once: a labelled `counter!` per request allocates its key.
+    admitted_by_lease: metrics::Counter,
 }
 
 impl Admission {
@@ -145,6 +147,7 @@ impl Admission {
             floor: Floor::new(floor_per_minute),
             failure,
             floor_per_minute,
+            admitted_by_lease: metrics::counter!("edge_admitted_total", "by" => "lease"),
         }
     }
 
@@ -165,7 +168,7 @@ impl Admission {
             None => format!("{}|{client}", principal.key_id),
         };
         if self.leases.try_admit(&lease_key) {
-            metrics::counter!("edge_admitted_total", "by" => "lease").increment(1);
+            self.admitted_by_lease.increment(1);
             return Ok(Admitted::default());
         }
         let scopes = match &caller.subject {

@@ -20,6 +20,13 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+// Static names: inserting by a `&str` that is not a standard header
+// allocates the name on every request.
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
 /// Headers never written to the audit log.
 const SECRET: &[&str] = &[
     "authorization",
@@ -108,17 +115,17 @@ pub fn for_upstream(headers: &mut HeaderMap, outgoing: &Outgoing<'_>) {
         None => outgoing.remote_ip.to_owned(),
     };
     if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert("x-forwarded-for", value);
+        headers.insert(X_FORWARDED_FOR.clone(), value);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     if let Some(host) = host {
-        headers.insert("x-forwarded-host", host);
+        headers.insert(X_FORWARDED_HOST.clone(), host);
     }
     if let Ok(value) = HeaderValue::from_str(outgoing.request_id) {
-        headers.insert(request_id::HEADER, value);
+        headers.insert(request_id::HEADER.clone(), value);
     }
     if let Ok(value) = HeaderValue::from_str(outgoing.traceparent) {
-        headers.insert("traceparent", value);
+        headers.insert(TRACEPARENT.clone(), value);
     }
     if let Some(auth) = &outgoing.api.api.upstream_auth
         && !auth.header_name.is_empty()

@@ -42,6 +42,7 @@ pub mod probes;
 pub mod problem;
 pub mod ratelimit;
 pub mod request_id;
+pub mod request_metrics;
 pub mod retry;
 pub mod stats;
 pub mod tenants;

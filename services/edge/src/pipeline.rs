@@ -165,6 +165,7 @@ impl Proxy {
                 usage,
                 quota,
                 access_log: crate::account::access_log_level(&config.access_log),
+                requests: crate::request_metrics::RequestCounters::default(),
             },
             catalog,
             config,
@@ -194,7 +195,9 @@ impl Proxy {
             .await;
         span.record("http.status_code", response.status().as_u16());
         if let Ok(value) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert(request_id::HEADER, value);
+            response
+                .headers_mut()
+                .insert(request_id::HEADER.clone(), value);
         }
         metrics::histogram!("edge_request_seconds").record(started.elapsed().as_secs_f64());
         Ok(response)

@@ -1,5 +1,5 @@
 //! Ingest throughput: events per second into SQLite and, when given, into
-//! PostgreSQL, through the real gRPC Ingest stream (batches of 500, four
+//! PostgreSQL, through the real gRPC Ingest stream (batches of 500, eight
 //! unacked batches in flight), measured in one run.
 //!
 //! ```text

@@ -160,7 +160,7 @@ pub fn json(status: StatusCode, value: &serde_json::Value, request_id: &str) -> 
         HeaderValue::from_static("application/json"),
     );
     if let Ok(value) = HeaderValue::from_str(request_id) {
-        headers.insert(crate::request_id::HEADER, value);
+        headers.insert(crate::request_id::HEADER.clone(), value);
     }
     response
 }

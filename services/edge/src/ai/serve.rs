@@ -794,7 +794,7 @@ impl Proxy {
             headers,
         );
         if let Ok(value) = HeaderValue::from_str(asked.request_id) {
-            headers.insert(crate::request_id::HEADER, value);
+            headers.insert(crate::request_id::HEADER.clone(), value);
         }
         let timeouts = candidate.channel.timeouts.as_ref();
         let connect =

@@ -449,7 +449,10 @@ mod tests {
         text(&mut out, r#"a "b" \c\"#);
         assert_eq!(out, r#""a \"b\" \\c\\""#);
         let records = [full_record(), UsageRecord::default()];
-        assert_eq!(array(&records, |r, out| int(out, i64::from(r.status))), "{201,0}");
+        assert_eq!(
+            array(&records, |r, out| int(out, i64::from(r.status))),
+            "{201,0}"
+        );
         assert_eq!(array(&records, |r, out| flag(out, r.stream)), "{t,f}");
     }
 
