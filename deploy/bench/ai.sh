@@ -52,14 +52,15 @@ done
 stream+=$(chunk '{"index":0,"delta":{},"finish_reason":"stop"}')
 stream+=$(chunk '' ',"usage":{"prompt_tokens":12,"completion_tokens":10,"total_tokens":22}')
 stream+='data: [DONE]\n\n'
-# A ten times longer stream: the difference per chunk is each proxy's cost
-# of one SSE event.
+# A longer stream (20 content chunks instead of 10: an nginx `return`
+# holds at most 4 KiB): the difference per chunk is each proxy's cost of one
+# SSE event.
 long=$(chunk '{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}')
-for _ in $(seq 1 100); do
+for _ in $(seq 1 20); do
   long+=$(chunk '{"index":0,"delta":{"content":"word "},"finish_reason":null}')
 done
 long+=$(chunk '{"index":0,"delta":{},"finish_reason":"stop"}')
-long+=$(chunk '' ',"usage":{"prompt_tokens":12,"completion_tokens":100,"total_tokens":112}')
+long+=$(chunk '' ',"usage":{"prompt_tokens":12,"completion_tokens":20,"total_tokens":32}')
 long+='data: [DONE]\n\n'
 
 start_nginx <<NGINX
@@ -68,7 +69,7 @@ start_nginx <<NGINX
     listen 127.0.0.1:$MOCK_PORT;
     location = /json/v1/chat/completions { default_type application/json; return 200 '$answer'; }
     location = /sse/v1/chat/completions { default_type text/event-stream; return 200 '$stream'; }
-    location = /sse100/v1/chat/completions { default_type text/event-stream; return 200 '$long'; }
+    location = /sselong/v1/chat/completions { default_type text/event-stream; return 200 '$long'; }
   }
   server {
     listen 127.0.0.1:$NGINX_PROXY_PORT;
@@ -89,7 +90,7 @@ tenant=$(echo '{"slug":"demo"}' |
 user=$(echo "{\"tenantId\": \"$tenant\", \"pageSize\": 100}" |
   admin 127.0.0.1:50051 gateway.identity.v1.IdentityService/ListUsers |
   jq -r '.users[] | select(.username == "demo") | .id')
-for kind in json sse sse100; do
+for kind in json sse sselong; do
   admin 127.0.0.1:50052 gateway.catalog.v1.CatalogService/CreateChannel > /dev/null <<JSON
 {"channel": {"tenantId": "$tenant", "name": "mock-$kind", "provider": "PROVIDER_OPENAI",
   "baseUrl": "http://127.0.0.1:$MOCK_PORT/$kind", "models": ["bench-$kind"],
@@ -112,13 +113,13 @@ post_script "$work/json.lua" "$(body json false)"
 post_script "$work/sse.lua" "$(body sse true)"
 post_script "$work/edge-json.lua" "$(body json false)" "Authorization: Bearer $key"
 post_script "$work/edge-sse.lua" "$(body sse true)" "Authorization: Bearer $key"
-post_script "$work/sse100.lua" "$(body sse100 true)"
-post_script "$work/edge-sse100.lua" "$(body sse100 true)" "Authorization: Bearer $key"
+post_script "$work/sselong.lua" "$(body sselong true)"
+post_script "$work/edge-sselong.lua" "$(body sselong true)" "Authorization: Bearer $key"
 # LiteLLM refuses to start without a master key; clients present it.
 litellm_key="sk-bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 post_script "$work/litellm-json.lua" "$(body json false)" "Authorization: Bearer $litellm_key"
 post_script "$work/litellm-sse.lua" "$(body sse true)" "Authorization: Bearer $litellm_key"
-for kind in json sse sse100; do
+for kind in json sse sselong; do
   for _ in $(seq 1 100); do
     code=$(curl -s -o "$work/probe.txt" -w '%{http_code}' -H "Authorization: Bearer $key" \
       -H 'content-type: application/json' -d "$(body "$kind" "$([ $kind = json ] && echo false || echo true)")" \
@@ -194,19 +195,19 @@ report() {
   }'
 }
 
-# per_chunk KIND: CPU per SSE event for the nginx proxy and the edge, from
-# the throughput of the 10- and 100-chunk streams (1/req/s is CPU time per
+# per_chunk: CPU per SSE event for the nginx proxy and the edge, from the
+# throughput of the 10- and 20-chunk streams (1/req/s is CPU time per
 # request with the server core saturated).
 per_chunk() {
-  local n10 e10 n100 e100
+  local n10 e10 nlong elong
   read -r n10 _ <<< "$(measure "http://127.0.0.1:$NGINX_PROXY_PORT/sse/v1/chat/completions" -s "$work/sse.lua")"
   read -r e10 _ <<< "$(measure "http://127.0.0.1:8080/v1/chat/completions" -s "$work/edge-sse.lua")"
-  read -r n100 _ <<< "$(measure "http://127.0.0.1:$NGINX_PROXY_PORT/sse100/v1/chat/completions" -s "$work/sse100.lua")"
-  read -r e100 _ <<< "$(measure "http://127.0.0.1:8080/v1/chat/completions" -s "$work/edge-sse100.lua")"
+  read -r nlong _ <<< "$(measure "http://127.0.0.1:$NGINX_PROXY_PORT/sselong/v1/chat/completions" -s "$work/sselong.lua")"
+  read -r elong _ <<< "$(measure "http://127.0.0.1:8080/v1/chat/completions" -s "$work/edge-sselong.lua")"
   echo
-  awk -v n10="$n10" -v e10="$e10" -v n100="$n100" -v e100="$e100" 'BEGIN {
-    n = (1 / n100 - 1 / n10) / 90 * 1e6; e = (1 / e100 - 1 / e10) / 90 * 1e6
-    printf "SSE, 100 chunks vs 10: nginx %.0f -> %.0f req/s, edge %.0f -> %.0f req/s\n", n10, n100, e10, e100
+  awk -v n10="$n10" -v e10="$e10" -v nlong="$nlong" -v elong="$elong" 'BEGIN {
+    n = (1 / nlong - 1 / n10) / 10 * 1e6; e = (1 / elong - 1 / e10) / 10 * 1e6
+    printf "SSE, 20 content chunks vs 10: nginx %.0f -> %.0f req/s, edge %.0f -> %.0f req/s\n", n10, nlong, e10, elong
     printf "CPU per SSE chunk: nginx %.2f us, edge %.2f us (edge adds %.2f us per chunk)\n", n, e, e - n
   }'
 }
