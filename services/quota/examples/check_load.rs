@@ -32,6 +32,10 @@ use gateway_storage::{ConnectOptions, Database};
 use prost::Message as _;
 use tokio::task::JoinSet;
 
+// The quota binary's allocator, so the rows measure what it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TENANT: &str = "bench-tenant";
 const ADMIN_KEY: &str = "bench-admin-key-0123456789";
 const KEYS: usize = 100;
@@ -264,6 +268,8 @@ fn row(name: &str, measured: &Measured, reference: f64) {
 #[tokio::main]
 async fn main() {
     let options = options();
+    // The metrics recorder the binary installs, so metrics cost what they do there.
+    let _ = gateway_runtime::metrics::handle();
     let directory = std::env::temp_dir().join(format!("gwbench-{}", uuid::Uuid::now_v7()));
     std::fs::create_dir_all(&directory).unwrap();
     let database_url = format!("sqlite://{}", directory.join("quota.db").display());

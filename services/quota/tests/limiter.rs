@@ -332,3 +332,41 @@ async fn two_instances_sharing_redis_admit_exactly_fifty_of_two_hundred() {
     }
     assert_eq!(admitted, 50);
 }
+
+/// A window counter expires when its window stops mattering (the fixed
+/// window's end; the sliding window's end plus one length, as the next
+/// window's "previous"), the same instant whenever in the window it is
+/// computed. So the expiry is set by the write that starts a window and
+/// left alone by later writes in it.
+#[tokio::test]
+async fn a_window_counter_expiry_is_set_when_its_window_starts() {
+    use deadpool_redis::redis::AsyncCommands as _;
+    let Some(url) = redis_url() else { return };
+    let prefix = prefix();
+    let limiter = redis_limiter(&url, &prefix);
+    let client = deadpool_redis::redis::Client::open(url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let windows = [
+        ("fixed", Algorithm::FixedWindow, 61_000),
+        ("sliding", Algorithm::SlidingWindow, 121_000),
+    ];
+    for (name, algorithm, expected_ms) in windows {
+        let per_minute = limit(1_000, Window::Minute, algorithm, 0);
+        let key = format!("{prefix}:v1:{{tenant-a}}:{name}");
+        let mut ttl_at = async |at: i64| {
+            let checks = [check(name, &per_minute, 1)];
+            assert!(limiter.check("tenant-a", &checks, at).await.0.allowed);
+            connection.pttl::<_, i64>(&key).await.unwrap()
+        };
+        // T0 starts a minute: the first write sets the expiry, the one
+        // 30 s later keeps it, the one in the next minute sets it anew.
+        for at in [T0, T0 + 30 * SECOND, T0 + 60 * SECOND] {
+            let ttl = ttl_at(at).await;
+            assert!(
+                (expected_ms - 5_000..=expected_ms).contains(&ttl),
+                "{name} at +{} s: ttl {ttl} ms, expected about {expected_ms}",
+                (at - T0) / SECOND
+            );
+        }
+    }
+}

@@ -1,9 +1,13 @@
 //! Call counts and latency per gRPC method and status code.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
+
+use metrics::{Counter, Histogram};
 
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -54,23 +58,84 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let (service, method) = split_rpc_path(request.uri().path());
-        let (service, method) = (service.to_owned(), method.to_owned());
         MetricsFuture {
+            method: method_metrics(request.uri().path()),
             inner: self.inner.call(request),
-            service,
-            method,
             started: Instant::now(),
         }
     }
+}
+
+/// One method's series, taken from the registry once: a labelled
+/// `counter!` allocates its labels and looks them up on every call.
+struct MethodMetrics {
+    service: String,
+    method: String,
+    handling: Histogram,
+    /// By code, filled as codes occur.
+    handled: RwLock<HashMap<&'static str, Counter>>,
+}
+
+impl MethodMetrics {
+    fn new(path: &str) -> Self {
+        let (service, method) = split_rpc_path(path);
+        let handling = metrics::histogram!(
+            "grpc_server_handling_seconds",
+            "service" => service.to_owned(),
+            "method" => method.to_owned(),
+        );
+        Self {
+            service: service.to_owned(),
+            method: method.to_owned(),
+            handling,
+            handled: RwLock::default(),
+        }
+    }
+
+    fn handled(&self, code: &'static str) -> Counter {
+        let known = self.handled.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(counter) = known.get(code) {
+            return counter.clone();
+        }
+        drop(known);
+        let counter = metrics::counter!(
+            "grpc_server_handled_total",
+            "service" => self.service.clone(),
+            "method" => self.method.clone(),
+            "code" => code,
+        );
+        let mut known = self.handled.write().unwrap_or_else(PoisonError::into_inner);
+        known.entry(code).or_insert(counter).clone()
+    }
+}
+
+/// Paths kept: more than a server's methods, fewer than a client sending
+/// made-up paths could use to grow the map without bound.
+const MAX_CACHED_PATHS: usize = 512;
+
+fn method_metrics(path: &str) -> Arc<MethodMetrics> {
+    static CACHE: OnceLock<RwLock<HashMap<String, Arc<MethodMetrics>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(RwLock::default);
+    if let Some(known) = cache
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(path)
+    {
+        return Arc::clone(known);
+    }
+    let fresh = Arc::new(MethodMetrics::new(path));
+    let mut known = cache.write().unwrap_or_else(PoisonError::into_inner);
+    if known.len() >= MAX_CACHED_PATHS {
+        return fresh;
+    }
+    Arc::clone(known.entry(path.to_owned()).or_insert(fresh))
 }
 
 pin_project! {
     pub struct MetricsFuture<F> {
         #[pin]
         inner: F,
-        service: String,
-        method: String,
+        method: Arc<MethodMetrics>,
         started: Instant,
     }
 }
@@ -93,21 +158,10 @@ where
                 .map_or("OK", code_name),
             Err(_) => "INTERNAL",
         };
-        let service = std::mem::take(this.service);
-        let method = std::mem::take(this.method);
-        metrics::histogram!(
-            "grpc_server_handling_seconds",
-            "service" => service.clone(),
-            "method" => method.clone(),
-        )
-        .record(this.started.elapsed().as_secs_f64());
-        metrics::counter!(
-            "grpc_server_handled_total",
-            "service" => service,
-            "method" => method,
-            "code" => code,
-        )
-        .increment(1);
+        this.method
+            .handling
+            .record(this.started.elapsed().as_secs_f64());
+        this.method.handled(code).increment(1);
         Poll::Ready(output)
     }
 }

@@ -104,6 +104,7 @@ impl Limiter {
     }
 
     pub fn with_redis(redis: RedisLimiter, open_for: Duration) -> Self {
+        set_backend_gauges(true);
         Self {
             redis: Some(redis),
             memory: MemoryLimiter::new(),
@@ -254,13 +255,11 @@ impl Limiter {
                 let mut breaker = self.lock();
                 if matches!(*breaker, Breaker::Open { .. }) {
                     tracing::info!("redis answers again; shared limit counting resumed");
-                    metrics::gauge!("quota_limiter_backend", "backend" => "memory_fallback")
-                        .set(0.0);
+                    set_backend_gauges(true);
                 }
                 *breaker = Breaker::Closed;
                 self.redis_healthy
                     .send_if_modified(|healthy| !std::mem::replace(healthy, true));
-                metrics::gauge!("quota_limiter_backend", "backend" => "redis").set(1.0);
                 Some(value)
             }
             Err(error) => {
@@ -268,6 +267,7 @@ impl Limiter {
                     let mut breaker = self.lock();
                     if matches!(*breaker, Breaker::Closed) {
                         tracing::warn!(%error, "redis failed; limiting from memory until it answers again");
+                        set_backend_gauges(false);
                     }
                     *breaker = Breaker::Open {
                         until: Instant::now() + self.open_for,
@@ -275,8 +275,6 @@ impl Limiter {
                 }
                 self.redis_healthy
                     .send_if_modified(|healthy| std::mem::replace(healthy, false));
-                metrics::gauge!("quota_limiter_backend", "backend" => "redis").set(0.0);
-                metrics::gauge!("quota_limiter_backend", "backend" => "memory_fallback").set(1.0);
                 metrics::counter!("quota_limiter_redis_failures_total").increment(1);
                 None
             }
@@ -286,6 +284,14 @@ impl Limiter {
     fn lock(&self) -> std::sync::MutexGuard<'_, Breaker> {
         self.breaker.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Set on each change of backend only: a labelled gauge costs a registry
+/// lookup, which every call paid when it was set per call.
+fn set_backend_gauges(redis: bool) {
+    let (redis, fallback) = if redis { (1.0, 0.0) } else { (0.0, 1.0) };
+    metrics::gauge!("quota_limiter_backend", "backend" => "redis").set(redis);
+    metrics::gauge!("quota_limiter_backend", "backend" => "memory_fallback").set(fallback);
 }
 
 /// How long a settled record is remembered, for replayed settlements.

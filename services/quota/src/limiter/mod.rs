@@ -7,6 +7,7 @@
 
 mod algorithm;
 mod fallback;
+mod holders;
 pub mod redis;
 mod redis_pool;
 mod window;
@@ -16,6 +17,8 @@ pub use fallback::{Backend, Limiter, Stored};
 pub use window::Window;
 
 use std::collections::HashMap;
+
+use holders::Holders;
 use std::sync::{Mutex, PoisonError};
 
 /// One limit to check for one key (`"key:k1:plan:p1:requests:minute:gcra"`).
@@ -114,10 +117,6 @@ pub enum Claimed {
     Unknown,
 }
 
-/// What a slot holder at a concurrency key looks like: its name and until
-/// when it holds.
-type Holders = HashMap<String, i64>;
-
 #[derive(Debug)]
 struct Counter {
     limit: Limit,
@@ -144,6 +143,22 @@ struct Inner {
     counters: HashMap<String, Counter>,
     slots: HashMap<String, Holders>,
     records: HashMap<String, Record>,
+}
+
+impl Inner {
+    /// Updates a counter in place: its key is allocated only when new.
+    fn set_counter(&mut self, key: &str, limit: &Limit, state: State) {
+        if let Some(counter) = self.counters.get_mut(key) {
+            counter.limit = limit.clone();
+            counter.state = state;
+        } else {
+            let counter = Counter {
+                limit: limit.clone(),
+                state,
+            };
+            self.counters.insert(key.to_owned(), counter);
+        }
+    }
 }
 
 /// Limits kept in this process's memory.
@@ -187,9 +202,8 @@ impl MemoryLimiter {
             outcomes.push(outcome);
         }
         for slot in admission.slots {
-            let held = inner.slots.get(&slot.key).map_or(0, |holders| {
-                let live = holders.values().filter(|until| **until > now).count();
-                i64::try_from(live).unwrap_or(i64::MAX)
+            let held = inner.slots.get_mut(&slot.key).map_or(0, |holders| {
+                i64::try_from(holders.live(now)).unwrap_or(i64::MAX)
             });
             outcomes.push(slot_outcome(held, slot.max));
         }
@@ -197,19 +211,15 @@ impl MemoryLimiter {
         if allowed {
             for check in admission.checks {
                 if let Some(state) = tentative.remove(check.key.as_str()) {
-                    inner.counters.insert(
-                        check.key.clone(),
-                        Counter {
-                            limit: check.limit.clone(),
-                            state,
-                        },
-                    );
+                    inner.set_counter(&check.key, &check.limit, state);
                 }
             }
             for slot in admission.slots {
-                let holders = inner.slots.entry(slot.key.clone()).or_default();
-                holders.retain(|_, until| *until > now);
-                holders.insert(admission.holder.to_owned(), admission.hold_until);
+                inner
+                    .slots
+                    .entry(slot.key.clone())
+                    .or_default()
+                    .insert(admission.holder, admission.hold_until);
             }
             if let Some(record) = admission.record {
                 inner.records.insert(
@@ -266,13 +276,7 @@ impl MemoryLimiter {
                     .limit
                     .adjust(current, adjustment.delta, adjustment.admitted_at, now)
             {
-                inner.counters.insert(
-                    adjustment.key.clone(),
-                    Counter {
-                        limit: adjustment.limit.clone(),
-                        state,
-                    },
-                );
+                inner.set_counter(&adjustment.key, &adjustment.limit, state);
             }
         }
         for key in slots {
@@ -303,10 +307,7 @@ impl MemoryLimiter {
         inner
             .counters
             .retain(|_, counter| !counter.limit.is_expired(&counter.state, now));
-        inner.slots.retain(|_, holders| {
-            holders.retain(|_, until| *until > now);
-            !holders.is_empty()
-        });
+        inner.slots.retain(|_, holders| holders.live(now) > 0);
         // An open lease stays until the sweeper has expired it.
         inner.records.retain(|_, record| {
             record.keep_until > now

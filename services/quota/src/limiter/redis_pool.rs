@@ -1,19 +1,40 @@
 //! One pool type for a single Redis and for Redis Cluster, so the limiter's
 //! scripts run unchanged on either: cluster connections route each script
 //! by the slot of its keys, which the `{tenant}` hash tag keeps together.
+//!
+//! Redis connections are multiplexed: one carries any number of concurrent
+//! calls. So calls share a few connections taken from the deadpool pool
+//! (which connects and validates them) instead of checking one out per
+//! call, which cost a round trip (deadpool's recycle sends UNWATCH + PING)
+//! for every script. A connection that fails is put back to the pool's
+//! judgement: the next call takes a validated one.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use deadpool_redis::redis::{self, aio::ConnectionLike};
+use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
+use deadpool_redis::redis::{self, cluster_async::ClusterConnection};
 
-pub(super) enum RedisPool {
+/// Connections calls share; Redis runs one script at a time anyway, and a
+/// few connections spread the client's work over the runtime's threads.
+const SHARED_CONNECTIONS: usize = 4;
+
+enum Pool {
     Single(deadpool_redis::Pool),
     Cluster(deadpool_redis::cluster::Pool),
 }
 
+pub(super) struct RedisPool {
+    pool: Pool,
+    shared: [Mutex<Option<RedisConnection>>; SHARED_CONNECTIONS],
+    next: AtomicUsize,
+}
+
+#[derive(Clone)]
 pub(super) enum RedisConnection {
-    Single(deadpool_redis::Connection),
-    Cluster(deadpool_redis::cluster::Connection),
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
 }
 
 /// Waits for a connection, creating and recycling one are all bounded by
@@ -36,7 +57,7 @@ impl RedisPool {
         config.pool = Some(pool_config(timeout));
         config
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .map(Self::Single)
+            .map(|pool| Self::shared(Pool::Single(pool)))
             .map_err(|error| error.to_string())
     }
 
@@ -47,17 +68,55 @@ impl RedisPool {
         config.pool = Some(pool_config(timeout));
         config
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .map(Self::Cluster)
+            .map(|pool| Self::shared(Pool::Cluster(pool)))
             .map_err(|error| error.to_string())
     }
 
-    pub(super) async fn get(&self) -> Result<RedisConnection, String> {
-        match self {
-            Self::Single(pool) => pool.get().await.map(RedisConnection::Single),
-            Self::Cluster(pool) => pool.get().await.map(RedisConnection::Cluster),
+    fn shared(pool: Pool) -> Self {
+        Self {
+            pool,
+            shared: Default::default(),
+            next: AtomicUsize::new(0),
         }
-        .map_err(|error| error.to_string())
     }
+
+    /// A shared connection, taken from the pool when its place is empty.
+    pub(super) async fn get(&self) -> Result<RedisConnection, String> {
+        let place = &self.shared[self.next.fetch_add(1, Ordering::Relaxed) % SHARED_CONNECTIONS];
+        if let Some(connection) = lock(place).clone() {
+            return Ok(connection);
+        }
+        // The pooled object goes back to the pool idle; its clone is the
+        // same connection, which the pool validates when it next lends it.
+        let connection = match &self.pool {
+            Pool::Single(pool) => pool
+                .get()
+                .await
+                .map(|lent| RedisConnection::Single((*lent).clone())),
+            Pool::Cluster(pool) => pool
+                .get()
+                .await
+                .map(|lent| RedisConnection::Cluster((*lent).clone())),
+        }
+        .map_err(|error| error.to_string())?;
+        *lock(place) = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// After a failed or timed-out call: every shared connection is given
+    /// up, so the next calls take connections the pool has validated (or
+    /// made anew) rather than one that may be dead.
+    pub(super) fn discard_shared(&self) {
+        for place in &self.shared {
+            *lock(place) = None;
+        }
+    }
+}
+
+fn lock(
+    place: &Mutex<Option<RedisConnection>>,
+) -> std::sync::MutexGuard<'_, Option<RedisConnection>> {
+    place.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl ConnectionLike for RedisConnection {
