@@ -19,6 +19,8 @@ pub enum Backend {
 /// Pool settings; the defaults suit one service replica.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
+    /// 0: the backend's default ([`DEFAULT_POSTGRES_CONNECTIONS`],
+    /// [`DEFAULT_SQLITE_CONNECTIONS`]).
     pub max_connections: u32,
     /// How long a query waits for a free connection before failing.
     pub acquire_timeout: Duration,
@@ -27,11 +29,19 @@ pub struct ConnectOptions {
 impl Default for ConnectOptions {
     fn default() -> Self {
         Self {
-            max_connections: 10,
+            max_connections: 0,
             acquire_timeout: Duration::from_secs(5),
         }
     }
 }
+
+/// PostgreSQL serves many connections at once.
+pub const DEFAULT_POSTGRES_CONNECTIONS: u32 = 10;
+
+/// SQLite runs one writer at a time and each connection is a thread with
+/// its own page cache: a larger pool only grows memory (a soak saw ten
+/// connections per service, most of them idle).
+pub const DEFAULT_SQLITE_CONNECTIONS: u32 = 4;
 
 /// A service's database: a pool plus the backend it runs on.
 #[derive(Debug, Clone)]
@@ -66,13 +76,7 @@ impl Database {
             .map_err(|error: sqlx::Error| StorageError::Config(error.to_string()))?;
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let pool = AnyPoolOptions::new()
-            // Every connection to an in-memory SQLite database is a separate
-            // database, so such a pool holds exactly one.
-            .max_connections(if in_memory {
-                1
-            } else {
-                options.max_connections
-            })
+            .max_connections(pool_size(backend, in_memory, options.max_connections))
             .acquire_timeout(options.acquire_timeout)
             .after_connect(move |connection, _| {
                 Box::pin(async move {
@@ -128,6 +132,17 @@ impl Database {
     }
 }
 
+fn pool_size(backend: Backend, in_memory: bool, requested: u32) -> u32 {
+    match (backend, requested) {
+        // Every connection to an in-memory SQLite database is a separate
+        // database, so such a pool holds exactly one.
+        _ if in_memory => 1,
+        (_, requested) if requested > 0 => requested,
+        (Backend::Sqlite, _) => DEFAULT_SQLITE_CONNECTIONS,
+        (Backend::Postgres, _) => DEFAULT_POSTGRES_CONNECTIONS,
+    }
+}
+
 fn backend_of(url: &str) -> Result<Backend, StorageError> {
     if url.starts_with("sqlite:") {
         Ok(Backend::Sqlite)
@@ -169,6 +184,43 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pool_size_of_zero_is_the_backends_default_and_others_are_kept() {
+        assert_eq!(
+            pool_size(Backend::Sqlite, false, 0),
+            DEFAULT_SQLITE_CONNECTIONS
+        );
+        assert_eq!(
+            pool_size(Backend::Postgres, false, 0),
+            DEFAULT_POSTGRES_CONNECTIONS
+        );
+        assert_eq!(pool_size(Backend::Sqlite, false, 12), 12);
+        assert_eq!(pool_size(Backend::Postgres, false, 3), 3);
+        assert_eq!(
+            pool_size(Backend::Sqlite, true, 12),
+            1,
+            "in-memory: one database"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_pool_opens_at_most_its_default_size() {
+        let dir = tempfile_dir();
+        let url = format!("sqlite://{}/pool.db", dir.display());
+        let db = Database::connect(&url, &ConnectOptions::default())
+            .await
+            .unwrap();
+        let mut held = Vec::new();
+        for _ in 0..DEFAULT_SQLITE_CONNECTIONS {
+            held.push(db.pool().acquire().await.unwrap());
+        }
+        let more = tokio::time::timeout(Duration::from_millis(200), db.pool().acquire()).await;
+        assert!(
+            more.is_err(),
+            "a connection beyond the default size was opened"
+        );
+    }
 
     #[test]
     fn unknown_scheme_is_a_config_error() {

@@ -12,6 +12,7 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     /// `sqlite://path` (embedded default) or `postgres://...`.
     pub database_url: String,
+    /// Pool size; 0: the backend's default (PostgreSQL 10, SQLite 4).
     pub max_connections: u32,
 }
 
@@ -20,7 +21,7 @@ impl Default for Config {
         Self {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 50052)),
             database_url: "sqlite://data/catalog.db".to_owned(),
-            max_connections: 10,
+            max_connections: 0,
         }
     }
 }
@@ -29,9 +30,6 @@ impl Config {
     pub fn validate(&self, problems: &mut Vec<String>) {
         if self.database_url.trim().is_empty() {
             problems.push("catalog.database_url: must not be empty".to_owned());
-        }
-        if self.max_connections == 0 {
-            problems.push("catalog.max_connections: must be at least 1".to_owned());
         }
     }
 }

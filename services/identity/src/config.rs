@@ -15,6 +15,7 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     /// `sqlite://path` (embedded default) or `postgres://...`.
     pub database_url: String,
+    /// Pool size; 0: the backend's default (PostgreSQL 10, SQLite 4).
     pub max_connections: u32,
     /// Self-service sign-up (a tenant and its first admin in one call).
     pub signup_enabled: bool,
@@ -66,7 +67,7 @@ impl Default for Config {
         Self {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             database_url: "sqlite://data/identity.db".to_owned(),
-            max_connections: 10,
+            max_connections: 0,
             signup_enabled: true,
             jwt_lifetime_secs: 24 * 3600,
             login_max_failures: 5,
@@ -82,9 +83,6 @@ impl Config {
     pub fn validate(&self, problems: &mut Vec<String>) {
         if self.database_url.trim().is_empty() {
             problems.push("identity.database_url: must not be empty".to_owned());
-        }
-        if self.max_connections == 0 {
-            problems.push("identity.max_connections: must be at least 1".to_owned());
         }
         if !(60..=30 * 24 * 3600).contains(&self.jwt_lifetime_secs) {
             problems.push("identity.jwt_lifetime_secs: must be between 60 and 2592000".to_owned());

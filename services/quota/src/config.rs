@@ -13,6 +13,7 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     /// `sqlite://path` (embedded default) or `postgres://...`.
     pub database_url: String,
+    /// Pool size; 0: the backend's default (PostgreSQL 10, SQLite 4).
     pub max_connections: u32,
     /// Shared limit counters: `redis://host:6379`. Empty: in-memory limits
     /// (the embedded default; each replica then counts alone).
@@ -44,7 +45,7 @@ impl Default for Config {
         Self {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 50053)),
             database_url: "sqlite://data/quota.db".to_owned(),
-            max_connections: 10,
+            max_connections: 0,
             redis_url: String::new(),
             redis_cluster: false,
             redis_prefix: "gw:quota".to_owned(),
@@ -103,9 +104,6 @@ impl Config {
     pub fn validate(&self, problems: &mut Vec<String>) {
         if self.database_url.trim().is_empty() {
             problems.push("quota.database_url: must not be empty".to_owned());
-        }
-        if self.max_connections == 0 {
-            problems.push("quota.max_connections: must be at least 1".to_owned());
         }
         self.validate_redis(problems);
         if !(1..=self.max_reservation_ttl_secs).contains(&self.reservation_ttl_secs) {

@@ -12,6 +12,7 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     /// `sqlite://path` (embedded default) or `postgres://...`.
     pub database_url: String,
+    /// Pool size; 0: the backend's default (PostgreSQL 10, SQLite 4).
     pub max_connections: u32,
     /// Where audit segments live, one directory per UTC day.
     pub audit_dir: String,
@@ -32,7 +33,7 @@ impl Default for Config {
         Self {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 50054)),
             database_url: "sqlite://data/usage.db".to_owned(),
-            max_connections: 10,
+            max_connections: 0,
             audit_dir: "data/audit".to_owned(),
             audit_writers: 2,
             audit_segment_bytes: 64 * 1024 * 1024,
@@ -47,9 +48,6 @@ impl Config {
     pub fn validate(&self, problems: &mut Vec<String>) {
         if self.database_url.trim().is_empty() {
             problems.push("usage.database_url: must not be empty".to_owned());
-        }
-        if self.max_connections == 0 {
-            problems.push("usage.max_connections: must be at least 1".to_owned());
         }
         if self.audit_dir.trim().is_empty() {
             problems.push("usage.audit_dir: must not be empty".to_owned());
