@@ -2,6 +2,7 @@
 //! reservation is settled and one usage event goes to the usage stream,
 //! both off the request path.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use gateway_proto::identity::v1 as id;
@@ -27,7 +28,7 @@ pub struct Exchange {
     pub trace_id: String,
     pub started: Instant,
     pub started_micros: i64,
-    pub principal: id::Principal,
+    pub principal: Arc<id::Principal>,
     pub api_id: String,
     pub route: String,
     pub method: String,
@@ -237,12 +238,13 @@ fn event(exchange: Exchange, ended: Ended, latency: i64) -> usage::UsageEvent {
     usage::UsageEvent {
         event_id: uuid::Uuid::now_v7().to_string(),
         time: Some(timestamp_from_micros(exchange.started_micros)),
-        tenant_id: principal.tenant_id,
-        user_id: principal.user_id,
-        key_id: principal.key_id,
+        tenant_id: principal.tenant_id.clone(),
+        user_id: principal.user_id.clone(),
+        key_id: principal.key_id.clone(),
         client_id: principal
             .client
-            .map(|client| client.client_id)
+            .as_ref()
+            .map(|client| client.client_id.clone())
             .unwrap_or_default(),
         group_id: principal
             .groups
@@ -318,10 +320,10 @@ mod tests {
             trace_id: String::new(),
             started: Instant::now(),
             started_micros: 0,
-            principal: id::Principal {
+            principal: Arc::new(id::Principal {
                 tenant_id: "t1".to_owned(),
                 ..Default::default()
-            },
+            }),
             api_id: "api-1".to_owned(),
             route: "orders".to_owned(),
             method: "GET".to_owned(),

@@ -1189,7 +1189,7 @@ fn too_large(max_body: u64, request_id: &str) -> Response<EdgeBody> {
 fn exchange(
     parts: &http::request::Parts,
     forwarding: &Forwarding<'_>,
-    (principal, admitted): (gateway_proto::identity::v1::Principal, Admitted),
+    (principal, admitted): (Arc<gateway_proto::identity::v1::Principal>, Admitted),
     trace_id: String,
     capture: Option<usize>,
 ) -> Exchange {

@@ -24,7 +24,8 @@ const MAX_ENTRIES: usize = 100_000;
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: pb::KeyStatus,
-    pub principal: Option<pb::Principal>,
+    /// Shared: every request of a key reads the cached one, none copies it.
+    pub principal: Option<Arc<pb::Principal>>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,7 +99,7 @@ impl Principals {
         };
         let answer = Answer {
             status: response.status(),
-            principal: response.principal,
+            principal: response.principal.map(Arc::new),
         };
         // A change applied while we asked may postdate this answer: use it
         // once, do not cache it.
@@ -266,7 +267,7 @@ mod tests {
             Entry {
                 answer: Answer {
                     status: pb::KeyStatus::Active,
-                    principal: Some(principal("k1")),
+                    principal: Some(Arc::new(principal("k1"))),
                 },
                 fetched: Instant::now().checked_sub(POSITIVE_TTL * 2).unwrap(),
                 client_id: None,
@@ -293,7 +294,7 @@ mod tests {
         let entry = |key_id: &str| Entry {
             answer: Answer {
                 status: pb::KeyStatus::Active,
-                principal: Some(principal(key_id)),
+                principal: Some(Arc::new(principal(key_id))),
             },
             fetched: Instant::now(),
             client_id: None,

@@ -24,7 +24,7 @@ use crate::problem::{Halt, halt};
 
 /// Who is calling, as the later stages need it.
 pub struct Caller {
-    pub principal: id::Principal,
+    pub principal: Arc<id::Principal>,
     /// An `X-Client-ID` value that names no registered client.
     pub unregistered_client: Option<String>,
     /// The header that carried the key (stripped before forwarding).
@@ -48,13 +48,13 @@ impl Caller {
         remote: SocketAddr,
     ) -> Self {
         Self {
-            principal: id::Principal {
+            principal: Arc::new(id::Principal {
                 tenant_id: tenant.0.to_owned(),
                 tenant_slug: tenant.1.to_owned(),
                 username,
                 plan_id: plan_id.to_owned(),
                 ..id::Principal::default()
-            },
+            }),
             unregistered_client: None,
             key_header: header::AUTHORIZATION,
             remote_ip: remote.ip().to_string(),
