@@ -11,6 +11,7 @@ mod caller;
 mod claims;
 mod config;
 pub mod directory;
+pub mod key_hash;
 mod layer;
 pub mod password;
 pub mod pem;

@@ -7,25 +7,30 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::request_id;
 
-/// Headers that describe one connection, not the message (RFC 9110 7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-// Static names: inserting by a `&str` that is not a standard header
-// allocates the name on every request.
+// Static names: looking up or inserting by a `&str` parses the name on
+// every request, and allocates one that is not a standard header.
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static X_CLIENT_ID: HeaderName = HeaderName::from_static("x-client-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Headers that describe one connection, not the message (RFC 9110 7.6.1).
+fn hop_by_hop() -> [&'static HeaderName; 9] {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ]
+}
 
 /// Headers never written to the audit log.
 const SECRET: &[&str] = &[
@@ -37,18 +42,20 @@ const SECRET: &[&str] = &[
 ];
 
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in hop_by_hop() {
+        headers.remove(name);
     }
 }
 
@@ -72,14 +79,14 @@ pub fn traceparent(headers: &HeaderMap) -> (String, String) {
     gateway_telemetry::inject_context(&mut traced);
     if let (Some(value), Some(trace_id)) = (
         traced
-            .get("traceparent")
+            .get(&TRACEPARENT)
             .and_then(|value| value.to_str().ok()),
         gateway_telemetry::trace_id_of_current_span(),
     ) {
         return (value.to_owned(), trace_id);
     }
     if let Some(value) = headers
-        .get("traceparent")
+        .get(&TRACEPARENT)
         .and_then(|value| value.to_str().ok())
     {
         let parts: Vec<&str> = value.split('-').collect();
@@ -106,9 +113,9 @@ pub fn for_upstream(headers: &mut HeaderMap, outgoing: &Outgoing<'_>) {
     let host = headers.remove(header::HOST);
     strip_hop_by_hop(headers);
     headers.remove(outgoing.key_header);
-    headers.remove("x-client-id");
+    headers.remove(&X_CLIENT_ID);
     let forwarded_for = match headers
-        .get("x-forwarded-for")
+        .get(&X_FORWARDED_FOR)
         .and_then(|value| value.to_str().ok())
     {
         Some(previous) => format!("{previous}, {}", outgoing.remote_ip),

@@ -236,7 +236,10 @@ impl Proxy {
             return document;
         }
         if let Some(endpoint) = crate::ai::serve::endpoint(request.method(), &path) {
-            return self.serve_ai(endpoint, request, remote, request_id).await;
+            // Boxed, as is `serve_api`: each path's future is tens of KB,
+            // and hyper and the tracing span move this one by value, so
+            // unboxed they were copied several times per request.
+            return Box::pin(self.serve_ai(endpoint, request, remote, request_id)).await;
         }
         if let Some(full) = self.usage_spool_full(request_id) {
             return *full;
@@ -277,9 +280,8 @@ impl Proxy {
             Err(response) => return *response,
         };
         let origin = request.headers().get(header::ORIGIN).cloned();
-        let mut response = self
-            .serve_api(request, caller, &api, &path, rest, request_id)
-            .await;
+        let mut response =
+            Box::pin(self.serve_api(request, caller, &api, &path, rest, request_id)).await;
         if response
             .extensions()
             .get::<crate::problem::EdgeAnswer>()
