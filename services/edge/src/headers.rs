@@ -42,20 +42,26 @@ const SECRET: &[&str] = &[
 ];
 
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
+    // The names a Connection header lists go too. Removed by `&str`: a
+    // name parsed into a `HeaderName` ("keep-alive" from every nginx
+    // answer) would be allocated.
+    let connection: Vec<HeaderValue> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .cloned()
+        .collect();
+    for value in &connection {
+        for name in value.to_str().unwrap_or_default().split(',') {
+            headers.remove(name.trim());
         }
     }
-    for name in hop_by_hop() {
-        headers.remove(name);
+    // One pass over the few names present, rather than a hashed lookup
+    // for each of the nine, which are usually absent.
+    let hop_by_hop = hop_by_hop();
+    if headers.keys().any(|name| hop_by_hop.contains(&name)) {
+        for name in hop_by_hop {
+            headers.remove(name);
+        }
     }
 }
 
@@ -201,6 +207,28 @@ mod tests {
         assert_eq!(headers["x-forwarded-host"], "edge.example");
         assert_eq!(headers["x-upstream-token"], "s3cret");
         assert_eq!(headers["x-request-id"], "req-1");
+    }
+
+    #[test]
+    fn hop_by_hop_strip_takes_listed_names_in_any_case_and_keeps_the_rest() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "connection",
+            HeaderValue::from_static("Keep-Alive, X-Hop,,  "),
+        );
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert("x-hop", HeaderValue::from_static("1"));
+        headers.insert("content-type", HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers["content-type"], "text/plain");
+
+        let mut plain = HeaderMap::new();
+        plain.insert("content-length", HeaderValue::from_static("2"));
+        plain.insert("x-other", HeaderValue::from_static("kept"));
+        let before = plain.clone();
+        strip_hop_by_hop(&mut plain);
+        assert_eq!(plain, before);
     }
 
     #[test]
