@@ -57,10 +57,7 @@ count() {
   local name=$1 url=$2 header=$3 pid=$4
   local args=(--url "$url" --rate "$RATE" --connections 4)
   [ -n "$header" ] && args+=(--header "$header")
-  for _ in $(seq 1 300); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' ${header:+-H "$header"} "$url")" = 200 ] && break
-    sleep 0.2
-  done
+  wait_served "$url" 60   # valgrind starts slowly
   taskset -c "$LOAD_CPU" "$TARGET/release/loadgen" "${args[@]}" --seconds 5 > /dev/null
   callgrind_control -z "$pid" > /dev/null
   read -r rps _ _ _ _ _ errors < <(taskset -c "$LOAD_CPU" "$TARGET/release/loadgen" "${args[@]}" --warmup 0 --seconds "$SECONDS_PER_RUN")
@@ -77,11 +74,7 @@ under_callgrind bare "$TARGET/release/bare-proxy" 127.0.0.1:18083 "http://127.0.
 pids+=($!)
 bare=$(count bare http://127.0.0.1:18083/ "" "$!")
 (
-  export GATEWAY_EDGE_LISTEN_ADDR=127.0.0.1:18090 GATEWAY_RUNTIME_OPS_ADDR=127.0.0.1:18091 \
-    GATEWAY_EDGE_IDENTITY_URL=http://127.0.0.1:50051 GATEWAY_EDGE_CATALOG_URL=http://127.0.0.1:50052 \
-    GATEWAY_EDGE_QUOTA_URL=http://127.0.0.1:50053 GATEWAY_EDGE_USAGE_URL=http://127.0.0.1:50054 \
-    GATEWAY_EDGE_SPOOL_DIR="$work/edge-spool" GATEWAY_AUTH_ADMIN_KEY="$admin_key" \
-    GATEWAY_EGRESS_ALLOW="127.0.0.1:$UPSTREAM_PORT" GATEWAY_TELEMETRY_LOG_FILTER=warn
+  edge_env 18090 18091
   under_callgrind edge "$TARGET/release/gateway-edge"
 ) &
 pids+=($!)

@@ -123,22 +123,29 @@ start_gatewayd() {
   [ -n "$key" ] || { echo "gatewayd did not start:" >&2; cat "$work/gatewayd/err.log" >&2; exit 1; }
 }
 
-# standalone_edge PORT OPS_PORT BINARY: runs BINARY (gateway-edge, or a
-# bench build of it) on the server CPU as a standalone edge on PORT, wired
-# to the gRPC services of start_gatewayd; its spool in $work/edge-PORT.
-# It execs: call it in the background or in a subshell.
-standalone_edge() {
-  GATEWAY_EDGE_LISTEN_ADDR="127.0.0.1:$1" GATEWAY_RUNTIME_OPS_ADDR="127.0.0.1:$2" \
-  GATEWAY_EDGE_IDENTITY_URL=http://127.0.0.1:50051 GATEWAY_EDGE_CATALOG_URL=http://127.0.0.1:50052 \
-  GATEWAY_EDGE_QUOTA_URL=http://127.0.0.1:50053 GATEWAY_EDGE_USAGE_URL=http://127.0.0.1:50054 \
-  GATEWAY_EDGE_SPOOL_DIR="$work/edge-$1" GATEWAY_AUTH_ADMIN_KEY="$admin_key" \
-  GATEWAY_EGRESS_ALLOW="127.0.0.1:$UPSTREAM_PORT" GATEWAY_TELEMETRY_LOG_FILTER=warn \
-    exec taskset -c "$SERVER_CPU" "$3"
+# edge_env PORT OPS_PORT: exports the settings of a standalone edge on
+# PORT, wired to the gRPC services of start_gatewayd; its spool in
+# $work/edge-PORT. Call it in the subshell that starts the edge.
+edge_env() {
+  export GATEWAY_EDGE_LISTEN_ADDR="127.0.0.1:$1" GATEWAY_RUNTIME_OPS_ADDR="127.0.0.1:$2" \
+    GATEWAY_EDGE_IDENTITY_URL=http://127.0.0.1:50051 GATEWAY_EDGE_CATALOG_URL=http://127.0.0.1:50052 \
+    GATEWAY_EDGE_QUOTA_URL=http://127.0.0.1:50053 GATEWAY_EDGE_USAGE_URL=http://127.0.0.1:50054 \
+    GATEWAY_EDGE_SPOOL_DIR="$work/edge-$1" GATEWAY_AUTH_ADMIN_KEY="$admin_key" \
+    GATEWAY_EGRESS_ALLOW="127.0.0.1:$UPSTREAM_PORT" GATEWAY_TELEMETRY_LOG_FILTER=warn
 }
 
-# wait_served URL: up to 10 s until URL answers 200 with $key.
+# standalone_edge PORT OPS_PORT BINARY: runs BINARY (gateway-edge, or a
+# bench build of it) on the server CPU as a standalone edge on PORT (see
+# edge_env). It execs: call it in the background or in a subshell.
+standalone_edge() {
+  edge_env "$1" "$2"
+  exec taskset -c "$SERVER_CPU" "$3"
+}
+
+# wait_served URL [SECONDS]: up to SECONDS (default 10) until URL answers
+# 200 with $key.
 wait_served() {
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 $((${2:-10} * 10))); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "$1")" = 200 ] && return
     sleep 0.1
   done
