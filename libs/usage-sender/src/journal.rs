@@ -84,6 +84,8 @@ mod tests {
 
     use std::time::Duration;
 
+    use prost::Message as _;
+
     use super::*;
     use crate::FsyncPolicy;
     use crate::spool::SpoolOptions;
@@ -127,7 +129,7 @@ mod tests {
         let mut ids: Vec<_> = read
             .events
             .into_iter()
-            .map(|event| event.event_id)
+            .map(|payload| UsageEvent::decode(payload).unwrap().event_id)
             .collect();
         ids.sort();
         ids.dedup();

@@ -27,6 +27,7 @@
 //! `usage_sender_acked_total`, `usage_sender_rejected_total`,
 //! `usage_sender_spooled_total`, `usage_sender_dropped_total` (counters).
 
+mod batch;
 mod journal;
 mod spool;
 

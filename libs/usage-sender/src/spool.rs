@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use gateway_proto::usage::v1::UsageEvent;
 use prost::Message;
 
@@ -42,6 +43,24 @@ const LOCK: &str = "LOCK";
 /// At most one "spool full" error log per this period; the counter has the
 /// exact number.
 const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A read's bounds, and the payload bytes it has taken so far.
+struct Limits {
+    max_events: usize,
+    max_bytes: usize,
+    bytes: usize,
+}
+
+impl Limits {
+    /// What to set aside for reading `available` more bytes of a segment:
+    /// no more than the batch can still take, at most a MiB up front.
+    fn room(&self, available: u64) -> usize {
+        let available = usize::try_from(available).unwrap_or(usize::MAX);
+        available
+            .min(self.max_bytes.saturating_sub(self.bytes))
+            .min(1 << 20)
+    }
+}
 
 /// A place in the spool: a segment and a byte offset in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,7 +86,8 @@ pub(crate) struct Appended {
 /// Records read from the spool, in order.
 #[derive(Debug)]
 pub(crate) struct ReadBatch {
-    pub(crate) events: Vec<UsageEvent>,
+    /// Each a `UsageEvent`'s protobuf encoding, as the record holds it.
+    pub(crate) events: Vec<Bytes>,
     /// Where the next read starts; the cursor value once these are acked.
     pub(crate) end: Position,
     /// Unreadable records passed over (and counted as dropped).
@@ -86,6 +106,12 @@ pub(crate) struct Spool {
     /// Records appended since open: lets the stream task notice, without
     /// the lock, that `send` overflowed into the spool.
     appended: AtomicU64,
+    /// Where this process's appends begin. A record from here on is bytes
+    /// prost encoded from an event in this process, so with its crc intact
+    /// it decodes; one from before (an earlier run, maybe another version)
+    /// is decoded at read to prove it, and dropped if it fails, rather than
+    /// sent to fail the usage service's decode of the whole batch.
+    written_here: Position,
     state: Mutex<State>,
     /// Holds the directory's advisory lock for as long as the spool lives.
     _lock: File,
@@ -206,6 +232,7 @@ impl Spool {
             segment_bytes: segment_bytes.max(1),
             stats,
             appended: AtomicU64::new(0),
+            written_here: write,
             state: Mutex::new(State {
                 fsync,
                 file,
@@ -352,63 +379,20 @@ impl Spool {
             caught_up: false,
             appended,
         };
-        let mut bytes = 0;
-        let mut payload = Vec::new();
-        'segments: for (id, size) in segments {
+        let mut limits = Limits {
+            max_events: max_events.max(1),
+            max_bytes,
+            bytes: 0,
+        };
+        for (id, size) in segments {
             if id > batch.end.segment {
                 batch.end = Position {
                     segment: id,
                     offset: 0,
                 };
             }
-            if batch.end.offset >= size {
-                continue;
-            }
-            let file = match File::open(segment_path(&self.dir, id)) {
-                Ok(file) => file,
-                Err(error) if error.kind() == ErrorKind::NotFound => {
-                    tracing::error!(segment = id, "usage spool segment vanished; skipping it");
-                    batch.skipped += 1;
-                    batch.end.offset = size;
-                    continue;
-                }
-                Err(error) => return Err(error),
-            };
-            let mut reader = BufReader::new(file);
-            reader.seek(SeekFrom::Start(batch.end.offset))?;
-            while batch.end.offset < size {
-                if batch.events.len() >= max_events.max(1) {
-                    break 'segments;
-                }
-                let Some(len) = read_record(&mut reader, &mut payload, size - batch.end.offset)?
-                else {
-                    tracing::error!(
-                        segment = id,
-                        offset = batch.end.offset,
-                        "unreadable usage spool record; skipping the rest of the segment"
-                    );
-                    batch.skipped += 1;
-                    batch.end.offset = size;
-                    break;
-                };
-                if !batch.events.is_empty() && bytes + payload.len() > max_bytes {
-                    break 'segments;
-                }
-                match UsageEvent::decode(payload.as_slice()) {
-                    Ok(event) if payload.len() <= max_bytes => {
-                        bytes += payload.len();
-                        batch.events.push(event);
-                    }
-                    Ok(event) => {
-                        tracing::error!(event_id = %event.event_id, bytes = payload.len(), "spooled usage event is larger than a batch may be; dropped");
-                        batch.skipped += 1;
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, segment = id, offset = batch.end.offset, "undecodable usage spool record; dropped");
-                        batch.skipped += 1;
-                    }
-                }
-                batch.end.offset += len;
+            if batch.end.offset < size && !self.read_segment(id, size, &mut batch, &mut limits)? {
+                break;
             }
         }
         batch.caught_up = batch.end >= end;
@@ -416,6 +400,78 @@ impl Spool {
             self.stats.add_dropped(batch.skipped);
         }
         Ok(batch)
+    }
+
+    /// Reads the records of segment `id` (`size` bytes long) from
+    /// `batch.end` on into `batch`; `false` once the batch is full.
+    fn read_segment(
+        &self,
+        id: u64,
+        size: u64,
+        batch: &mut ReadBatch,
+        limits: &mut Limits,
+    ) -> io::Result<bool> {
+        let file = match File::open(segment_path(&self.dir, id)) {
+            Ok(file) => file,
+            Err(error) if error.kind() == ErrorKind::NotFound => {
+                tracing::error!(segment = id, "usage spool segment vanished; skipping it");
+                batch.skipped += 1;
+                batch.end.offset = size;
+                return Ok(true);
+            }
+            Err(error) => return Err(error),
+        };
+        let mut reader = BufReader::new(file);
+        reader.seek(SeekFrom::Start(batch.end.offset))?;
+        // One allocation for the records this read can take; each record's
+        // payload is then a slice of it.
+        let mut arena = BytesMut::with_capacity(limits.room(size - batch.end.offset));
+        while batch.end.offset < size {
+            if batch.events.len() >= limits.max_events {
+                return Ok(false);
+            }
+            let Some(len) = read_record(&mut reader, &mut arena, size - batch.end.offset)? else {
+                tracing::error!(
+                    segment = id,
+                    offset = batch.end.offset,
+                    "unreadable usage spool record; skipping the rest of the segment"
+                );
+                batch.skipped += 1;
+                batch.end.offset = size;
+                break;
+            };
+            if !batch.events.is_empty() && limits.bytes + arena.len() > limits.max_bytes {
+                return Ok(false);
+            }
+            let payload = arena.split().freeze();
+            if self.sendable(&payload, batch.end, limits.max_bytes) {
+                limits.bytes += payload.len();
+                batch.events.push(payload);
+            } else {
+                batch.skipped += 1;
+            }
+            batch.end.offset += len;
+        }
+        Ok(true)
+    }
+
+    /// Whether the record at `at` may be sent: it fits a batch, and it is a
+    /// valid event (decoded to prove it when it is older than this process).
+    fn sendable(&self, payload: &[u8], at: Position, max_bytes: usize) -> bool {
+        if at >= self.written_here && payload.len() <= max_bytes {
+            return true;
+        }
+        match UsageEvent::decode(payload) {
+            Ok(_) if payload.len() <= max_bytes => true,
+            Ok(event) => {
+                tracing::error!(event_id = %event.event_id, bytes = payload.len(), "spooled usage event is larger than a batch may be; dropped");
+                false
+            }
+            Err(error) => {
+                tracing::error!(%error, segment = at.segment, offset = at.offset, "undecodable usage spool record; dropped");
+                false
+            }
+        }
     }
 
     /// Everything before `upto` is acked: persist the cursor there and delete
@@ -554,12 +610,12 @@ pub fn replay_segment(data: &[u8]) -> (u64, Vec<UsageEvent>) {
     let total = data.len() as u64;
     let mut reader = io::Cursor::new(data);
     let mut valid = 0;
-    let mut payload = Vec::new();
+    let mut payload = BytesMut::new();
     let mut events = Vec::new();
     // Reading from memory cannot fail with anything but a short read.
     while let Ok(Some(len)) = read_record(&mut reader, &mut payload, total - valid) {
         valid += len;
-        if let Ok(event) = UsageEvent::decode(payload.as_slice()) {
+        if let Ok(event) = UsageEvent::decode(payload.as_ref()) {
             events.push(event);
         }
     }
@@ -614,7 +670,7 @@ fn write_scratch(state: &mut State) -> io::Result<()> {
 /// length, or `None` if it is torn or corrupt.
 fn read_record(
     reader: &mut impl Read,
-    payload: &mut Vec<u8>,
+    payload: &mut BytesMut,
     remaining: u64,
 ) -> io::Result<Option<u64>> {
     if remaining < HEADER {
@@ -654,7 +710,7 @@ fn recover_tail(path: &Path, id: u64) -> io::Result<u64> {
     let len = file.metadata()?.len();
     let mut reader = BufReader::new(&file);
     let mut valid = 0;
-    let mut payload = Vec::new();
+    let mut payload = BytesMut::new();
     while valid < len {
         match read_record(&mut reader, &mut payload, len - valid)? {
             Some(record) => valid += record,
@@ -786,6 +842,13 @@ mod tests {
         events.iter().map(|event| event.event_id.clone()).collect()
     }
 
+    fn decoded(payloads: &[Bytes]) -> Vec<UsageEvent> {
+        payloads
+            .iter()
+            .map(|payload| UsageEvent::decode(payload.as_ref()).unwrap())
+            .collect()
+    }
+
     /// Reads everything from the cursor on, `chunk` events at a time.
     fn read_all(spool: &Spool, chunk: usize) -> (Vec<UsageEvent>, Position) {
         let mut position = spool.cursor();
@@ -794,7 +857,7 @@ mod tests {
             let batch = spool.read(position, chunk, usize::MAX).unwrap();
             assert_eq!(batch.skipped, 0);
             position = batch.end;
-            events.extend(batch.events);
+            events.extend(decoded(&batch.events));
             if batch.caught_up {
                 return (events, position);
             }
@@ -845,7 +908,7 @@ mod tests {
         let one = event(0).encoded_len();
         let batch = spool.read(spool.cursor(), 100, one * 2 + 1).unwrap();
         assert_eq!(
-            ids(&batch.events),
+            ids(&decoded(&batch.events)),
             vec!["event-00000".to_owned(), "event-00001".to_owned()]
         );
         assert!(!batch.caught_up);
@@ -970,5 +1033,31 @@ mod tests {
         let (spool, _) = open(dir.path(), 1 << 20);
         let (read, _) = read_all(&spool, 100);
         assert_eq!(read, (0..4).map(event).collect::<Vec<_>>());
+    }
+
+    /// A record an earlier run left is decoded before it is sent: one whose
+    /// crc holds but whose payload is no event (another version, a bug) is
+    /// dropped and counted, not sent to fail the service's decode of the
+    /// whole batch.
+    #[test]
+    fn an_earlier_runs_undecodable_record_is_dropped_at_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut segment = encode_segment(&[event(0)]).unwrap();
+        let garbage = [0xff_u8, 0xff, 0xff];
+        segment.extend_from_slice(&(garbage.len() as u32).to_le_bytes());
+        segment.extend_from_slice(&crc32fast::hash(&garbage).to_le_bytes());
+        segment.extend_from_slice(&garbage);
+        segment.extend(encode_segment(&[event(1)]).unwrap());
+        fs::write(segment_path(dir.path(), 1), segment).unwrap();
+
+        let (spool, stats) = open(dir.path(), 1 << 20);
+        spool.append(&[event(2)]);
+        let batch = spool.read(spool.cursor(), 100, usize::MAX).unwrap();
+        assert_eq!(
+            decoded(&batch.events),
+            (0..3).map(event).collect::<Vec<_>>()
+        );
+        assert!(batch.caught_up);
+        assert_eq!((batch.skipped, stats.dropped()), (1, 1));
     }
 }

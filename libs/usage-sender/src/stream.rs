@@ -15,15 +15,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use gateway_proto::usage::v1::usage_service_client::UsageServiceClient;
-use gateway_proto::usage::v1::{IngestRequest, IngestResponse, UsageEvent};
+use bytes::Bytes;
+use gateway_proto::usage::v1::IngestResponse;
+use http::uri::PathAndQuery;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 
+use crate::batch::SpooledBatch;
 use crate::spool::{Position, Spool};
 use crate::stats::Stats;
 
@@ -80,7 +82,7 @@ struct Batch {
 /// The state of one connected stream.
 struct Session {
     /// `None` once closed (shutdown), which ends the request stream.
-    requests: Option<mpsc::Sender<IngestRequest>>,
+    requests: Option<mpsc::Sender<SpooledBatch>>,
     next_sequence: i64,
     in_flight: VecDeque<Batch>,
     read_pos: Position,
@@ -164,8 +166,7 @@ impl Worker {
         let mut request = tonic::Request::new(ReceiverStream::new(outgoing));
         let (key, value) = &self.settings.credential;
         request.metadata_mut().insert(key.clone(), value.clone());
-        let mut client = UsageServiceClient::new(channel);
-        let open = tokio::time::timeout(self.settings.ack_timeout, client.ingest(request));
+        let open = tokio::time::timeout(self.settings.ack_timeout, open_ingest(channel, request));
         let mut responses = match self.until(housekeeping, open).await {
             None => return Outcome::Shutdown,
             Some(Err(_)) => return broken("Ingest: no response headers".to_owned()),
@@ -433,7 +434,7 @@ impl Session {
     /// Numbers a batch, keeps it in flight, and writes it to the stream.
     fn dispatch(
         &mut self,
-        events: Vec<UsageEvent>,
+        events: Vec<Bytes>,
         count: usize,
         end: Position,
         stats: &Stats,
@@ -449,7 +450,7 @@ impl Session {
             count,
             end,
         });
-        let request = IngestRequest { sequence, events };
+        let request = SpooledBatch { sequence, events };
         match self
             .requests
             .as_ref()
@@ -459,6 +460,21 @@ impl Session {
             _ => Err("the Ingest request stream closed".to_owned()),
         }
     }
+}
+
+/// `UsageService/Ingest`, as the generated client calls it, with batches
+/// whose events are encoded already.
+async fn open_ingest(
+    channel: Channel,
+    request: tonic::Request<ReceiverStream<SpooledBatch>>,
+) -> Result<tonic::Response<tonic::Streaming<IngestResponse>>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|error| tonic::Status::unavailable(format!("channel not ready: {error}")))?;
+    let codec = tonic_prost::ProstCodec::<SpooledBatch, IngestResponse>::default();
+    let path = PathAndQuery::from_static("/gateway.usage.v1.UsageService/Ingest");
+    grpc.streaming(request, path, codec).await
 }
 
 async fn sleep_until(at: Option<Instant>) {
