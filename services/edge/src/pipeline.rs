@@ -583,22 +583,20 @@ impl Proxy {
         let _active = api.budget.start();
         let request = Repeated {
             method: &parts.method,
-            headers: &headers,
             query: parts.uri.query(),
             capture,
             upgrade: std::sync::Mutex::new(client_upgrade),
             cached,
             fill: std::sync::Mutex::new(fill.flatten()),
         };
-        self.attempts(
-            &forwarding,
-            &request,
-            &mut outbound,
-            exchange,
+        let attempt = Attempt {
+            outbound: &mut outbound,
+            headers,
             timing,
             retry,
-        )
-        .await
+        };
+        self.attempts(&forwarding, &request, attempt, exchange)
+            .await
     }
 
     /// Attempts until one answers, the policy stops retrying, or the budget
@@ -607,12 +605,16 @@ impl Proxy {
         &self,
         forwarding: &Forwarding<'_>,
         request: &Repeated<'_>,
-        outbound: &mut Outbound,
+        attempt: Attempt<'_>,
         exchange: Exchange,
-        mut timing: Timing,
-        retry: Option<&RetryPolicy>,
     ) -> Response<EdgeBody> {
         let (api, request_id) = (forwarding.api, forwarding.request_id);
+        let Attempt {
+            outbound,
+            mut headers,
+            mut timing,
+            retry,
+        } = attempt;
         // The same path for every attempt; only the target changes.
         let upstream_path = api
             .transform
@@ -622,7 +624,7 @@ impl Proxy {
         for attempt in 1_u32.. {
             let chosen = match api.choose(
                 forwarding.route,
-                request.headers,
+                &headers,
                 &forwarding.caller.remote_ip,
                 &tried,
             ) {
@@ -646,10 +648,20 @@ impl Proxy {
                 );
             };
             let (body, tap) = outbound.body(request.capture);
+            // An attempt no retry can follow (the retry below needs the
+            // same three) takes the headers rather than a copy.
+            let may_repeat =
+                retry.is_some_and(|retry| attempt < retry.max_attempts) && outbound.can_replay();
+            let upstream_headers = if may_repeat {
+                headers.clone()
+            } else {
+                std::mem::take(&mut headers)
+            };
+            let upstream = request.build(uri, body, upstream_headers);
             let sent = Instant::now();
             let result = self
                 .forwarder
-                .send(request.build(uri, body), timing.connect, timing.read_now())
+                .send(upstream, timing.connect, timing.read_now())
                 .instrument(
                     tracing::info_span!("edge.upstream", attempt, target = %chosen.target.url),
                 )
@@ -1042,7 +1054,6 @@ impl Timing {
 /// The parts of the request every attempt repeats.
 struct Repeated<'a> {
     method: &'a http::Method,
-    headers: &'a HeaderMap,
     query: Option<&'a str>,
     capture: Option<usize>,
     /// The client's side of an upgrade it asked for, taken on a 101.
@@ -1065,13 +1076,22 @@ struct Attempted<'a> {
     fill: Option<Fill>,
 }
 
+/// What the attempts start from and use up: the body, the upstream
+/// headers, the time limits and the retry policy that may repeat them.
+struct Attempt<'a> {
+    outbound: &'a mut Outbound,
+    headers: HeaderMap,
+    timing: Timing,
+    retry: Option<&'a RetryPolicy>,
+}
+
 impl Repeated<'_> {
     /// The upstream request of one attempt.
-    fn build(&self, uri: http::Uri, body: EdgeBody) -> Request<EdgeBody> {
+    fn build(&self, uri: http::Uri, body: EdgeBody, headers: HeaderMap) -> Request<EdgeBody> {
         let mut upstream = Request::new(body);
         *upstream.method_mut() = self.method.clone();
         *upstream.uri_mut() = uri;
-        *upstream.headers_mut() = self.headers.clone();
+        *upstream.headers_mut() = headers;
         upstream
     }
 }
