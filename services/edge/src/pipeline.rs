@@ -605,7 +605,7 @@ impl Proxy {
         &self,
         forwarding: &Forwarding<'_>,
         request: &Repeated<'_>,
-        attempt: Attempt<'_>,
+        first: Attempt<'_>,
         exchange: Exchange,
     ) -> Response<EdgeBody> {
         let (api, request_id) = (forwarding.api, forwarding.request_id);
@@ -614,7 +614,7 @@ impl Proxy {
             mut headers,
             mut timing,
             retry,
-        } = attempt;
+        } = first;
         // The same path for every attempt; only the target changes.
         let upstream_path = api
             .transform
