@@ -5,7 +5,8 @@ use std::sync::Once;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor as _};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AnyPool, Connection as _, Executor as _, PgPool};
 
 use crate::{Migrations, StorageError};
 
@@ -48,6 +49,8 @@ pub const DEFAULT_SQLITE_CONNECTIONS: u32 = 4;
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    /// PostgreSQL through sqlx's own driver; connects on first use.
+    postgres: Option<PgPool>,
 }
 
 // SQLite settings for a server workload: readers do not block the writer
@@ -75,8 +78,9 @@ impl Database {
             .parse()
             .map_err(|error: sqlx::Error| StorageError::Config(error.to_string()))?;
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let size = pool_size(backend, in_memory, options.max_connections);
         let pool = AnyPoolOptions::new()
-            .max_connections(pool_size(backend, in_memory, options.max_connections))
+            .max_connections(size)
             .acquire_timeout(options.acquire_timeout)
             .after_connect(move |connection, _| {
                 Box::pin(async move {
@@ -90,7 +94,15 @@ impl Database {
             .await
             .map_err(StorageError::from)?;
         tracing::debug!(?backend, "database connected");
-        Ok(Self { pool, backend })
+        let postgres = match backend {
+            Backend::Postgres => Some(native_postgres(&url, size, options)?),
+            Backend::Sqlite => None,
+        };
+        Ok(Self {
+            pool,
+            backend,
+            postgres,
+        })
     }
 
     /// Applies every migration not yet applied. Safe to run from several
@@ -106,6 +118,14 @@ impl Database {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The same PostgreSQL database through sqlx's own driver, for what
+    /// the `Any` pool cannot do (`COPY`); `None` on SQLite. Its
+    /// connections open on first use, so a service that never calls this
+    /// holds none.
+    pub fn postgres(&self) -> Option<&PgPool> {
+        self.postgres.as_ref()
     }
 
     /// Starts a transaction that will write.
@@ -129,8 +149,37 @@ impl Database {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(postgres) = &self.postgres {
+            postgres.close().await;
+        }
     }
 }
+
+fn native_postgres(url: &str, size: u32, options: &ConnectOptions) -> Result<PgPool, StorageError> {
+    let connect_options: PgConnectOptions = url
+        .parse()
+        .map_err(|error: sqlx::Error| StorageError::Config(error.to_string()))?;
+    Ok(PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(options.acquire_timeout)
+        // A ping on every checkout is a round trip per batch on ingest. A
+        // connection in steady use needs none; one idle a while may have
+        // been closed by the server, and is checked.
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_WHEN_IDLE {
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+        .connect_lazy_with(connect_options))
+}
+
+/// How long a native PostgreSQL connection may sit idle before its next
+/// checkout pings it.
+const PING_WHEN_IDLE: Duration = Duration::from_secs(1);
 
 fn pool_size(backend: Backend, in_memory: bool, requested: u32) -> u32 {
     match (backend, requested) {

@@ -129,7 +129,8 @@ impl SenderConfig {
             batch_max_events: 500,
             batch_linger: Duration::from_millis(10),
             batch_max_bytes: 3 << 20,
-            max_unacked_batches: 8,
+            // As many as the usage service stores at once on PostgreSQL.
+            max_unacked_batches: 16,
             ack_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
         }

@@ -1,7 +1,5 @@
 //! Usage's SQL store: usage events, written in idempotent batches.
 
-use std::sync::LazyLock;
-
 use gateway_storage::{Backend, Database, Migrations, StorageError, now_micros};
 
 pub static MIGRATIONS: Migrations = gateway_storage::migrations!(
@@ -13,6 +11,7 @@ pub static MIGRATIONS: Migrations = gateway_storage::migrations!(
     6 "ids compare bytewise" => "0006_ids_collate_c.sql",
 );
 
+mod postgres;
 pub mod query;
 
 pub use query::{LogFilter, LogRow, Stats, StatsScope};
@@ -104,138 +103,6 @@ const COLUMNS: &str = "event_id, occurred_at, ingested_at, tenant_id, user_id, k
      user_agent, route, attempts, provider, estimated, ttft_micros, finish_reason, cache_hit";
 const COLUMN_COUNT: usize = 36;
 
-/// Appends one record's value of a column to a PostgreSQL array literal.
-type Element = fn(&UsageRecord, &mut String);
-
-/// PostgreSQL's batch insert: every column but `ingested_at` (one
-/// parameter for the whole batch) as one array parameter, in `COLUMNS` order.
-const PG_COLUMNS: [(&str, &str, Element); COLUMN_COUNT - 1] = [
-    ("event_id", "text", |r, out| text(out, &r.event_id)),
-    ("occurred_at", "bigint", |r, out| {
-        int(out, r.occurred_at_micros)
-    }),
-    ("tenant_id", "text", |r, out| text(out, &r.tenant_id)),
-    ("user_id", "text", |r, out| text(out, &r.user_id)),
-    ("key_id", "text", |r, out| text(out, &r.key_id)),
-    ("client_id", "text", |r, out| text(out, &r.client_id)),
-    ("group_id", "text", |r, out| text(out, &r.group_id)),
-    ("api_id", "text", |r, out| text(out, &r.api_id)),
-    ("model", "text", |r, out| text(out, &r.model)),
-    ("upstream_model", "text", |r, out| {
-        text(out, &r.upstream_model)
-    }),
-    ("channel_id", "text", |r, out| text(out, &r.channel_id)),
-    ("method", "text", |r, out| text(out, &r.method)),
-    ("path", "text", |r, out| text(out, &r.path)),
-    ("status", "integer", |r, out| int(out, i64::from(r.status))),
-    ("latency_micros", "bigint", |r, out| {
-        int(out, r.latency_micros)
-    }),
-    ("upstream_latency_micros", "bigint", |r, out| {
-        int(out, r.upstream_latency_micros)
-    }),
-    ("bytes_in", "bigint", |r, out| int(out, r.bytes_in)),
-    ("bytes_out", "bigint", |r, out| int(out, r.bytes_out)),
-    ("prompt_tokens", "bigint", |r, out| {
-        int(out, r.prompt_tokens)
-    }),
-    ("completion_tokens", "bigint", |r, out| {
-        int(out, r.completion_tokens)
-    }),
-    ("cached_tokens", "bigint", |r, out| {
-        int(out, r.cached_tokens)
-    }),
-    ("cost_micros", "bigint", |r, out| int(out, r.cost_micros)),
-    ("request_id", "text", |r, out| text(out, &r.request_id)),
-    ("trace_id", "text", |r, out| text(out, &r.trace_id)),
-    ("is_stream", "boolean", |r, out| flag(out, r.stream)),
-    ("error_message", "text", |r, out| {
-        text(out, &r.error_message)
-    }),
-    ("remote_ip", "text", |r, out| text(out, &r.remote_ip)),
-    ("user_agent", "text", |r, out| text(out, &r.user_agent)),
-    ("route", "text", |r, out| text(out, &r.route)),
-    ("attempts", "integer", |r, out| {
-        int(out, i64::from(r.attempts))
-    }),
-    ("provider", "text", |r, out| text(out, &r.provider)),
-    ("estimated", "boolean", |r, out| flag(out, r.estimated)),
-    ("ttft_micros", "bigint", |r, out| int(out, r.ttft_micros)),
-    ("finish_reason", "text", |r, out| {
-        text(out, &r.finish_reason)
-    }),
-    ("cache_hit", "boolean", |r, out| flag(out, r.cache_hit)),
-];
-
-/// A quoted array element: `"`, with `\` and `"` escaped.
-fn text(out: &mut String, value: &str) {
-    out.push('"');
-    for part in value.split_inclusive(['"', '\\']) {
-        match part.char_indices().last() {
-            Some((index, quote @ ('"' | '\\'))) => {
-                out.push_str(&part[..index]);
-                out.push('\\');
-                out.push(quote);
-            }
-            _ => out.push_str(part),
-        }
-    }
-    out.push('"');
-}
-
-fn int(out: &mut String, value: i64) {
-    use std::fmt::Write as _;
-    let _ = write!(out, "{value}");
-}
-
-fn flag(out: &mut String, value: bool) {
-    out.push(if value { 't' } else { 'f' });
-}
-
-/// `column`'s values of `records` as a PostgreSQL array literal.
-fn array(records: &[UsageRecord], element: Element) -> String {
-    let mut out = String::with_capacity(records.len() * 16 + 2);
-    out.push('{');
-    for (index, record) in records.iter().enumerate() {
-        if index > 0 {
-            out.push(',');
-        }
-        element(record, &mut out);
-    }
-    out.push('}');
-    out
-}
-
-/// `INSERT ... SELECT unnest($1::text[]), ...`, with `ON CONFLICT DO
-/// NOTHING` when `skip_stored`. The
-/// set-returning calls sit in the select list, where PostgreSQL steps them
-/// in lockstep row by row; `FROM unnest(...)` first copied every row into a
-/// tuplestore and read it back (a fifth of the server's CPU on ingest,
-/// measured with `examples/ingest_load` under perf).
-fn pg_insert_statement(skip_stored: bool) -> String {
-    let mut arrays = PG_COLUMNS
-        .iter()
-        .enumerate()
-        .map(|(index, (_, kind, _))| format!("unnest(${}::{kind}[])", index + 1));
-    let ingested_at = format!("${}", PG_COLUMNS.len() + 1);
-    let selected: Vec<String> = COLUMNS
-        .split(", ")
-        .map(|name| match name {
-            "ingested_at" => ingested_at.clone(),
-            _ => arrays.next().unwrap_or_default(),
-        })
-        .collect();
-    let conflicts = if skip_stored {
-        " ON CONFLICT (event_id) DO NOTHING"
-    } else {
-        ""
-    };
-    format!(
-        "INSERT INTO usage_events ({COLUMNS}) SELECT {}{conflicts}",
-        selected.join(", ")
-    )
-}
-
 /// Rows per INSERT statement: large ones are fastest on both (measured
 /// with `examples/ingest_load`), within the bound-parameter limits (SQLite
 /// 32,766, PostgreSQL 65,535).
@@ -259,6 +126,15 @@ pub struct BatchOutcome {
     pub stored: u64,
     /// Events whose id was already stored (a replay).
     pub duplicates: u64,
+}
+
+impl BatchOutcome {
+    fn of(records: &[UsageRecord], stored: u64) -> Self {
+        Self {
+            stored,
+            duplicates: records.len() as u64 - stored,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -291,26 +167,27 @@ impl UsageStore {
         records: &[UsageRecord],
         audit: &[AuditEntry],
     ) -> Result<BatchOutcome, StorageError> {
-        if self.db.backend() == Backend::Postgres {
-            // First as if no event were stored yet: `ON CONFLICT`'s
-            // speculative insertion probes the key's index once more per row
-            // (5% of the server's CPU on ingest, under perf). A replayed
-            // batch fails on the key, and is written again skipping them.
-            match self.write_batch(records, audit, false).await {
+        if let Some(pool) = self.db.postgres() {
+            // First as if no event were stored yet: `COPY`, which has no
+            // `ON CONFLICT` (its speculative insertion probes the key's
+            // index once more per row: 5% of the server's CPU on ingest,
+            // under perf). A replayed batch fails on the key, and is
+            // written again skipping stored events.
+            match postgres::copy_batch(pool, records, audit, now_micros()).await {
+                Ok(stored) => return Ok(BatchOutcome::of(records, stored)),
                 Err(error) if error.is_already_exists() => {}
-                done => return done,
+                Err(error) => return Err(error),
             }
         }
-        self.write_batch(records, audit, true).await
+        self.write_skipping_stored(records, audit).await
     }
 
-    /// One transaction of [`Self::insert_batch_with_audit`]; without
-    /// `skip_stored`, an event already stored fails it (PostgreSQL).
-    async fn write_batch(
+    /// One transaction of [`Self::insert_batch_with_audit`] that skips
+    /// the events already stored.
+    async fn write_skipping_stored(
         &self,
         records: &[UsageRecord],
         audit: &[AuditEntry],
-        skip_stored: bool,
     ) -> Result<BatchOutcome, StorageError> {
         let ingested_at = now_micros();
         let mut transaction = self.db.begin_write().await?;
@@ -342,15 +219,12 @@ impl UsageStore {
         }
         let stored = match self.db.backend() {
             Backend::Postgres => {
-                insert_arrays(&mut transaction, records, ingested_at, skip_stored).await?
+                postgres::insert_skipping_stored(&mut transaction, records, ingested_at).await?
             }
             Backend::Sqlite => insert_rows(&mut transaction, records, ingested_at).await?,
         };
         transaction.commit().await?;
-        Ok(BatchOutcome {
-            stored,
-            duplicates: records.len() as u64 - stored,
-        })
+        Ok(BatchOutcome::of(records, stored))
     }
 
     pub async fn count(&self) -> Result<i64, StorageError> {
@@ -362,28 +236,6 @@ impl UsageStore {
 }
 
 type Transaction = sqlx::Transaction<'static, sqlx::Any>;
-
-/// PostgreSQL: the whole batch as one array parameter per column, one
-/// prepared statement whatever the batch size. Binding 36 parameters per
-/// row through sqlx's `Any` driver cost more than the insert itself, and
-/// `json_to_recordset` spent a fifth of the server's time hashing keys
-/// (both measured with `examples/ingest_load`).
-async fn insert_arrays(
-    transaction: &mut Transaction,
-    records: &[UsageRecord],
-    ingested_at: i64,
-    skip_stored: bool,
-) -> Result<u64, StorageError> {
-    static SKIPPING: LazyLock<String> = LazyLock::new(|| pg_insert_statement(true));
-    static FRESH: LazyLock<String> = LazyLock::new(|| pg_insert_statement(false));
-    let sql = if skip_stored { &SKIPPING } else { &FRESH };
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-    for (_, _, element) in PG_COLUMNS {
-        query = query.bind(array(records, element));
-    }
-    let done = query.bind(ingested_at).execute(&mut **transaction).await?;
-    Ok(done.rows_affected())
-}
 
 /// SQLite: multi-row inserts of `ROWS_PER_STATEMENT` rows.
 async fn insert_rows(
@@ -484,19 +336,6 @@ mod tests {
     }
 
     #[test]
-    fn array_elements_are_quoted_and_escaped() {
-        let mut out = String::new();
-        text(&mut out, r#"a "b" \c\"#);
-        assert_eq!(out, r#""a \"b\" \\c\\""#);
-        let records = [full_record(), UsageRecord::default()];
-        assert_eq!(
-            array(&records, |r, out| int(out, i64::from(r.status))),
-            "{201,0}"
-        );
-        assert_eq!(array(&records, |r, out| flag(out, r.stream)), "{t,f}");
-    }
-
-    #[test]
     fn both_backends_have_the_same_migration_versions() {
         let (sqlite, postgres) = MIGRATIONS.versions();
         assert_eq!(sqlite, postgres);
@@ -505,18 +344,7 @@ mod tests {
     #[test]
     fn column_list_matches_the_placeholder_count() {
         assert_eq!(COLUMNS.split(',').count(), COLUMN_COUNT);
-        let pg: Vec<&str> = PG_COLUMNS.iter().map(|(name, _, _)| *name).collect();
-        let all: Vec<&str> = COLUMNS
-            .split(", ")
-            .filter(|name| *name != "ingested_at")
-            .collect();
-        assert_eq!(pg, all, "PG_COLUMNS in COLUMNS order");
         assert_eq!(insert_statement(2).matches('?').count(), 2 * COLUMN_COUNT);
-        let pg = pg_insert_statement(true);
-        assert_eq!(pg.matches("unnest(").count(), COLUMN_COUNT - 1);
-        assert!(pg.contains("SELECT unnest($1::text[]), unnest($2::bigint[]), $36, "));
-        assert!(pg.ends_with(" ON CONFLICT (event_id) DO NOTHING"));
-        assert!(!pg_insert_statement(false).contains("ON CONFLICT"));
     }
 
     /// Every field set to a distinct value, so a column swapped or
@@ -571,11 +399,46 @@ mod tests {
             assert_eq!(store.count().await.unwrap(), 1_500);
 
             // One event twice in a batch of new ones (PostgreSQL's first,
-            // conflict-free statement fails on it; the batch still lands).
+            // conflict-free COPY fails on it; the batch still lands).
             let twice = [record(1_600), record(1_601), record(1_600)];
             let outcome = store.insert_batch(&twice).await.unwrap();
             assert_eq!(outcome, BatchOutcome { stored: 2, duplicates: 1 });
             assert_eq!(store.count().await.unwrap(), 1_502);
+        }
+    }
+
+    fn audit_entry(record: &UsageRecord, offset: i64) -> AuditEntry {
+        AuditEntry {
+            event_id: record.event_id.clone(),
+            tenant_id: record.tenant_id.clone(),
+            occurred_at: record.occurred_at_micros,
+            segment: "2023_11_14/segment-1".to_owned(),
+            offset,
+            length: 99,
+        }
+    }
+
+    gateway_testkit::test_on_every_backend! {
+        async fn audit_entries_land_with_their_events_and_keep_the_first(db) {
+            let store = open(db.url()).await;
+            let records: Vec<_> = (0..3).map(record).collect();
+            let audit = [audit_entry(&records[0], 10), audit_entry(&records[2], 20)];
+            let outcome = store.insert_batch_with_audit(&records, &audit).await.unwrap();
+            assert_eq!(outcome, BatchOutcome { stored: 3, duplicates: 0 });
+            assert_eq!(store.audit_entry(&records[2].event_id).await.unwrap(), audit[1]);
+            assert!(matches!(
+                store.audit_entry(&records[1].event_id).await,
+                Err(StorageError::NotFound)
+            ));
+
+            // A resend whose bodies were written again elsewhere keeps the
+            // first index entry; the new event's entry lands.
+            let resent = [records[2].clone(), record(3)];
+            let audit_again = [audit_entry(&resent[0], 30), audit_entry(&resent[1], 40)];
+            let outcome = store.insert_batch_with_audit(&resent, &audit_again).await.unwrap();
+            assert_eq!(outcome, BatchOutcome { stored: 1, duplicates: 1 });
+            assert_eq!(store.audit_entry(&records[2].event_id).await.unwrap(), audit[1]);
+            assert_eq!(store.audit_entry(&resent[1].event_id).await.unwrap(), audit_again[1]);
         }
     }
 }
