@@ -441,4 +441,34 @@ mod tests {
             assert_eq!(store.audit_entry(&resent[1].event_id).await.unwrap(), audit_again[1]);
         }
     }
+
+    /// The native pool pings a connection only after it sat idle (no
+    /// round trip per batch): one the server closed while it sat idle is
+    /// replaced at checkout, and the batch lands.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_lands_after_the_server_closed_the_idle_connections() {
+        let Some(db) = gateway_testkit::TestDatabase::postgres().await else {
+            return;
+        };
+        let store = open(db.url()).await;
+        store.insert_batch(&[record(1)]).await.unwrap();
+        let closed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(store.database().pool())
+        .await
+        .unwrap();
+        assert!(!closed.is_empty(), "the COPY's connection was open");
+        tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+        let outcome = store.insert_batch(&[record(2)]).await.unwrap();
+        assert_eq!(
+            outcome,
+            BatchOutcome {
+                stored: 1,
+                duplicates: 0
+            }
+        );
+        assert_eq!(store.count().await.unwrap(), 2);
+    }
 }
