@@ -1171,22 +1171,39 @@ async fn a_group_token_rule_refuses_before_the_provider_is_called() {
     if second > 40 {
         tokio::time::sleep(Duration::from_secs(61 - second)).await;
     }
-    let mut refused = None;
+    let (mut refused, mut served) = (None, 0);
     for _ in 0..10 {
         let answer = post(&client, edge, Some(&key), chat(false, small.clone())).await;
         if answer.0 != StatusCode::OK {
             refused = Some(answer);
             break;
         }
+        served += 1;
     }
     let refused = refused.expect("the token rule never refused");
     assert_eq!(refused.0, StatusCode::TOO_MANY_REQUESTS, "{refused:?}");
     assert_eq!(json(&refused)["error"]["type"], "rate_limit_error");
     assert!(refused.1.contains_key("retry-after"));
-    let served = provider.received().len();
-    assert!((1..10).contains(&served), "{served}");
-    let again = post(&client, edge, Some(&key), chat(false, small)).await;
-    assert_eq!(again.0, StatusCode::TOO_MANY_REQUESTS);
+    assert!(served >= 1, "the first request was refused");
+    assert_eq!(
+        provider.received().len(),
+        served,
+        "refused before the provider"
+    );
+    // Refused before the provider, again. A retry may still be admitted
+    // once: when the rule refused, an earlier answer's commit (actual
+    // tokens, below its estimate) may not have landed yet.
+    let mut refused_again = false;
+    for _ in 0..3 {
+        let again = post(&client, edge, Some(&key), chat(false, small.clone())).await;
+        if again.0 == StatusCode::TOO_MANY_REQUESTS {
+            refused_again = true;
+            break;
+        }
+        assert_eq!(again.0, StatusCode::OK, "{again:?}");
+        served += 1;
+    }
+    assert!(refused_again, "the rule stopped refusing");
     assert_eq!(
         provider.received().len(),
         served,
