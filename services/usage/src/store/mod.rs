@@ -103,6 +103,10 @@ const COLUMNS: &str = "event_id, occurred_at, ingested_at, tenant_id, user_id, k
      user_agent, route, attempts, provider, estimated, ttft_micros, finish_reason, cache_hit";
 const COLUMN_COUNT: usize = 36;
 
+/// The audit index's columns, in the order both backends write them.
+const AUDIT_COLUMNS: &str =
+    "event_id, tenant_id, occurred_at, segment, record_offset, record_length";
+
 /// Rows per INSERT statement: large ones are fastest on both (measured
 /// with `examples/ingest_load`), within the bound-parameter limits (SQLite
 /// 32,766, PostgreSQL 65,535).
@@ -192,9 +196,7 @@ impl UsageStore {
         let ingested_at = now_micros();
         let mut transaction = self.db.begin_write().await?;
         for chunk in audit.chunks(ROWS_PER_STATEMENT) {
-            let mut sql = String::from(
-                "INSERT INTO audit_index (event_id, tenant_id, occurred_at, segment, record_offset, record_length) VALUES ",
-            );
+            let mut sql = format!("INSERT INTO audit_index ({AUDIT_COLUMNS}) VALUES ");
             let backend = self.db.backend();
             for row in 0..chunk.len() {
                 let values: Vec<String> = (1..=6)

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use gateway_storage::StorageError;
 use sqlx::PgPool;
 
-use super::{AuditEntry, COLUMN_COUNT, COLUMNS, UsageRecord};
+use super::{AUDIT_COLUMNS, AuditEntry, COLUMN_COUNT, COLUMNS, UsageRecord};
 
 /// How a column's value is read from a record.
 #[derive(Clone, Copy)]
@@ -95,13 +95,10 @@ pub(super) async fn copy_batch(
         let mut connection = pool.acquire().await?;
         return send_all(connection.copy_in_raw(&EVENTS).await?, events).await;
     }
+    static AUDIT: LazyLock<String> =
+        LazyLock::new(|| format!("COPY audit_index ({AUDIT_COLUMNS}) FROM STDIN (FORMAT binary)"));
     let mut transaction = pool.begin().await?;
-    let copy = transaction
-        .copy_in_raw(
-            "COPY audit_index (event_id, tenant_id, occurred_at, segment, record_offset, \
-             record_length) FROM STDIN (FORMAT binary)",
-        )
-        .await?;
+    let copy = transaction.copy_in_raw(&AUDIT).await?;
     send_all(copy, audit_rows(audit)).await?;
     let stored = send_all(transaction.copy_in_raw(&EVENTS).await?, events).await?;
     transaction.commit().await?;
