@@ -370,3 +370,114 @@ async fn a_window_counter_expiry_is_set_when_its_window_starts() {
         }
     }
 }
+
+/// A small deterministic generator, so a failing sequence repeats.
+struct Steps(u64);
+
+impl Steps {
+    fn next(&mut self, below: i64) -> i64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        i64::try_from(self.0 >> 33).unwrap() % below
+    }
+}
+
+/// Redis derives window outcomes from the counts its script returns, with
+/// the memory backend's code: both must answer every admission alike,
+/// refusals and their remaining, reset and retry-after included.
+#[tokio::test]
+async fn the_redis_backend_answers_every_admission_as_memory_does() {
+    let Some(url) = redis_url() else { return };
+    let redis = redis_limiter(&url, &prefix());
+    let memory = Limiter::memory();
+    let limits = [
+        limit(20, Window::Minute, Algorithm::FixedWindow, 0),
+        limit(20, Window::Minute, Algorithm::SlidingWindow, 0),
+        limit(10, Window::Minute, Algorithm::SlidingLog, 0),
+        limit(20, Window::Minute, Algorithm::Gcra, 5),
+        limit(60, Window::Day, Algorithm::SlidingWindow, 0),
+        limit(30, Window::Lifetime, Algorithm::FixedWindow, 0),
+    ];
+    let slots = [Slot {
+        key: "slot".to_owned(),
+        max: 3,
+    }];
+    let mut steps = Steps(7);
+    let mut now = T0;
+    let mut refusals = std::collections::HashMap::<String, usize>::new();
+    for step in 0..400 {
+        now += steps.next(2 * SECOND);
+        let chosen = usize::try_from(steps.next(6)).unwrap();
+        let checks: Vec<Check> = (0..=chosen % 3)
+            .map(|offset| {
+                let index = (chosen + offset * 2) % limits.len();
+                check(&format!("limit-{index}"), &limits[index], steps.next(4))
+            })
+            .collect();
+        let holder = format!("holder-{step}");
+        let admission = Admission {
+            checks: &checks,
+            slots: &slots,
+            holder: &holder,
+            hold_until: now + steps.next(10) * SECOND,
+            record: None,
+        };
+        let (from_memory, _) = memory.admit("tenant-a", &admission, now).await;
+        let (from_redis, backend) = redis.admit("tenant-a", &admission, now).await;
+        assert_eq!(backend, Backend::Redis);
+        assert_eq!(from_redis, from_memory, "step {step}: {checks:?}");
+        let keys = checks
+            .iter()
+            .map(|check| check.key.as_str())
+            .chain(["slot"]);
+        for (key, outcome) in keys.zip(&from_memory.outcomes) {
+            *refusals.entry(key.to_owned()).or_default() += usize::from(!outcome.allowed);
+        }
+    }
+    // Both verdicts, often: the sequence runs every limit into refusals.
+    assert_eq!(refusals.len(), limits.len() + 1, "{refusals:?}");
+    assert!(
+        refusals.values().all(|count| (5..300).contains(count)),
+        "{refusals:?}"
+    );
+    // A cost above the whole limit, on a log with no entries yet.
+    for limit in &limits {
+        let checks = [check("untouched", limit, limit.limit + 1)];
+        let (from_memory, _) = memory.check("tenant-b", &checks, now).await;
+        let (from_redis, backend) = redis.check("tenant-b", &checks, now).await;
+        assert_eq!((from_redis, backend), (from_memory, Backend::Redis));
+    }
+}
+
+/// During a rollout replicas running the previous script share these
+/// counters. It stored numbers as Lua printed them; a count it left must
+/// still count.
+#[tokio::test]
+async fn a_counter_the_previous_script_wrote_still_counts() {
+    let Some(url) = redis_url() else { return };
+    let prefix = prefix();
+    let limiter = redis_limiter(&url, &prefix);
+    let client = deadpool_redis::redis::Client::open(url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let per_minute = limit(10, Window::Minute, Algorithm::FixedWindow, 0);
+    let (start, _) = per_minute.window.bounds(T0);
+    // The previous script's write: numbers, which Lua turns into text.
+    let _: i64 = deadpool_redis::redis::Script::new(
+        "redis.call('HSET', KEYS[1], 's', tonumber(ARGV[1]), 'u', tonumber(ARGV[2])) return 1",
+    )
+    .key(format!("{prefix}:v1:{{tenant-a}}:fixed"))
+    .arg(start)
+    .arg(7)
+    .invoke_async(&mut connection)
+    .await
+    .unwrap();
+    let checks = [check("fixed", &per_minute, 1)];
+    let first = limiter.check("tenant-a", &checks, T0).await.0;
+    assert!(first.allowed);
+    assert_eq!(first.outcomes[0].remaining, 2);
+    assert!(limiter.check("tenant-a", &checks, T0).await.0.allowed);
+    assert!(limiter.check("tenant-a", &checks, T0).await.0.allowed);
+    assert!(!limiter.check("tenant-a", &checks, T0).await.0.allowed);
+}

@@ -13,8 +13,10 @@ use std::time::Duration;
 use deadpool_redis::redis;
 
 use super::redis_pool::{RedisConnection, RedisPool};
+use super::window::LIFETIME_END;
 use super::{
-    Adjustment, Admission, Algorithm, Check, ClaimMode, Claimed, Decision, Limit, Outcome,
+    Adjustment, Admission, Algorithm, Check, ClaimMode, Claimed, Decision, Limit, Outcome, State,
+    slot_outcome,
 };
 
 const RESERVE: &str = include_str!("reserve_v1.lua");
@@ -263,17 +265,11 @@ impl RedisLimiter {
             .arg(admission.slots.len())
             .arg(admission.hold_until)
             .arg(payload)
-            .arg(record_ttl_ms);
+            .arg(record_ttl_ms)
+            .arg(expiry_ms((admission.hold_until - now).max(0)));
         for check in admission.checks {
-            let (start, end) = check.limit.window.bounds(now);
-            invocation
-                .key(self.counter_key(tenant_id, &check.key))
-                .arg(algorithm_code(&check.limit))
-                .arg(check.limit.limit)
-                .arg(start)
-                .arg(end)
-                .arg(check.limit.burst)
-                .arg(check.cost.max(0));
+            invocation.key(self.counter_key(tenant_id, &check.key));
+            limit_args(&mut invocation, check, now);
         }
         for slot in admission.slots {
             invocation
@@ -284,23 +280,7 @@ impl RedisLimiter {
             invocation.key(self.record_key(tenant_id, record.id));
         }
         let values: Vec<i64> = invocation.invoke_async(&mut connection).await?;
-        let expected = 1 + 4 * (admission.checks.len() + admission.slots.len());
-        if values.len() != expected {
-            return Err(RedisLimiterError::Shape(values.len(), expected));
-        }
-        let outcomes = values[1..]
-            .chunks_exact(4)
-            .map(|chunk| Outcome {
-                allowed: chunk[0] == 1,
-                remaining: chunk[1],
-                reset_at: chunk[2],
-                retry_after: chunk[3],
-            })
-            .collect();
-        Ok(Decision {
-            allowed: values[0] == 1,
-            outcomes,
-        })
+        decision(admission, &values, now)
     }
 
     async fn connection(&self) -> Result<RedisConnection, RedisLimiterError> {
@@ -357,6 +337,114 @@ impl RedisLimiter {
 /// whose keys are in more than one slot.
 fn hash_tag(tenant_id: &str) -> &str {
     if tenant_id.is_empty() { "-" } else { tenant_id }
+}
+
+/// How long (ms) a key must outlive `micros` from now: the script's
+/// expiries, computed here so that it receives them as text.
+fn expiry_ms(micros: i64) -> i64 {
+    (micros + 999) / 1000 + 1000
+}
+
+/// The eight values the reserve script takes per limit (see its header).
+fn limit_args(invocation: &mut redis::ScriptInvocation<'_>, check: &Check, now: i64) {
+    let limit = &check.limit;
+    let (start, end) = limit.window.bounds(now);
+    let length = end - start;
+    let code = algorithm_code(limit);
+    invocation.arg(code).arg(limit.limit).arg(check.cost.max(0));
+    match code {
+        1 if end >= LIFETIME_END => invocation.arg(start).arg("").arg("").arg("").arg(""),
+        1 => invocation
+            .arg(start)
+            .arg(expiry_ms(end - now))
+            .arg("")
+            .arg("")
+            .arg(""),
+        2 => invocation
+            .arg(start)
+            .arg(start - length)
+            .arg(end - now)
+            .arg(length)
+            .arg(expiry_ms(end - now + length)),
+        3 => invocation
+            .arg(length)
+            .arg(expiry_ms(length))
+            .arg("")
+            .arg("")
+            .arg(""),
+        _ => invocation
+            .arg(length)
+            .arg(limit.burst)
+            .arg("")
+            .arg("")
+            .arg(""),
+    };
+}
+
+/// Reads the reserve script's answer: window counters come back as their
+/// counts, from which the memory backend's own code derives the outcome;
+/// the script's verdict stands.
+fn decision(
+    admission: &Admission<'_>,
+    values: &[i64],
+    now: i64,
+) -> Result<Decision, RedisLimiterError> {
+    let expected = 1 + 4 * (admission.checks.len() + admission.slots.len());
+    if values.len() != expected {
+        return Err(RedisLimiterError::Shape(values.len(), expected));
+    }
+    let (limits, slots) = values[1..].split_at(4 * admission.checks.len());
+    let limit_outcomes = admission
+        .checks
+        .iter()
+        .zip(limits.chunks_exact(4))
+        .map(|(check, chunk)| limit_outcome(check, chunk, now));
+    let slot_outcomes = admission
+        .slots
+        .iter()
+        .zip(slots.chunks_exact(4))
+        .map(|(slot, chunk)| slot_outcome(chunk[1], slot.max));
+    Ok(Decision {
+        allowed: values[0] == 1,
+        outcomes: limit_outcomes.chain(slot_outcomes).collect(),
+    })
+}
+
+fn limit_outcome(check: &Check, chunk: &[i64], now: i64) -> Outcome {
+    let allowed = chunk[0] == 1;
+    let limit = &check.limit;
+    let window_start = limit.window.bounds(now).0;
+    let state = match algorithm_code(limit) {
+        1 => State::Fixed {
+            window_start,
+            used: chunk[1],
+        },
+        2 => State::Sliding {
+            window_start,
+            current: chunk[1],
+            previous: chunk[2],
+        },
+        _ => {
+            return Outcome {
+                allowed,
+                remaining: chunk[1],
+                reset_at: chunk[2],
+                retry_after: chunk[3],
+            };
+        }
+    };
+    let (outcome, _) = limit.evaluate(Some(&state), check.cost, now);
+    // The script weighs in doubles; at counts past 2^53 its rounding may
+    // differ from this exact arithmetic, and its verdict is what counted.
+    Outcome {
+        allowed,
+        retry_after: if allowed {
+            0
+        } else {
+            outcome.retry_after.max(1)
+        },
+        ..outcome
+    }
 }
 
 fn algorithm_code(limit: &Limit) -> i64 {
