@@ -9,7 +9,7 @@ use std::time::Duration;
 use gateway_quota::limiter::redis::RedisLimiter;
 use gateway_quota::limiter::{
     Adjustment, Admission, Algorithm, Backend, Check, ClaimMode, Claimed, Limit, Limiter,
-    NewRecord, Slot, Window,
+    NewRecord, Slot, Stored, Window,
 };
 use tokio::task::JoinSet;
 
@@ -384,6 +384,15 @@ impl Steps {
     }
 }
 
+fn adjustment(check: &Check, delta: i64, admitted_at: i64) -> Adjustment {
+    Adjustment {
+        key: check.key.clone(),
+        limit: check.limit.clone(),
+        delta,
+        admitted_at,
+    }
+}
+
 /// Redis derives window outcomes from the counts its script returns, with
 /// the memory backend's code: both must answer every admission alike,
 /// refusals and their remaining, reset and retry-after included.
@@ -407,6 +416,7 @@ async fn the_redis_backend_answers_every_admission_as_memory_does() {
     let mut steps = Steps(7);
     let mut now = T0;
     let mut refusals = std::collections::HashMap::<String, usize>::new();
+    let mut admitted = Vec::new();
     for step in 0..400 {
         now += steps.next(2 * SECOND);
         let chosen = usize::try_from(steps.next(6)).unwrap();
@@ -428,6 +438,24 @@ async fn the_redis_backend_answers_every_admission_as_memory_does() {
         let (from_redis, backend) = redis.admit("tenant-a", &admission, now).await;
         assert_eq!(backend, Backend::Redis);
         assert_eq!(from_redis, from_memory, "step {step}: {checks:?}");
+        if from_memory.allowed {
+            admitted.push((now, checks.clone(), holder.clone()));
+        }
+        // Now and then settle an earlier admission: give back or count more.
+        if steps.next(3) == 0 && !admitted.is_empty() {
+            let index = usize::try_from(steps.next(i64::try_from(admitted.len()).unwrap()));
+            let (at, settled, holder) = admitted.swap_remove(index.unwrap());
+            let adjustments: Vec<Adjustment> = settled
+                .iter()
+                .map(|check| adjustment(check, steps.next(7) - 3, at))
+                .collect();
+            let slots = ["slot".to_owned()];
+            for (limiter, stored) in [(&memory, Stored::Memory), (&redis, Stored::Redis)] {
+                limiter
+                    .adjust(stored, "tenant-a", &adjustments, &slots, &holder, now)
+                    .await;
+            }
+        }
         let keys = checks
             .iter()
             .map(|check| check.key.as_str())
@@ -442,12 +470,24 @@ async fn the_redis_backend_answers_every_admission_as_memory_does() {
         refusals.values().all(|count| (5..300).contains(count)),
         "{refusals:?}"
     );
-    // A cost above the whole limit, on a log with no entries yet.
-    for limit in &limits {
-        let checks = [check("untouched", limit, limit.limit + 1)];
+    // A cost above the whole limit, on a log with no entries yet; then a
+    // give-back larger than what counts.
+    for (index, limit) in limits.iter().enumerate() {
+        let checks = [check(&format!("untouched-{index}"), limit, limit.limit + 1)];
         let (from_memory, _) = memory.check("tenant-b", &checks, now).await;
         let (from_redis, backend) = redis.check("tenant-b", &checks, now).await;
         assert_eq!((from_redis, backend), (from_memory, Backend::Redis));
+        let checks = [check(&format!("small-{index}"), limit, 1)];
+        let refund = [adjustment(&checks[0], -3, now)];
+        for (limiter, stored) in [(&memory, Stored::Memory), (&redis, Stored::Redis)] {
+            assert!(limiter.check("tenant-b", &checks, now).await.0.allowed);
+            limiter
+                .adjust(stored, "tenant-b", &refund, &[], "", now + 1)
+                .await;
+        }
+        let (from_memory, _) = memory.check("tenant-b", &checks, now + 2).await;
+        let (from_redis, _) = redis.check("tenant-b", &checks, now + 2).await;
+        assert_eq!(from_redis, from_memory, "{limit:?}");
     }
 }
 

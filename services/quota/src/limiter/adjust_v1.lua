@@ -1,92 +1,99 @@
 -- gateway_quota_adjust_v1: settles counters after a reservation or lease.
 -- KEYS: one counter per adjustment, then the slot sets to leave.
--- ARGV: now, nonce (the slot holder, and a unique log member prefix),
--- adjustment count, then eight values per adjustment: algorithm (1 fixed,
--- 2 sliding window, 3 sliding log, 4 GCRA), limit, burst, delta, admitted
--- window start, current window start, current window end, admitted at.
 -- A negative delta gives back what still counts; a positive one is counted
--- now, past the limit if need be (the usage happened). Times in microseconds.
+-- now, past the limit if need be (the usage happened). As in the reserve
+-- script, what is only stored or compared arrives as text; counts change
+-- with HINCRBY. Times in microseconds, expiries in milliseconds.
+-- ARGV: now, nonce (the slot holder, and a unique log member prefix),
+-- adjustment count, then eight values per adjustment: algorithm, delta
+-- (never 0), then by algorithm (unused values are '')
+--   1 fixed window:   admitted window start, current window start, expiry
+--                     ('' = never: the lifetime window)
+--   2 sliding window: admitted window start, current window start, expiry,
+--                     the window start after the admitted one, the window
+--                     start before the current one
+--   3 sliding log:    admitted at, length, expiry
+--   4 GCRA:           limit, length
 local now = tonumber(ARGV[1])
 local nonce = ARGV[2]
 local n = tonumber(ARGV[3])
-local LIFETIME = 4611686018427387904
 
-local function expire(key, micros, window_end)
-  if window_end < LIFETIME then
-    redis.call('PEXPIRE', key, math.ceil(micros / 1000) + 1000)
+-- Lowers a count by `delta` (< 0) without going below zero.
+local function give_back(key, field, stored, delta)
+  if tonumber(stored) + tonumber(delta) >= 0 then
+    redis.call('HINCRBY', key, field, delta)
+  else
+    redis.call('HSET', key, field, '0')
+  end
+end
+
+local function fixed_window(key, delta, base)
+  local stored = redis.call('HMGET', key, 's', 'u')
+  if string.sub(delta, 1, 1) == '-' then
+    if stored[1] == ARGV[base + 3] then give_back(key, 'u', stored[2], delta) end
+  elseif stored[1] == ARGV[base + 4] then
+    redis.call('HINCRBY', key, 'u', delta)
+  else
+    redis.call('HSET', key, 's', ARGV[base + 4], 'u', delta)
+    if ARGV[base + 5] ~= '' then redis.call('PEXPIRE', key, ARGV[base + 5]) end
+  end
+end
+
+local function sliding_window(key, delta, base)
+  local stored = redis.call('HMGET', key, 's', 'c', 'p')
+  if string.sub(delta, 1, 1) == '-' then
+    if stored[1] == ARGV[base + 3] then
+      give_back(key, 'c', stored[2], delta)
+    elseif stored[1] == ARGV[base + 6] then
+      give_back(key, 'p', stored[3], delta)
+    end
+  elseif stored[1] == ARGV[base + 4] then
+    redis.call('HINCRBY', key, 'c', delta)
+  else
+    local kept = stored[1] == ARGV[base + 7] and stored[2] or '0'
+    redis.call('HSET', key, 's', ARGV[base + 4], 'c', delta, 'p', kept)
+    redis.call('PEXPIRE', key, ARGV[base + 5])
+  end
+end
+
+local function sliding_log(i, key, delta, base)
+  local member = nonce .. '-a' .. i .. ':' .. delta
+  if string.sub(delta, 1, 1) == '-' then
+    -- A negative entry at the admission time leaves the log together
+    -- with the amount it cancels.
+    local admitted_at = tonumber(ARGV[base + 3])
+    if admitted_at > now - tonumber(ARGV[base + 4]) and redis.call('EXISTS', key) == 1 then
+      redis.call('ZADD', key, ARGV[base + 3], member)
+    end
+  else
+    redis.call('ZADD', key, ARGV[1], member)
+    redis.call('PEXPIRE', key, ARGV[base + 5])
+  end
+end
+
+local function gcra(key, delta, base)
+  local interval = tonumber(ARGV[base + 4]) / tonumber(ARGV[base + 3])
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  tat = math.max(tat + tonumber(delta) * interval, now)
+  if tat > now then
+    redis.call('SET', key, string.format('%.6f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+  else
+    redis.call('DEL', key)
   end
 end
 
 for i = 1, n do
   local base = 3 + (i - 1) * 8
-  local algorithm = tonumber(ARGV[base + 1])
-  local limit = tonumber(ARGV[base + 2])
-  local burst = tonumber(ARGV[base + 3])
-  local delta = tonumber(ARGV[base + 4])
-  local admitted_start = tonumber(ARGV[base + 5])
-  local window_start = tonumber(ARGV[base + 6])
-  local window_end = tonumber(ARGV[base + 7])
-  local admitted_at = tonumber(ARGV[base + 8])
-  local length = window_end - window_start
-  local key = KEYS[i]
-
-  if algorithm == 1 then
-    local stored = redis.call('HMGET', key, 's', 'u')
-    local stored_start = tonumber(stored[1] or '-1')
-    if delta < 0 then
-      if stored_start == admitted_start then
-        redis.call('HSET', key, 'u', math.max(tonumber(stored[2]) + delta, 0))
-      end
-    else
-      local used = 0
-      if stored_start == window_start then used = tonumber(stored[2]) end
-      redis.call('HSET', key, 's', window_start, 'u', used + delta)
-      expire(key, window_end - now, window_end)
-    end
-  elseif algorithm == 2 then
-    local stored = redis.call('HMGET', key, 's', 'c', 'p')
-    local stored_start = tonumber(stored[1] or '-1')
-    if delta < 0 then
-      if stored_start == admitted_start then
-        redis.call('HSET', key, 'c', math.max(tonumber(stored[2]) + delta, 0))
-      elseif stored_start == admitted_start + length then
-        redis.call('HSET', key, 'p', math.max(tonumber(stored[3]) + delta, 0))
-      end
-    else
-      local current, previous = 0, 0
-      if stored_start == window_start then
-        current, previous = tonumber(stored[2]), tonumber(stored[3])
-      elseif stored_start == window_start - length then
-        previous = tonumber(stored[2])
-      end
-      redis.call('HSET', key, 's', window_start, 'c', current + delta, 'p', previous)
-      expire(key, window_end - now + length, 0)
-    end
-  elseif algorithm == 3 then
-    if delta < 0 then
-      -- A negative entry at the admission time leaves the log together
-      -- with the amount it cancels.
-      if admitted_at > now - length and redis.call('EXISTS', key) == 1 then
-        redis.call('ZADD', key, admitted_at, nonce .. '-a' .. i .. ':' .. delta)
-      end
-    else
-      redis.call('ZADD', key, now, nonce .. '-a' .. i .. ':' .. delta)
-      expire(key, length, 0)
-    end
+  local algorithm, delta, key = ARGV[base + 1], ARGV[base + 2], KEYS[i]
+  if algorithm == '1' then
+    fixed_window(key, delta, base)
+  elseif algorithm == '2' then
+    sliding_window(key, delta, base)
+  elseif algorithm == '3' then
+    sliding_log(i, key, delta, base)
   else
-    local interval = length / limit
-    local tat = tonumber(redis.call('GET', key) or '0')
-    if tat < now then tat = now end
-    if delta < 0 then
-      tat = math.max(tat + delta * interval, now)
-    else
-      tat = tat + delta * interval
-    end
-    if tat > now then
-      redis.call('SET', key, string.format('%.6f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
-    else
-      redis.call('DEL', key)
-    end
+    gcra(key, delta, base)
   end
 end
 

@@ -169,20 +169,14 @@ impl RedisLimiter {
         let call = async {
             let mut connection = self.connection().await?;
             let mut invocation = self.adjust.prepare_invoke();
-            invocation.arg(now).arg(holder).arg(adjustments.len());
-            for adjustment in adjustments {
-                let limit = &adjustment.limit;
-                let (window_start, window_end) = limit.window.bounds(now);
-                invocation
-                    .key(self.counter_key(tenant_id, &adjustment.key))
-                    .arg(algorithm_code(limit))
-                    .arg(limit.limit)
-                    .arg(limit.burst)
-                    .arg(adjustment.delta)
-                    .arg(limit.window.bounds(adjustment.admitted_at).0)
-                    .arg(window_start)
-                    .arg(window_end)
-                    .arg(adjustment.admitted_at);
+            // A zero change changes nothing, in memory too.
+            let changes = adjustments
+                .iter()
+                .filter(|adjustment| adjustment.delta != 0);
+            invocation.arg(now).arg(holder).arg(changes.clone().count());
+            for adjustment in changes {
+                invocation.key(self.counter_key(tenant_id, &adjustment.key));
+                adjustment_args(&mut invocation, adjustment, now);
             }
             for slot in slots {
                 invocation.key(self.counter_key(tenant_id, slot));
@@ -379,6 +373,57 @@ fn limit_args(invocation: &mut redis::ScriptInvocation<'_>, check: &Check, now: 
             .arg("")
             .arg(""),
     };
+}
+
+/// The eight values the adjust script takes per adjustment (see its header).
+fn adjustment_args(
+    invocation: &mut redis::ScriptInvocation<'_>,
+    adjustment: &Adjustment,
+    now: i64,
+) {
+    let limit = &adjustment.limit;
+    let (start, end) = limit.window.bounds(now);
+    let length = end - start;
+    let admitted = limit.window.bounds(adjustment.admitted_at).0;
+    let code = algorithm_code(limit);
+    invocation.arg(code).arg(adjustment.delta);
+    let given = match code {
+        1 if end >= LIFETIME_END => {
+            invocation.arg(admitted).arg(start).arg("");
+            3
+        }
+        1 => {
+            invocation
+                .arg(admitted)
+                .arg(start)
+                .arg(expiry_ms(end - now));
+            3
+        }
+        2 => {
+            let after_admitted = admitted + limit.window.length(adjustment.admitted_at);
+            invocation
+                .arg(admitted)
+                .arg(start)
+                .arg(expiry_ms(end - now + length))
+                .arg(after_admitted)
+                .arg(start - length);
+            5
+        }
+        3 => {
+            invocation
+                .arg(adjustment.admitted_at)
+                .arg(length)
+                .arg(expiry_ms(length));
+            3
+        }
+        _ => {
+            invocation.arg(limit.limit).arg(length);
+            2
+        }
+    };
+    for _ in given..6 {
+        invocation.arg("");
+    }
 }
 
 /// Reads the reserve script's answer: window counters come back as their

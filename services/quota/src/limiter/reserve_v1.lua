@@ -85,7 +85,8 @@ local function gcra(key, limit, cost, base)
     writes[#writes + 1] = {'SET', key, string.format('%.6f', new_tat), 'PX', expiry}
     return 1, math.floor((capacity - (new_tat - now)) / interval + 1e-9), new_tat, 0
   end
-  return 0, math.floor((capacity - (tat - now)) / interval + 1e-9), tat,
+  -- Counted past the bucket (usage settled above its estimate): none left.
+  return 0, math.max(math.floor((capacity - (tat - now)) / interval + 1e-9), 0), tat,
          math.max(1, new_tat - capacity - now)
 end
 
