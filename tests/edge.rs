@@ -323,6 +323,58 @@ async fn the_edge_serves_a_tenant_api_on_postgres_and_redis() {
     the_edge_serves_a_tenant_api_end_to_end(Backend::Postgres).await;
 }
 
+/// A key whose only limits count requests admits from quota leases, renewed
+/// ahead of running out while the current lease still admits, each going
+/// back with its used count: across every renewal the edge admits exactly
+/// the day's limit, then refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_leases_renew_ahead_and_admit_exactly_the_limit() {
+    let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
+    let upstream = start_upstream().await;
+    let acme = suite.tenant("acme").await;
+    register_api(&suite, &acme, upstream).await;
+    let mut quota_admin = suite.quota_as(Credentials::bearer(&acme.admin_token)).await;
+    let plan = quota_admin
+        .create_plan(quota::CreatePlanRequest {
+            plan: Some(quota::Plan {
+                name: "daily".to_owned(),
+                requests_per_day: Some(600),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .plan
+        .unwrap();
+    let (_, key) = create_key(&suite, &acme, "daily", &plan.id).await;
+    let client = http_client();
+    let edge = suite.addresses.edge;
+    // A lease being swapped can hold the last units for a moment: count
+    // until refusals are all that is left.
+    let (mut admitted, mut refused_in_a_row) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while refused_in_a_row < 20 {
+        assert!(Instant::now() < deadline, "{admitted} admitted so far");
+        let (status, _, _) = call(&client, edge, "GET", "/acme/echo/", Some(&key), empty()).await;
+        refused_in_a_row = if status == StatusCode::TOO_MANY_REQUESTS {
+            refused_in_a_row + 1
+        } else {
+            0
+        };
+        match status {
+            StatusCode::OK => admitted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            // The API is still on its way to the edge.
+            StatusCode::NOT_FOUND if admitted == 0 => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("unexpected {other} after {admitted} admitted"),
+        }
+    }
+    assert_eq!(admitted, 600);
+}
+
 /// Quota unreachable with `fail_open`: a second edge pointed at a dead
 /// quota still serves (with its own floor), the rest of the suite live.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ use crate::body::EdgeBody;
 use crate::config::QuotaFailure;
 use crate::floor::Floor;
 use crate::grpc::Authed;
-use crate::leases::Leases;
+use crate::leases::{FromLease, Leases};
 use crate::problem::{Halt, Problem, halt};
 
 /// How long the edge waits for quota before applying its failure policy.
@@ -167,7 +167,8 @@ impl Admission {
             Some(subject) => subject.clone(),
             None => format!("{}|{client}", principal.key_id),
         };
-        if self.leases.try_admit(&lease_key) {
+        let from_lease = self.leases.try_admit(&lease_key);
+        if from_lease == FromLease::Admitted {
             self.admitted_by_lease.increment(1);
             return Ok(Admitted::default());
         }
@@ -181,30 +182,47 @@ impl Admission {
             scopes: scopes.clone(),
             ..quota::CheckRequest::default()
         };
-        match tokio::time::timeout(QUOTA_DEADLINE, self.quota.clone().check(request)).await {
-            Ok(Ok(answer)) => {
-                let answer = answer.into_inner();
-                if !answer.allowed {
-                    metrics::counter!("edge_refused_total", "reason" => "quota").increment(1);
-                    return Err(Box::new(refused(&answer, request_id)));
+        let answer =
+            match tokio::time::timeout(QUOTA_DEADLINE, self.quota.clone().check(request)).await {
+                Ok(Ok(answer)) => answer.into_inner(),
+                Ok(Err(_)) | Err(_) if self.admitted_by_held_lease(from_lease, &lease_key) => {
+                    return Ok(Admitted::default());
                 }
-                metrics::counter!("edge_admitted_total", "by" => "check").increment(1);
-                self.leases
-                    .maybe_renew(&lease_key, &principal.tenant_id, &scopes, &answer);
-                // Nothing to settle: skip Commit (a call per request).
-                Ok(if answer.commit_required {
-                    Admitted {
-                        reservation_id: answer.reservation_id,
-                        scopes,
-                        balance_owner: None,
-                        local: None,
-                    }
-                } else {
-                    Admitted::default()
-                })
+                Ok(Err(_)) | Err(_) => return self.unreachable(&lease_key, request_id),
+            };
+        if !answer.allowed {
+            if self.admitted_by_held_lease(from_lease, &lease_key) {
+                return Ok(Admitted::default());
             }
-            Ok(Err(_)) | Err(_) => self.unreachable(&lease_key, request_id),
+            metrics::counter!("edge_refused_total", "reason" => "quota").increment(1);
+            return Err(Box::new(refused(&answer, request_id)));
         }
+        metrics::counter!("edge_admitted_total", "by" => "check").increment(1);
+        self.leases
+            .maybe_renew(&lease_key, &principal.tenant_id, &scopes, &answer);
+        // Nothing to settle: skip Commit (a call per request).
+        Ok(if answer.commit_required {
+            Admitted {
+                reservation_id: answer.reservation_id,
+                scopes,
+                balance_owner: None,
+                local: None,
+            }
+        } else {
+            Admitted::default()
+        })
+    }
+
+    /// The request sent to quota to renew its key's lease ahead, when quota
+    /// refused it or did not answer: quota cannot see what the lease still
+    /// holds, so the lease admits it if it can.
+    fn admitted_by_held_lease(&self, from_lease: FromLease, key: &str) -> bool {
+        let admitted =
+            from_lease == FromLease::CheckFirst && self.leases.admit_refused_prefetch(key);
+        if admitted {
+            self.admitted_by_lease.increment(1);
+        }
+        admitted
     }
 
     /// An AI request: from the caller's budget lease when it holds one

@@ -14,6 +14,16 @@
 //! requests have budget leases of their own (`crate::ai::budget`). A
 //! plan or rule changed while a lease is held applies when the lease is
 //! renewed, within its 10 s lifetime.
+//!
+//! Renewal ahead: when a lease is down to a quarter of its grant, or 2 s
+//! before its renewal time, one request is checked by quota instead. Its
+//! answer confirms the key may still lease, and the next lease is taken in
+//! the background while this one keeps admitting; the old one then goes
+//! back with its used count. Before, a lease was given back first and
+//! every request in the gap waited on a `Check`. If quota refuses that
+//! request or does not answer, the lease admits it, since quota cannot see
+//! what the lease still holds. For the moment of a swap an edge holds two
+//! leases, so a crash then forgoes both slices (never an overrun).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -30,12 +40,68 @@ const REQUESTED: i64 = 10_000;
 const TTL: Duration = Duration::from_secs(10);
 /// Renew this long before expiry, so the release reaches quota in time.
 const RENEW_BEFORE: Duration = Duration::from_secs(2);
+/// Start the next lease this long before `renew_at`, or when a quarter of
+/// the grant is left, so requests keep admitting locally while it comes.
+const PREFETCH_BEFORE: Duration = Duration::from_secs(2);
 
 struct Lease {
     id: String,
     remaining: AtomicI64,
     granted: i64,
     renew_at: Instant,
+    prefetch_at: Instant,
+    /// Whether a request has gone to quota to renew this lease early.
+    prefetching: AtomicBool,
+}
+
+impl Lease {
+    fn granted(granted: quota::LeaseResponse) -> Self {
+        let lifetime = granted.expire_time.map_or(TTL, |expire| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_secs());
+            let left = u64::try_from(expire.seconds)
+                .unwrap_or(0)
+                .saturating_sub(now);
+            Duration::from_secs(left)
+        });
+        let renew_at = Instant::now() + lifetime.saturating_sub(RENEW_BEFORE);
+        Self {
+            id: granted.lease_id,
+            remaining: AtomicI64::new(granted.granted_amount),
+            granted: granted.granted_amount,
+            renew_at,
+            prefetch_at: renew_at.checked_sub(PREFETCH_BEFORE).unwrap_or(renew_at),
+            prefetching: AtomicBool::new(false),
+        }
+    }
+
+    /// Never below zero: a failed decrement leaves the count as it was.
+    fn take_one(&self) -> bool {
+        self.remaining
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |remaining| {
+                (remaining > 0).then(|| remaining - 1)
+            })
+            .is_ok()
+    }
+
+    /// True for the one request that should be checked by quota so that
+    /// its answer renews the lease early (see [`Leases::maybe_renew`]).
+    fn claims_prefetch(&self, now: Instant) -> bool {
+        let low = self.remaining.load(Ordering::Acquire) <= self.granted / 4;
+        (low || now >= self.prefetch_at) && !self.prefetching.swap(true, Ordering::AcqRel)
+    }
+}
+
+/// What a key's lease says about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FromLease {
+    Admitted,
+    /// No lease, or it cannot admit: check with quota.
+    No,
+    /// Check with quota, whose answer renews the lease ahead; if quota
+    /// refuses, [`Leases::admit_refused_prefetch`].
+    CheckFirst,
 }
 
 #[derive(Default)]
@@ -60,27 +126,39 @@ impl Leases {
         }
     }
 
-    /// Admits one request of `key` from its lease, if it holds one.
-    pub fn try_admit(&self, key: &str) -> bool {
-        let Some(slot) = self.lock().get(key).cloned() else {
-            return false;
+    /// Whether one request of `key` is admitted from its lease.
+    pub fn try_admit(&self, key: &str) -> FromLease {
+        let Some(lease) = self.current(key) else {
+            return FromLease::No;
         };
-        let lease = slot
-            .lease
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let Some(lease) = lease else { return false };
-        if Instant::now() >= lease.renew_at {
-            return false;
+        let now = Instant::now();
+        if now >= lease.renew_at {
+            return FromLease::No;
         }
-        // Never below zero: a failed decrement leaves the count as it was.
-        lease
-            .remaining
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |remaining| {
-                (remaining > 0).then(|| remaining - 1)
-            })
-            .is_ok()
+        // One request goes to quota early: its answer re-checks that the
+        // key may still lease (its plan may have changed) and renews, while
+        // the others still admit from this lease and none waits on quota.
+        if lease.claims_prefetch(now) {
+            return FromLease::CheckFirst;
+        }
+        if lease.take_one() {
+            FromLease::Admitted
+        } else {
+            FromLease::No
+        }
+    }
+
+    /// The prefetching request when quota refused it: quota cannot see
+    /// what this lease still holds, so the lease admits it if it can.
+    pub fn admit_refused_prefetch(&self, key: &str) -> bool {
+        self.current(key)
+            .is_some_and(|lease| Instant::now() < lease.renew_at && lease.take_one())
+    }
+
+    fn current(&self, key: &str) -> Option<Arc<Lease>> {
+        let slot = self.lock().get(key).cloned()?;
+        let lease = slot.lease.lock().unwrap_or_else(PoisonError::into_inner);
+        lease.clone()
     }
 
     /// After a per-request Check admitted `key` with these limits: if they
@@ -119,44 +197,47 @@ impl Leases {
                 nanos: 0,
             }),
         };
+        // The current lease keeps admitting until the next one is in; then
+        // it goes back with its used count.
         tokio::spawn(async move {
-            let old = slot
-                .lease
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            if let Some(old) = old {
-                leases.release(&old).await;
-            }
             match leases.quota.clone().lease(request).await {
                 Ok(granted) => {
                     let granted = granted.into_inner();
                     if granted.granted_amount > 0 && !granted.lease_id.is_empty() {
-                        let lifetime = granted
-                            .expire_time
-                            .map(|expire| {
-                                let now = std::time::SystemTime::now()
-                                    .duration_since(std::time::UNIX_EPOCH)
-                                    .map_or(0, |elapsed| elapsed.as_secs());
-                                let left = u64::try_from(expire.seconds)
-                                    .unwrap_or(0)
-                                    .saturating_sub(now);
-                                Duration::from_secs(left)
-                            })
-                            .unwrap_or(TTL);
-                        *slot.lease.lock().unwrap_or_else(PoisonError::into_inner) =
-                            Some(Arc::new(Lease {
-                                id: granted.lease_id,
-                                remaining: AtomicI64::new(granted.granted_amount),
-                                granted: granted.granted_amount,
-                                renew_at: Instant::now() + lifetime.saturating_sub(RENEW_BEFORE),
-                            }));
+                        let old = slot
+                            .lease
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .replace(Arc::new(Lease::granted(granted)));
+                        if let Some(old) = old {
+                            leases.release(&old).await;
+                        }
+                    } else {
+                        leases.release_spent(&slot).await;
                     }
                 }
-                Err(status) => tracing::debug!(%status, "no quota lease; checking per request"),
+                Err(status) => {
+                    tracing::debug!(%status, "no quota lease; checking per request");
+                    leases.release_spent(&slot).await;
+                }
             }
             slot.renewing.store(false, Ordering::Release);
         });
+    }
+
+    /// With no next lease: the current one goes back once it can no longer
+    /// admit, so quota counts what it really admitted.
+    async fn release_spent(&self, slot: &Slot) {
+        let spent = {
+            let mut current = slot.lease.lock().unwrap_or_else(PoisonError::into_inner);
+            let can_admit = current.as_ref().is_some_and(|lease| {
+                Instant::now() < lease.renew_at && lease.remaining.load(Ordering::Acquire) > 0
+            });
+            if can_admit { None } else { current.take() }
+        };
+        if let Some(lease) = spent {
+            self.release(&lease).await;
+        }
     }
 
     async fn release(&self, lease: &Lease) {
