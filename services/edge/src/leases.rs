@@ -163,7 +163,7 @@ impl Leases {
 
     /// After a per-request Check admitted `key` with these limits: if they
     /// allow a lease and none is being fetched, fetch one in the background
-    /// (and release the spent one).
+    /// (the current one goes back once the next is in).
     pub fn maybe_renew(
         self: &Arc<Self>,
         key: &str,

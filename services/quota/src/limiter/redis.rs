@@ -346,33 +346,42 @@ fn limit_args(invocation: &mut redis::ScriptInvocation<'_>, check: &Check, now: 
     let length = end - start;
     let code = algorithm_code(limit);
     invocation.arg(code).arg(limit.limit).arg(check.cost.max(0));
-    match code {
-        1 if end >= LIFETIME_END => invocation.arg(start).arg("").arg("").arg("").arg(""),
-        1 => invocation
-            .arg(start)
-            .arg(expiry_ms(end - now))
-            .arg("")
-            .arg("")
-            .arg(""),
-        2 => invocation
-            .arg(start)
-            .arg(start - length)
-            .arg(end - now)
-            .arg(length)
-            .arg(expiry_ms(end - now + length)),
-        3 => invocation
-            .arg(length)
-            .arg(expiry_ms(length))
-            .arg("")
-            .arg("")
-            .arg(""),
-        _ => invocation
-            .arg(length)
-            .arg(limit.burst)
-            .arg("")
-            .arg("")
-            .arg(""),
+    let given = match code {
+        1 if end >= LIFETIME_END => {
+            invocation.arg(start).arg("");
+            2
+        }
+        1 => {
+            invocation.arg(start).arg(expiry_ms(end - now));
+            2
+        }
+        2 => {
+            invocation
+                .arg(start)
+                .arg(start - length)
+                .arg(end - now)
+                .arg(length)
+                .arg(expiry_ms(end - now + length));
+            5
+        }
+        3 => {
+            invocation.arg(length).arg(expiry_ms(length));
+            2
+        }
+        _ => {
+            invocation.arg(length).arg(limit.burst);
+            2
+        }
     };
+    pad(invocation, given, 5);
+}
+
+/// Fills the values an algorithm does not use, so every entry has the
+/// script's fixed width.
+fn pad(invocation: &mut redis::ScriptInvocation<'_>, given: usize, width: usize) {
+    for _ in given..width {
+        invocation.arg("");
+    }
 }
 
 /// The eight values the adjust script takes per adjustment (see its header).
@@ -421,9 +430,7 @@ fn adjustment_args(
             2
         }
     };
-    for _ in given..6 {
-        invocation.arg("");
-    }
+    pad(invocation, given, 6);
 }
 
 /// Reads the reserve script's answer: window counters come back as their
