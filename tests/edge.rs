@@ -36,21 +36,17 @@ async fn the_edge_serves_a_tenant_api_end_to_end(backend: Backend) {
     let globex = suite.tenant("globex").await;
     let api_id = register_api(&suite, &acme, upstream).await;
     register_api(&suite, &globex, upstream).await;
-    let mut quota_admin = suite.quota_as(Credentials::bearer(&acme.admin_token)).await;
-    let plan = quota_admin
-        .create_plan(quota::CreatePlanRequest {
-            plan: Some(quota::Plan {
-                name: "demo".to_owned(),
-                requests_per_minute: Some(5),
-                requests_per_month: Some(100),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .plan
-        .unwrap();
+    let plan = create_plan(
+        &suite,
+        &acme,
+        quota::Plan {
+            name: "demo".to_owned(),
+            requests_per_minute: Some(5),
+            requests_per_month: Some(100),
+            ..Default::default()
+        },
+    )
+    .await;
     let (free_key_id, free_key) = create_key(&suite, &acme, "free", "").await;
     let (_, limited_key) = create_key(&suite, &acme, "limited", &plan.id).await;
     let (_, globex_key) = create_key(&suite, &globex, "globex", "").await;
@@ -333,20 +329,16 @@ async fn request_leases_renew_ahead_and_admit_exactly_the_limit() {
     let upstream = start_upstream().await;
     let acme = suite.tenant("acme").await;
     register_api(&suite, &acme, upstream).await;
-    let mut quota_admin = suite.quota_as(Credentials::bearer(&acme.admin_token)).await;
-    let plan = quota_admin
-        .create_plan(quota::CreatePlanRequest {
-            plan: Some(quota::Plan {
-                name: "daily".to_owned(),
-                requests_per_day: Some(600),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .plan
-        .unwrap();
+    let plan = create_plan(
+        &suite,
+        &acme,
+        quota::Plan {
+            name: "daily".to_owned(),
+            requests_per_day: Some(600),
+            ..Default::default()
+        },
+    )
+    .await;
     let (_, key) = create_key(&suite, &acme, "daily", &plan.id).await;
     let client = http_client();
     let edge = suite.addresses.edge;

@@ -907,20 +907,16 @@ async fn the_response_cache_follows_http_caching_rules_and_stays_within_the_tena
     assert_eq!(cache_result(&theirs).0, "MISS");
 
     // Hits are admitted by quota like any request.
-    let mut quota_admin = suite.quota_as(Credentials::bearer(&acme.admin_token)).await;
-    let two = quota_admin
-        .create_plan(gateway_proto::quota::v1::CreatePlanRequest {
-            plan: Some(gateway_proto::quota::v1::Plan {
-                name: "two".to_owned(),
-                requests_per_minute: Some(2),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .plan
-        .unwrap();
+    let two = create_plan(
+        &suite,
+        &acme,
+        gateway_proto::quota::v1::Plan {
+            name: "two".to_owned(),
+            requests_per_minute: Some(2),
+            ..Default::default()
+        },
+    )
+    .await;
     let (_, limited) = create_key(&suite, &acme, "limited", &two.id).await;
     for _ in 0..2 {
         let answer = send(
@@ -1060,20 +1056,16 @@ async fn maintenance_ip_lists_and_plugins_act_before_quota_and_upstream() {
         )
         .await;
     }
-    let mut quota_admin = suite.quota_as(Credentials::bearer(&acme.admin_token)).await;
-    let one = quota_admin
-        .create_plan(gateway_proto::quota::v1::CreatePlanRequest {
-            plan: Some(gateway_proto::quota::v1::Plan {
-                name: "one".to_owned(),
-                requests_per_minute: Some(1),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .plan
-        .unwrap();
+    let one = create_plan(
+        &suite,
+        &acme,
+        gateway_proto::quota::v1::Plan {
+            name: "one".to_owned(),
+            requests_per_minute: Some(1),
+            ..Default::default()
+        },
+    )
+    .await;
     let (_, key) = create_key(&suite, &acme, "k", &one.id).await;
     let errors = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let shutdown = gateway_runtime::CancellationToken::new();
@@ -1315,20 +1307,16 @@ async fn routes_authenticate_by_key_jwt_basic_or_not_at_all() {
     let suite = TestSuite::start(Backend::Sqlite).await.unwrap();
     let upstream = start_upstream().await;
     let acme = suite.tenant("acme").await;
-    let mut quota_admin = suite.quota_as(Credentials::bearer(&acme.admin_token)).await;
-    let two = quota_admin
-        .create_plan(gateway_proto::quota::v1::CreatePlanRequest {
-            plan: Some(gateway_proto::quota::v1::Plan {
-                name: "two".to_owned(),
-                requests_per_minute: Some(2),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .plan
-        .unwrap();
+    let two = create_plan(
+        &suite,
+        &acme,
+        gateway_proto::quota::v1::Plan {
+            name: "two".to_owned(),
+            requests_per_minute: Some(2),
+            ..Default::default()
+        },
+    )
+    .await;
     let signing = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
     let public_pem = signing
         .verifying_key()

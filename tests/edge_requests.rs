@@ -21,24 +21,13 @@ async fn plan(
     per_minute: Option<i64>,
     per_month: Option<i64>,
 ) -> String {
-    let mut quota_admin = suite
-        .quota_as(Credentials::bearer(&tenant.admin_token))
-        .await;
-    quota_admin
-        .create_plan(quota::CreatePlanRequest {
-            plan: Some(quota::Plan {
-                name: format!("plan-{per_minute:?}-{per_month:?}"),
-                requests_per_minute: per_minute,
-                requests_per_month: per_month,
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .plan
-        .unwrap()
-        .id
+    let plan = quota::Plan {
+        name: format!("plan-{per_minute:?}-{per_month:?}"),
+        requests_per_minute: per_minute,
+        requests_per_month: per_month,
+        ..Default::default()
+    };
+    create_plan(suite, tenant, plan).await.id
 }
 
 /// `(status, headers, body)` of a GET with a key and an optional client id.

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use gateway_e2e::{Credentials, TenantFixture, TestSuite, eventually};
 use gateway_proto::catalog::v1 as cat;
 use gateway_proto::identity::v1 as id;
+use gateway_proto::quota::v1 as quota;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
@@ -139,6 +140,23 @@ pub async fn register_api(
     .api
     .unwrap()
     .id
+}
+
+/// Creates `plan` as `tenant`'s admin.
+pub async fn create_plan(
+    suite: &TestSuite,
+    tenant: &TenantFixture,
+    plan: quota::Plan,
+) -> quota::Plan {
+    suite
+        .quota_as(Credentials::bearer(&tenant.admin_token))
+        .await
+        .create_plan(quota::CreatePlanRequest { plan: Some(plan) })
+        .await
+        .unwrap()
+        .into_inner()
+        .plan
+        .unwrap()
 }
 
 pub async fn create_key(

@@ -42,6 +42,13 @@ fn prefix() -> String {
     format!("gwtest-{}", uuid::Uuid::now_v7().simple())
 }
 
+/// A plain connection, to look at or write keys the way another version
+/// of the scripts would.
+async fn raw_connection(url: &str) -> deadpool_redis::redis::aio::MultiplexedConnection {
+    let client = deadpool_redis::redis::Client::open(url).unwrap();
+    client.get_multiplexed_async_connection().await.unwrap()
+}
+
 /// Semantics, not latency, are under test here (the fallback's timing has
 /// its own test binary): a generous timeout keeps every check on Redis.
 fn redis_limiter(url: &str, prefix: &str) -> Limiter {
@@ -344,8 +351,7 @@ async fn a_window_counter_expiry_is_set_when_its_window_starts() {
     let Some(url) = redis_url() else { return };
     let prefix = prefix();
     let limiter = redis_limiter(&url, &prefix);
-    let client = deadpool_redis::redis::Client::open(url.as_str()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut connection = raw_connection(&url).await;
     let windows = [
         ("fixed", Algorithm::FixedWindow, 61_000),
         ("sliding", Algorithm::SlidingWindow, 121_000),
@@ -499,8 +505,7 @@ async fn a_counter_the_previous_script_wrote_still_counts() {
     let Some(url) = redis_url() else { return };
     let prefix = prefix();
     let limiter = redis_limiter(&url, &prefix);
-    let client = deadpool_redis::redis::Client::open(url.as_str()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut connection = raw_connection(&url).await;
     let per_minute = limit(10, Window::Minute, Algorithm::FixedWindow, 0);
     let (start, _) = per_minute.window.bounds(T0);
     // The previous script's write: numbers, which Lua turns into text.
